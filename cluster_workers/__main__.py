@@ -1,0 +1,3 @@
+from cluster_workers.cli import main
+
+main()

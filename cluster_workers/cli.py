@@ -1,0 +1,190 @@
+"""The command-line face: parses, calls one function, prints. No logic a test would need lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from loguru import logger
+
+from cluster_workers import __version__
+from cluster_workers.errors import ClusterWorkersError
+
+app = typer.Typer(
+    help="Cluster sentence embeddings stored in SQL with HDBSCAN: one worker process per embedding model, one atomic commit.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+DEBUG = {"on": False}
+
+DatabaseUrl = typer.Option(
+    None, "--database-url", "-d", help="SQLAlchemy URL or SQLite path [env CLUSTER_WORKERS_DATABASE_URL, config]."
+)
+ConfigFile = typer.Option(None, "--config", help="TOML config file [default: config/cluster_workers.toml].")
+
+
+def setup_logging(level: str = "INFO") -> None:
+    logger.remove()
+    logger.add(sys.stderr, level=level.upper(), format="{time:YYYY-MM-DD HH:mm:ss} | {level:<7} | {message}")
+
+
+def fail(exc: BaseException) -> None:
+    """Print a one-line error to stderr and exit non-zero (a traceback only with --debug)."""
+    if DEBUG["on"]:
+        logger.exception(exc)
+    message = str(exc) if isinstance(exc, ClusterWorkersError) else f"{type(exc).__name__}: {exc}"
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(getattr(exc, "exit_code", 1))
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cluster-workers {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks and debug logging."),
+) -> None:
+    DEBUG["on"] = debug
+    setup_logging("DEBUG" if debug else "INFO")
+
+
+def _settings(config: Optional[Path], **overrides):  # type: ignore[no-untyped-def]
+    from cluster_workers.config import load_settings
+
+    return load_settings(config, overrides)
+
+
+@app.command()
+def cluster(
+    downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Keep every N-th text output of every run."),
+    database_url: Optional[str] = DatabaseUrl,
+    force: bool = typer.Option(False, "--force", help="Replace results already made with the same parameters."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon."),
+    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0, help="0 = max(2, n/1000)."),
+    min_samples: Optional[int] = typer.Option(None, "--min-samples", min=0, help="0 = same as min_cluster_size."),
+    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster"),
+    min_samples_to_cluster: Optional[int] = typer.Option(None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Cluster only this embedding model (repeatable)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="reference (hdbscan package) or fast."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
+    from cluster_workers.coordinator import raise_on_sigterm, run_clustering
+
+    try:
+        settings = _settings(
+            config,
+            downsample=downsample,
+            database_url=database_url,
+            force=force or None,
+            epsilon=epsilon,
+            min_cluster_size=min_cluster_size,
+            min_samples=min_samples,
+            allow_single_cluster=allow_single_cluster,
+            min_samples_to_cluster=min_samples_to_cluster,
+            models=tuple(model) if model else None,
+            engine=engine,
+            workers=workers,
+            timeout=timeout,
+        )
+        raise_on_sigterm()
+        report = run_clustering(settings)
+    except (ClusterWorkersError, KeyboardInterrupt) as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            from cluster_workers.errors import Interrupted
+
+            exc = Interrupted("interrupted; nothing was written")
+        fail(exc)
+    else:
+        typer.echo(
+            f"clustered {len(report.results)} model(s), skipped {len(report.skipped)}, "
+            f"wrote {report.written.get('memberships', 0):,} memberships in {report.timings['total_s']:.1f} s"
+        )
+
+
+@app.command()
+def results(
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """List clustering results: id, model, sample count, clusters, outlier share, duration, parameters."""
+    from cluster_workers import report as report_mod
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        rows = report_mod.load_results(settings.database_url, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(report_mod.results_json(rows), indent=2) if as_json else report_mod.results_table(rows))
+
+
+@app.command()
+def show(
+    result_id: str = typer.Argument(..., help="A result id (or a unique prefix) from `results`."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    limit: int = typer.Option(20, "--limit", min=0, help="Show at most this many clusters (0 = all)."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Show one result's clusters: size and medoid text, largest first; outliers counted apart."""
+    from cluster_workers import report as report_mod
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        summary, clusters = report_mod.load_clusters(settings.database_url, result_id, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(report_mod.clusters_json(summary, clusters, limit), indent=2))
+    else:
+        typer.echo(report_mod.clusters_table(summary, clusters, limit))
+
+
+@app.command("demo-db")
+def demo_db(
+    path: Optional[str] = typer.Argument(None, help="SQLite file to write (or use --database-url)."),
+    database_url: Optional[str] = typer.Option(None, "--database-url", "-d", help="Write into this database instead (e.g. PostgreSQL)."),
+    embeddings: int = typer.Option(9_025, "--embeddings", "-e", min=145, help="Total embeddings (production: 3288025)."),
+    seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same database."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing SQLite file."),
+) -> None:
+    """Build a synthetic experiment database (small demo up to the production shape)."""
+    from cluster_workers.demo import build_demo_database
+
+    target = database_url or path
+    if not target:
+        fail(ClusterWorkersError("give a PATH or --database-url"))
+    last = {"t": time.monotonic()}
+
+    def progress(done: int) -> None:
+        if time.monotonic() - last["t"] >= 10 or done == embeddings:
+            last["t"] = time.monotonic()
+            logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
+
+    try:
+        shape = build_demo_database(target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress)
+    except (ClusterWorkersError, KeyboardInterrupt) as exc:
+        fail(exc if isinstance(exc, ClusterWorkersError) else ClusterWorkersError("interrupted; nothing kept"))
+    typer.echo(f"wrote {target}: {shape.total:,} embeddings in {shape.runs} runs")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+"""Settings: built-in defaults < TOML file < environment < command line, validated once.
+
+Every field of :class:`Settings` can be set in the TOML file (top-level keys),
+in the environment as ``CLUSTER_WORKERS_<FIELD>`` (e.g.
+``CLUSTER_WORKERS_DATABASE_URL``) and on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from cluster_workers.errors import ConfigError
+
+ENV_PREFIX = "CLUSTER_WORKERS_"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "cluster_workers.toml"
+ENGINES = ("reference", "fast")
+BACKENDS = ("loky", "dask")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything one clustering run needs; plain values only, so it pickles to workers."""
+
+    database_url: str = "sqlite:///demo/experiments.db"
+    downsample: int = 10
+    min_cluster_size: int = 0  # 0 = auto: max(2, n // 1000)
+    min_samples: int = 0  # 0 = auto: same as min_cluster_size
+    epsilon: float = 0.0  # cluster_selection_epsilon
+    allow_single_cluster: bool = False
+    cluster_selection_method: str = "eom"
+    min_samples_to_cluster: int = 10
+    engine: str = "reference"
+    models: tuple[str, ...] = ()  # empty = every model in the database
+    force: bool = False
+    workers: int = 0  # 0 = one per model, at most the number of cores
+    timeout: float = 3600.0  # seconds per model (wall clock, from worker start)
+    busy_timeout: float = 30.0  # seconds to wait for a locked SQLite database
+    backend: str = "loky"
+    scheduler: str = ""
+    log_dir: str = "logs"
+    log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def replace(self, **changes: Any) -> "Settings":
+        """A copy with ``changes`` applied (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+
+def validate(s: Settings) -> None:
+    """Raise :class:`ConfigError` naming the first bad value."""
+    if not isinstance(s.downsample, int) or isinstance(s.downsample, bool) or s.downsample < 1:
+        raise ConfigError(f"downsample must be a positive integer, got {s.downsample!r}")
+    if s.min_cluster_size != 0 and s.min_cluster_size < 2:
+        raise ConfigError(f"min_cluster_size must be 0 (auto) or >= 2, got {s.min_cluster_size!r}")
+    if s.min_samples < 0:
+        raise ConfigError(f"min_samples must be 0 (auto) or >= 1, got {s.min_samples!r}")
+    if s.epsilon < 0:
+        raise ConfigError(f"epsilon must be >= 0, got {s.epsilon!r}")
+    if s.min_samples_to_cluster < 2:
+        raise ConfigError(f"min_samples_to_cluster must be >= 2, got {s.min_samples_to_cluster!r}")
+    if s.cluster_selection_method not in ("eom", "leaf"):
+        raise ConfigError(f"cluster_selection_method must be 'eom' or 'leaf', got {s.cluster_selection_method!r}")
+    if s.engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
+    if s.backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
+    if s.workers < 0:
+        raise ConfigError(f"workers must be >= 0, got {s.workers!r}")
+    if s.timeout <= 0 or s.busy_timeout < 0:
+        raise ConfigError("timeout must be > 0 and busy_timeout >= 0")
+    if not s.database_url:
+        raise ConfigError("database_url is empty")
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    """Turn a TOML/env/CLI value into the type of field ``name``."""
+    field_types = {f.name: f.type for f in fields(Settings)}
+    if name not in field_types:
+        raise ConfigError(f"unknown setting {name!r}")
+    kind = field_types[name]
+    try:
+        if kind == "bool":
+            if isinstance(raw, str):
+                if raw.strip().lower() in ("1", "true", "yes", "on"):
+                    return True
+                if raw.strip().lower() in ("0", "false", "no", "off", ""):
+                    return False
+                raise ValueError(raw)
+            return bool(raw)
+        if kind == "int":
+            if isinstance(raw, float) and not raw.is_integer():
+                raise ValueError(raw)
+            if isinstance(raw, bool):
+                raise ValueError(raw)
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind.startswith("tuple"):
+            if isinstance(raw, str):
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
+            return tuple(str(part) for part in raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name} has an invalid value: {raw!r}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML config file; keys may sit at top level or under ``[cluster_workers]``."""
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    data = data.get("cluster_workers", data)
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):  # allow [clustering] / [database] style sections
+            flat.update(value)
+        else:
+            flat[key] = value
+    return flat
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Build validated settings: defaults < TOML < environment < ``overrides`` (None values ignored)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    path = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        file_values = read_toml(Path(path))
+    elif DEFAULT_CONFIG_PATH.exists():
+        file_values = read_toml(DEFAULT_CONFIG_PATH)
+    else:
+        file_values = {}
+    for key, raw in file_values.items():
+        values[key] = _coerce(key, raw)
+    for f in fields(Settings):
+        env_key = ENV_PREFIX + f.name.upper()
+        if env_key in environ:
+            values[f.name] = _coerce(f.name, environ[env_key])
+    for key, raw in (overrides or {}).items():
+        if raw is not None:
+            values[key] = _coerce(key, raw)
+    return Settings(**values)

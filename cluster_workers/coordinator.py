@@ -1,0 +1,251 @@
+"""The run: SQL counts -> skip rules -> one worker process per model (joblib) -> gather -> one commit.
+
+The coordinator never touches vectors: workers fetch their own. It watches the
+workers with a monitor thread of its own (per-model wall-clock timeout, an
+optional overall deadline, a heartbeat line) and kills them when a limit
+passes; any failure means nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import sqlalchemy as sa
+from joblib import Parallel, delayed
+from loguru import logger
+
+from cluster_workers.config import Settings
+from cluster_workers.db import sampling
+from cluster_workers.db.connect import describe, enable_wal, make_engine
+from cluster_workers.db.results import matching_result_ids, write_results
+from cluster_workers.db.schema import EXPERIMENT_TABLES
+from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError, Interrupted, WorkerFailed
+from cluster_workers.monitor import WorkerMonitor
+from cluster_workers.worker import ModelResult, ModelTask, cluster_model, peak_rss_mb
+
+
+@dataclass
+class RunReport:
+    """What a run did, for the log, the CLI and the benchmark."""
+
+    before: dict[str, int] = field(default_factory=dict)
+    after: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    results: list[ModelResult] = field(default_factory=list)
+    written: dict[str, int] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0
+    threads_per_worker: int = 1
+
+
+def run_key(settings: Settings) -> dict:
+    """The settings that define a result: a second run with the same key is skipped unless forced."""
+    return {
+        "downsample": settings.downsample,
+        "min_cluster_size": settings.min_cluster_size,
+        "min_samples": settings.min_samples,
+        "epsilon": settings.epsilon,
+        "allow_single_cluster": settings.allow_single_cluster,
+        "cluster_selection_method": settings.cluster_selection_method,
+        "engine": settings.engine,
+    }
+
+
+def _db_error(exc: Exception, url: str) -> DatabaseError:
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    if "locked" in text or "busy" in text:
+        return DatabaseError(f"database {describe(url)} is locked by another writer (waited for it): {text}")
+    return DatabaseError(f"database error on {describe(url)}: {text}")
+
+
+def check_tables(conn: sa.Connection) -> None:
+    names = set(sa.inspect(conn).get_table_names())
+    missing = [t.name for t in EXPERIMENT_TABLES if t.name not in names]
+    if missing:
+        raise DatabaseError(f"not an experiment database: missing table(s) {', '.join(missing)}")
+
+
+def plan(conn: sa.Connection, settings: Settings, report: RunReport) -> list[str]:
+    """Counts per model (logged), skip rules applied; returns the models to cluster."""
+    check_tables(conn)
+    t0 = time.perf_counter()
+    report.before, report.after = sampling.counts(conn, settings.downsample)
+    report.timings["counts_s"] = time.perf_counter() - t0
+    models = sorted(report.before)
+    if settings.models:
+        unknown = [m for m in settings.models if m not in report.before]
+        if unknown:
+            raise ConfigError(
+                f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(models) or 'none'}"
+            )
+        models = [m for m in models if m in settings.models]
+    logger.info("counts at downsample={} ({:.2f} s, in SQL):", settings.downsample, report.timings["counts_s"])
+    for model in models:
+        logger.info("  {:<14} {:>10,} embeddings -> {:>10,} sampled", model, report.before[model], report.after.get(model, 0))
+    key = run_key(settings)
+    todo: list[str] = []
+    for model in models:
+        n = report.after.get(model, 0)
+        if n < settings.min_samples_to_cluster:
+            report.skipped[model] = f"{n} sampled embeddings, fewer than min_samples_to_cluster={settings.min_samples_to_cluster}"
+        elif not settings.force and matching_result_ids(conn, model, key):
+            report.skipped[model] = "already clustered with the same parameters (use --force to replace)"
+        else:
+            todo.append(model)
+    for model, reason in report.skipped.items():
+        logger.info("skip {}: {}", model, reason)
+    return todo
+
+
+def make_tasks(models: list[str], settings: Settings, after: dict[str, int], threads: int, status_dir: str) -> list[ModelTask]:
+    return [
+        ModelTask(
+            model=m,
+            database_url=settings.database_url,
+            downsample=settings.downsample,
+            expected_count=after[m],
+            engine=settings.engine,
+            min_cluster_size=settings.min_cluster_size,
+            min_samples=settings.min_samples,
+            epsilon=settings.epsilon,
+            allow_single_cluster=settings.allow_single_cluster,
+            cluster_selection_method=settings.cluster_selection_method,
+            busy_timeout=settings.busy_timeout,
+            threads=threads,
+            status_dir=status_dir,
+        )
+        # largest first, so the longest job starts at once when workers < models
+        for m in sorted(models, key=lambda m: -after[m])
+    ]
+
+
+def dispatch(
+    tasks: list[ModelTask],
+    n_jobs: int,
+    monitor: WorkerMonitor,
+    backend: str = "loky",
+    on_result: Callable[[ModelResult], None] | None = None,
+) -> list[ModelResult]:
+    """Run every task in its own worker process; the first failure stops them all."""
+    results: list[ModelResult] = []
+    monitor.start()
+    try:
+        parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered", max_nbytes=None)
+        for result in parallel(delayed(cluster_model)(task) for task in tasks):
+            monitor.finished(result.model)
+            results.append(result)
+            if on_result:
+                on_result(result)
+    except KeyboardInterrupt:
+        monitor.kill_all("interrupted")
+        raise Interrupted(f"interrupted while clustering {monitor.running_description()}; nothing was written") from None
+    except ClusterWorkersError as exc:
+        monitor.kill_all("a worker failed")
+        raise WorkerFailed(str(exc)) from exc
+    except Exception as exc:  # TerminatedWorkerError, an engine error, ...
+        reason = monitor.failure_reason()
+        monitor.kill_all("a worker failed")
+        if reason:
+            raise WorkerFailed(reason) from exc
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise WorkerFailed(
+            f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}"
+        ) from exc
+    finally:
+        monitor.stop()
+    return results
+
+
+def run_clustering(
+    settings: Settings,
+    deadline: float | None = None,
+    heartbeat_s: float = 30.0,
+    on_result: Callable[[ModelResult], None] | None = None,
+) -> RunReport:
+    """Cluster every eligible model and commit all results at once (or nothing).
+
+    ``deadline`` (a ``time.monotonic()`` value) bounds the whole clustering phase.
+    """
+    t_start = time.perf_counter()
+    report = RunReport()
+    url = settings.database_url
+    logger.info("database {}", describe(url))
+    engine = make_engine(url, busy_timeout=settings.busy_timeout)
+    try:
+        try:
+            with engine.connect() as conn:
+                models = plan(conn, settings, report)
+        except sa.exc.SQLAlchemyError as exc:
+            raise _db_error(exc, url) from exc
+        if not models:
+            logger.info("nothing to cluster")
+            report.timings["total_s"] = time.perf_counter() - t_start
+            report.peak_rss_mb = peak_rss_mb()
+            return report
+
+        cpus = os.cpu_count() or 1
+        n_jobs = min(len(models), settings.workers or cpus)
+        report.threads_per_worker = max(1, cpus // n_jobs)
+        status_dir = tempfile.mkdtemp(prefix="cluster_workers_")
+        try:
+            tasks = make_tasks(models, settings, report.after, report.threads_per_worker, status_dir)
+            logger.info(
+                "clustering {} model(s) with engine={} in {} worker process(es), {} thread(s) each",
+                len(tasks), settings.engine, n_jobs, report.threads_per_worker,
+            )
+            monitor = WorkerMonitor(status_dir, [t.model for t in tasks], settings.timeout, deadline, heartbeat_s)
+            t0 = time.perf_counter()
+
+            def _log_result(result: ModelResult) -> None:
+                logger.info(
+                    "{}: {:,} vectors, fetch {:.2f} s, clustering {:.2f} s, {} clusters, {:.1%} outliers, worker peak {:.0f} MiB",
+                    result.model, result.n, result.timings["fetch_s"], result.timings["cluster_s"],
+                    result.n_clusters, result.outlier_share, result.peak_rss_mb,
+                )
+                if on_result:
+                    on_result(result)
+
+            report.results = dispatch(tasks, n_jobs, monitor, settings.backend, _log_result)
+            report.timings["clustering_wall_s"] = time.perf_counter() - t0
+        finally:
+            shutil.rmtree(status_dir, ignore_errors=True)
+
+        t0 = time.perf_counter()
+        total_rows = sum(r.n for r in report.results)
+        logger.info("committing {} result(s), {:,} memberships in one transaction", len(report.results), total_rows)
+        try:
+            enable_wal(engine)
+            with engine.begin() as conn:
+                report.written = write_results(conn, report.results, run_key(settings), replace=settings.force)
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted during the commit; the transaction was rolled back, nothing was written") from None
+        except sa.exc.SQLAlchemyError as exc:
+            raise _db_error(exc, url) from exc
+        report.timings["commit_s"] = time.perf_counter() - t0
+        logger.info(
+            "committed in {:.2f} s ({:,.0f} rows/s)",
+            report.timings["commit_s"], total_rows / max(report.timings["commit_s"], 1e-9),
+        )
+    finally:
+        engine.dispose()
+    report.timings["total_s"] = time.perf_counter() - t_start
+    report.peak_rss_mb = peak_rss_mb()
+    logger.info("done in {:.2f} s, coordinator peak memory {:.0f} MiB", report.timings["total_s"], report.peak_rss_mb)
+    return report
+
+
+def raise_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so `kill PID` stops a run like Ctrl-C does."""
+
+    def _handler(signum, frame):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _handler)

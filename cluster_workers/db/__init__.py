@@ -1,0 +1,1 @@
+"""Database layer: tables, the sampling SQL, vector streaming and result writing. Knows nothing of HDBSCAN."""

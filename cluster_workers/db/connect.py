@@ -1,0 +1,112 @@
+"""Engines for the coordinator (read/write) and the workers (read-only), with SQLite pragmas.
+
+SQLite: every connection gets ``busy_timeout`` so a locked database means a
+bounded wait; writes start with ``BEGIN IMMEDIATE`` (pysqlite recipe:
+autocommit driver mode plus our own BEGIN) so a writer that must wait waits
+at its first statement instead of failing mid-transaction; worker connections
+are ``query_only``. WAL is switched on only just before the single commit
+(:func:`enable_wal`), so a run that fails earlier leaves the file byte-identical.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, make_url
+
+from cluster_workers.errors import DatabaseError
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def is_sqlite(url: str | sa.URL) -> bool:
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: str | sa.URL) -> Path | None:
+    """The file behind a SQLite URL, or None for in-memory / non-SQLite URLs."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return Path(u.database)
+
+
+def normalise_url(url: str) -> str:
+    """Accept a bare file path as a SQLite database, and prefer psycopg 3 for PostgreSQL."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def check_sqlite_file(url: str) -> None:
+    """Fail clearly if a SQLite URL names a missing file or one that is not a database."""
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists():
+        raise DatabaseError(f"database file not found: {path}")
+    if path.is_dir():
+        raise DatabaseError(f"database path is a directory, not a SQLite file: {path}")
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    if header and header != SQLITE_HEADER:
+        raise DatabaseError(f"not a SQLite database: {path}")
+
+
+def make_engine(url: str, *, busy_timeout: float = 30.0, read_only: bool = False, create: bool = False) -> Engine:
+    """Create an engine; SQLite files must exist unless ``create``."""
+    url = normalise_url(url)
+    if is_sqlite(url):
+        if not create:
+            check_sqlite_file(url)
+        engine = sa.create_engine(url, connect_args={"timeout": busy_timeout}, poolclass=sa.pool.NullPool)
+        _install_sqlite_hooks(engine, busy_timeout=busy_timeout, read_only=read_only)
+        return engine
+    connect_args = {"connect_timeout": max(1, int(busy_timeout))}
+    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    if read_only:
+
+        @event.listens_for(engine, "begin")
+        def _read_only(conn: sa.Connection) -> None:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+
+    return engine
+
+
+def _install_sqlite_hooks(engine: Engine, *, busy_timeout: float, read_only: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        if read_only:
+            cur.execute("PRAGMA query_only = 1")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def sqlite_pragma(conn: sa.Connection, pragma: str) -> None:
+    """Run a PRAGMA outside any transaction (SQLAlchemy would otherwise BEGIN first)."""
+    if conn.dialect.name == "sqlite":
+        conn.connection.dbapi_connection.execute(f"PRAGMA {pragma}")  # type: ignore[union-attr]
+
+
+def enable_wal(engine: Engine) -> None:
+    """Switch a SQLite file to WAL (persistent) so readers can work beside our writer."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as conn:
+        sqlite_pragma(conn, "journal_mode=WAL")
+
+
+def describe(url: str) -> str:
+    """The URL without its password, for logs."""
+    return make_url(normalise_url(url)).render_as_string(hide_password=True)

@@ -1,0 +1,78 @@
+"""The downsampling filter and the per-model counts, all in SQL.
+
+``downsample=N`` keeps every N-th *text* invocation of every run: inside a run
+the text invocations are numbered 0, 1, 2, ... in sequence order (a window
+function, so it does not matter which sequence numbers hold text) and those
+whose number is a multiple of N are kept. Calibration runs (initial prompt
+``yeah`` or ``nah``) are excluded. A model's sample is all its embeddings of
+the kept invocations -- the same invocations for every model.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cluster_workers.db.schema import embedding, invocation, run
+
+CALIBRATION_PROMPTS = ("yeah", "nah")
+
+
+def _is_text():
+    # The enum name is stored ('TEXT'); accept lower case, and cast so native PG enums compare too.
+    return sa.func.upper(sa.cast(invocation.c.type, sa.String)) == "TEXT"
+
+
+def _not_calibration():
+    prompt = sa.func.lower(sa.func.trim(run.c.initial_prompt))
+    return sa.or_(run.c.initial_prompt.is_(None), prompt.not_in(CALIBRATION_PROMPTS))
+
+
+def kept_invocations(downsample: int) -> sa.Subquery:
+    """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample``."""
+    if downsample < 1:
+        raise ValueError("downsample must be >= 1")
+    base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
+    base = base.where(_is_text(), _not_calibration())
+    if downsample == 1:
+        return base.subquery("kept")
+    text_index = sa.func.row_number().over(
+        partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)
+    ) - 1
+    numbered = base.add_columns(text_index.label("text_index")).subquery("text_invocation")
+    return (
+        sa.select(numbered.c.invocation_id)
+        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0)
+        .subquery("kept")
+    )
+
+
+def count_all_query() -> sa.Select:
+    """Embeddings per model before downsampling (every row of ``embedding``)."""
+    return sa.select(embedding.c.embedding_model, sa.func.count()).group_by(embedding.c.embedding_model)
+
+
+def count_sampled_query(downsample: int) -> sa.Select:
+    """Embeddings per model after downsampling."""
+    kept = kept_invocations(downsample)
+    return (
+        sa.select(embedding.c.embedding_model, sa.func.count())
+        .join(kept, kept.c.invocation_id == embedding.c.invocation_id)
+        .group_by(embedding.c.embedding_model)
+    )
+
+
+def sampled_vectors_query(model: str, downsample: int) -> sa.Select:
+    """``(id, vector)`` of one model's sampled embeddings."""
+    kept = kept_invocations(downsample)
+    return (
+        sa.select(embedding.c.id, embedding.c.vector)
+        .join(kept, kept.c.invocation_id == embedding.c.invocation_id)
+        .where(embedding.c.embedding_model == sa.bindparam("model", model))
+    )
+
+
+def counts(conn: sa.Connection, downsample: int) -> tuple[dict[str, int], dict[str, int]]:
+    """``(before, after)``: embeddings per model, all and sampled; one GROUP BY query each."""
+    before = {m: int(c) for m, c in conn.execute(count_all_query())}
+    after = {m: int(c) for m, c in conn.execute(count_sampled_query(downsample))}
+    return before, after

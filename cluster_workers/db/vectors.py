@@ -1,0 +1,83 @@
+"""Stream one model's sampled ``(id, vector)`` rows into one preallocated float32 array."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from cluster_workers.db.sampling import sampled_vectors_query
+from cluster_workers.errors import BadVectorError
+
+BATCH_ROWS = 8192
+
+
+@dataclass
+class Vectors:
+    """Embedding ids as ``(n, 16)`` uint8 UUID bytes, and their vectors as ``(n, dim)`` float32."""
+
+    ids: np.ndarray
+    data: np.ndarray
+
+    def id_at(self, i: int) -> uuid.UUID:
+        return uuid.UUID(bytes=self.ids[i].tobytes())
+
+
+def uuid_bytes(value: object) -> bytes:
+    """16 bytes of a UUID as the driver returns it (``uuid.UUID`` or a 32-char hex string)."""
+    if isinstance(value, uuid.UUID):
+        return value.bytes
+    return uuid.UUID(str(value)).bytes
+
+
+def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: int) -> Vectors:
+    """Read the model's sample into arrays, checking every vector.
+
+    ``expected`` (from the coordinator's count) sizes the preallocation; the array
+    grows if more rows arrive and is trimmed if fewer do. Raises
+    :class:`BadVectorError` naming the embedding for a byte length that is not a
+    multiple of 4, a dimension that differs from the first row's, or NaN/inf.
+    """
+    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
+        sampled_vectors_query(model, downsample)
+    )
+    capacity = max(int(expected), 1)
+    ids = np.empty((capacity, 16), dtype=np.uint8)
+    data: np.ndarray | None = None
+    dim = 0
+    n = 0
+    for batch in result.partitions(BATCH_ROWS):
+        blobs = [row[1] for row in batch]
+        if data is None:
+            first = blobs[0]
+            if first is None or len(first) == 0 or len(first) % 4:
+                raise BadVectorError(
+                    f"model {model}: embedding {batch[0][0]} has a vector of {0 if first is None else len(first)} bytes,"
+                    " not a whole number of float32 values"
+                )
+            dim = len(first) // 4
+            data = np.empty((capacity, dim), dtype=np.float32)
+        for row, blob in zip(batch, blobs):
+            if blob is None or len(blob) != dim * 4:
+                got = 0 if blob is None else len(blob)
+                raise BadVectorError(
+                    f"model {model}: embedding {row[0]} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)"
+                )
+        m = len(batch)
+        if n + m > capacity:
+            capacity = max(capacity * 2, n + m)
+            ids = np.resize(ids, (capacity, 16))
+            data = np.resize(data, (capacity, dim))
+        chunk = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(m, dim)
+        bad = ~np.isfinite(chunk).all(axis=1)
+        if bad.any():
+            row = batch[int(np.argmax(bad))]
+            raise BadVectorError(f"model {model}: embedding {row[0]} has NaN or infinite values")
+        data[n : n + m] = chunk
+        ids[n : n + m] = np.frombuffer(b"".join(uuid_bytes(row[0]) for row in batch), dtype=np.uint8).reshape(m, 16)
+        n += m
+    if data is None:
+        return Vectors(ids=np.empty((0, 16), dtype=np.uint8), data=np.empty((0, 0), dtype=np.float32))
+    return Vectors(ids=ids[:n].copy() if n < len(ids) else ids, data=data[:n] if n == len(data) else data[:n].copy())

@@ -1,0 +1,335 @@
+"""Synthetic experiment databases, from a small demo up to the production shape.
+
+Layout as the experiments write it: runs of alternating image/text invocations
+(sequence 0 is an image, text on the odd numbers), every text output embedded by
+``STSBMpnet``, ``STSBRoberta`` and ``Nomic`` (768-d float32 BLOBs), ``Dummy``
+with ~25 embeddings, and two calibration runs (``yeah``/``nah``).
+
+The vectors are hard in the way real sentence embeddings are: unit vectors with
+a shared direction (anisotropy), chains that drift from their prompt and are
+captured by one of a few hundred attractor texts (Zipf-distributed popularity,
+so cluster sizes differ by orders of magnitude, grouped into themes, each with
+its own tightness), exact duplicates (repeated texts), a long tail of chains
+that never converge, and per-model rotations and noise so the models disagree a
+little. Everything derives from ``seed``; generation streams in batches.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+import sqlalchemy as sa
+from loguru import logger
+
+from cluster_workers.db.connect import describe, enable_wal, make_engine, normalise_url, sqlite_path, sqlite_pragma
+from cluster_workers.db.schema import EXPERIMENT_TABLES, embedding, invocation, metadata, run
+from cluster_workers.errors import ConfigError, DatabaseError
+
+REAL_MODELS = ("STSBMpnet", "STSBRoberta", "Nomic")
+DUMMY_MODEL = "Dummy"
+DUMMY_EMBEDDINGS = 25
+DIM = 768
+PRODUCTION_EMBEDDINGS = 3_288_025
+CALIBRATION_PROMPTS = ("yeah", "nah")
+BYTES_PER_EMBEDDING_ROW = DIM * 4 + 120  # vector + id, invocation id, timestamps, model, b-tree overhead
+BYTES_PER_TEXT_INVOCATION = 2 * 260 + 3 * 110  # two invocation rows + index entries
+
+_ADJ = "quiet golden broken endless silver hidden ancient electric gentle wild frozen burning lonely bright".split()
+_NOUN = "river city forest machine garden mirror ocean tower child dream storm window bird engine".split()
+_VERB = "drifts glows waits sings falls rises breaks dreams turns fades burns opens".split()
+_PLACE = "at dawn in the rain under neon light by the sea in a small room beyond the hills at midnight".split(" ")
+_BASE_TIME = dt.datetime(2025, 3, 1, 12, 0, 0)
+
+
+@dataclass(frozen=True)
+class DemoShape:
+    """How many of everything a database of ``total`` embeddings holds."""
+
+    total: int
+    text_invocations: int
+    dummy: int
+    run_lengths: tuple[int, ...]  # text invocations per run; the last two are calibration runs
+    attractors: int
+
+    @classmethod
+    def for_total(cls, total: int, seed: int = 0) -> "DemoShape":
+        if total < 3 * 40 + DUMMY_EMBEDDINGS:
+            raise ConfigError(f"--embeddings must be at least {3 * 40 + DUMMY_EMBEDDINGS}, got {total}")
+        n_text = (total - DUMMY_EMBEDDINGS) // 3
+        dummy = total - 3 * n_text
+        rng = np.random.default_rng([seed, 1])
+        # Runs much longer than typical downsample factors at production size (~2,200 texts),
+        # ~20 texts in small demos; lengths vary +-50 %.
+        mean_len = int(np.clip(n_text / 500, 20, 2200))
+        calib = max(4, mean_len // 4)
+        remaining = n_text - 2 * calib
+        lengths: list[int] = []
+        while remaining > 0:
+            length = int(rng.integers(mean_len // 2, mean_len * 3 // 2 + 1))
+            if not lengths:
+                length = max(length, DUMMY_EMBEDDINGS + 5)
+            length = min(length, remaining)
+            if remaining - length < 10:  # fold a tiny rest into this run
+                length = remaining
+            lengths.append(length)
+            remaining -= length
+        lengths += [calib, calib]
+        attractors = int(np.clip(n_text // 250, 6, 400))
+        return cls(total, n_text, dummy, tuple(lengths), attractors)
+
+    @property
+    def runs(self) -> int:
+        return len(self.run_lengths)
+
+    def estimated_bytes(self) -> int:
+        return self.total * BYTES_PER_EMBEDDING_ROW + self.text_invocations * BYTES_PER_TEXT_INVOCATION
+
+
+class LatentWorld:
+    """The shared 'meaning' space: themes, attractors and how chains move through it."""
+
+    def __init__(self, shape: DemoShape, seed: int) -> None:
+        rng = np.random.default_rng([seed, 2])
+        self.common = _unit(rng.standard_normal(DIM))
+        n_themes = max(2, shape.attractors // 12)
+        themes = rng.standard_normal((n_themes, DIM)) / np.sqrt(DIM)
+        theme_of = rng.integers(0, n_themes, shape.attractors)
+        local = rng.standard_normal((shape.attractors, DIM)) / np.sqrt(DIM)
+        self.attractors = _unit(self.common + 1.1 * themes[theme_of] + 0.9 * local)
+        ranks = rng.permutation(shape.attractors) + 1
+        weights = 1.0 / ranks**1.1  # Zipf popularity: a few huge attractors, a long tail
+        self.popularity = weights / weights.sum()
+        self.tightness = rng.uniform(0.12, 0.40, shape.attractors)
+        self.texts = [_attractor_text(k) for k in range(shape.attractors)]
+        self.rotations = {m: _rotation(np.random.default_rng([seed, 3, i])) for i, m in enumerate(REAL_MODELS)}
+        self.model_noise = dict(zip(REAL_MODELS, (0.05, 0.08, 0.11)))
+
+    def chain(self, length: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Latent vectors, texts and duplicate flags of one run's text outputs."""
+        start = _unit(self.common + 1.4 * rng.standard_normal(DIM) / np.sqrt(DIM))
+        capture_p = rng.uniform(0.02, 0.25)
+        capture = int(rng.geometric(capture_p)) - 1  # may exceed length: a chain that never converges
+        steps = 0.25 * rng.standard_normal((length, DIM)) / np.sqrt(DIM)
+        x = start + np.cumsum(steps, axis=0)
+        texts = [_drift_text(rng) for _ in range(length)]
+        dup = np.zeros(length, dtype=bool)
+        if capture < length:
+            k = int(rng.choice(len(self.popularity), p=self.popularity))
+            t = np.arange(length - capture)
+            w = (1.0 - np.exp(-(t + 1) / rng.uniform(0.5, 3.0)))[:, None]
+            noise = self.tightness[k] * rng.standard_normal((length - capture, DIM)) / np.sqrt(DIM)
+            x[capture:] = (1 - w) * x[capture] + w * self.attractors[k] + noise
+            tail = texts[capture:]
+            for i in range(len(tail)):
+                tail[i] = self.texts[k] if rng.random() < 0.6 else f"{self.texts[k]} {_ADJ[rng.integers(len(_ADJ))]}"
+            texts[capture:] = tail
+            dup[capture + 1 :] = rng.random(length - capture - 1) < 0.15
+        return _unit(x), texts, dup
+
+    def embed(self, latent: np.ndarray, model: str, rng: np.random.Generator) -> np.ndarray:
+        noise = self.model_noise[model] * rng.standard_normal(latent.shape) / np.sqrt(DIM)
+        return _unit(latent @ self.rotations[model] + noise).astype("<f4")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _rotation(rng: np.random.Generator) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((DIM, DIM)))
+    return q * np.sign(np.diag(r))
+
+
+def _attractor_text(k: int) -> str:
+    r = np.random.default_rng([k, 99])
+    return (
+        f"a {_ADJ[r.integers(len(_ADJ))]} {_NOUN[r.integers(len(_NOUN))]} {_VERB[r.integers(len(_VERB))]}"
+        f" {_PLACE[r.integers(len(_PLACE))]} near the {_NOUN[r.integers(len(_NOUN))]} (attractor {k})"
+    )
+
+
+def _drift_text(rng: np.random.Generator) -> str:
+    words = rng.integers(0, len(_NOUN), 4)
+    return f"the {_ADJ[words[0] % len(_ADJ)]} {_NOUN[words[1]]} and the {_NOUN[words[2]]} {_VERB[words[3] % len(_VERB)]}"
+
+
+def _uuids(rng: np.random.Generator, n: int) -> list[uuid.UUID]:
+    raw = rng.bytes(16 * n)
+    return [uuid.UUID(bytes=raw[i : i + 16], version=4) for i in range(0, 16 * n, 16)]
+
+
+def check_free_space(path: Path, shape: DemoShape) -> None:
+    need = int(shape.estimated_bytes() * 1.15)
+    free = shutil.disk_usage(path.parent if path.parent.exists() else Path(".")).free
+    if need > free:
+        raise ConfigError(
+            f"not enough disk space for {shape.total:,} embeddings at {path}: "
+            f"needs about {need / 1e9:.1f} GB, {free / 1e9:.1f} GB free"
+        )
+
+
+def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
+    """Yield ``(table, rows)`` batches in insertion order (runs before invocations before embeddings)."""
+    world = LatentWorld(shape, seed)
+    rng = np.random.default_rng([seed, 4])
+    dummy_left = shape.dummy
+    n_real = shape.runs - 2
+    for r, length in enumerate(shape.run_lengths):
+        run_id = _uuids(rng, 1)[0]
+        prompt = CALIBRATION_PROMPTS[r - n_real] if r >= n_real else f"prompt {r}: {_drift_text(rng)}"
+        yield "run", [
+            {
+                "id": run_id,
+                "network": ["FLUX.1-schnell", "Moondream2"],
+                "seed": int(r),
+                "max_length": 2 * length,
+                "initial_prompt": prompt,
+                "experiment_id": None,
+            }
+        ]
+        latent, texts, dup = world.chain(length, rng)
+        inv_ids = _uuids(rng, 2 * length)
+        t0 = _BASE_TIME + dt.timedelta(hours=r)
+        invs = []
+        for seq in range(2 * length):
+            is_text = seq % 2 == 1
+            invs.append(
+                {
+                    "id": inv_ids[seq],
+                    "started_at": t0 + dt.timedelta(seconds=2 * seq),
+                    "completed_at": t0 + dt.timedelta(seconds=2 * seq + 1),
+                    "model": "Moondream2" if is_text else "FLUX.1-schnell",
+                    "type": "TEXT" if is_text else "IMAGE",
+                    "seed": int(r),
+                    "run_id": run_id,
+                    "sequence_number": seq,
+                    "input_invocation_id": inv_ids[seq - 1] if seq else None,
+                    "output_text": texts[seq // 2] if is_text else None,
+                    "output_image_data": None,
+                }
+            )
+        yield "invocation", invs
+        text_ids = inv_ids[1::2]
+        embs = []
+        emb_time = t0 + dt.timedelta(days=1)
+        for model in REAL_MODELS:
+            vecs = world.embed(latent, model, rng)
+            for i in np.flatnonzero(dup):
+                vecs[i] = vecs[i - 1]  # a repeated text has the same embedding
+            ids = _uuids(rng, length)
+            for i in range(length):
+                embs.append(
+                    {
+                        "id": ids[i],
+                        "started_at": emb_time,
+                        "completed_at": emb_time,
+                        "invocation_id": text_ids[i],
+                        "embedding_model": model,
+                        "vector": vecs[i].tobytes(),
+                    }
+                )
+        if dummy_left and r == 0:
+            take = min(dummy_left, length)
+            vecs = _unit(rng.standard_normal((take, DIM))).astype("<f4")
+            ids = _uuids(rng, take)
+            for i in range(take):
+                embs.append(
+                    {
+                        "id": ids[i],
+                        "started_at": emb_time,
+                        "completed_at": emb_time,
+                        "invocation_id": text_ids[i],
+                        "embedding_model": DUMMY_MODEL,
+                        "vector": vecs[i].tobytes(),
+                    }
+                )
+            dummy_left -= take
+        yield "embedding", embs
+
+
+def build_demo_database(
+    database: str,
+    embeddings: int = 9_025,
+    seed: int = 0,
+    overwrite: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> DemoShape:
+    """Write a synthetic experiment database of ``embeddings`` embeddings; returns its shape.
+
+    ``database`` is a SQLite path or a database URL. A SQLite file is written
+    to a temporary name and renamed at the end, so an interrupted build leaves
+    nothing half-made. ``progress`` is called with each batch's embedding count.
+    """
+    shape = DemoShape.for_total(embeddings, seed)
+    url = normalise_url(database)
+    path = sqlite_path(url)
+    target_url = url
+    if path is not None:
+        if path.exists() and not overwrite:
+            raise ConfigError(f"{path} exists; pass --overwrite to replace it")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        check_free_space(path, shape)
+        tmp = path.with_name(path.name + ".building")
+        for p in (tmp, Path(str(tmp) + "-journal")):
+            p.unlink(missing_ok=True)
+        url = f"sqlite:///{tmp}"
+    engine = make_engine(url, create=True)
+    started = time.perf_counter()
+    try:
+        tables = {"run": run, "invocation": invocation, "embedding": embedding}
+        pending: dict[str, list[dict]] = {name: [] for name in tables}
+        written = 0
+        with engine.connect() as conn:
+            # a fresh file that is renamed into place only when complete: no journal needed
+            sqlite_pragma(conn, "journal_mode=OFF")
+            sqlite_pragma(conn, "synchronous=OFF")
+            conn.begin()
+            existing = set(sa.inspect(conn).get_table_names()) & {t.name for t in EXPERIMENT_TABLES}
+            if existing:
+                raise DatabaseError(f"{describe(url)} already has experiment tables: {sorted(existing)}")
+            metadata.create_all(conn, tables=list(EXPERIMENT_TABLES))
+            for name, rows in _rows(shape, seed):
+                pending[name].extend(rows)
+                if len(pending["embedding"]) >= 12_000:
+                    written += _flush(conn, tables, pending)
+                    if progress:
+                        progress(written)
+            written += _flush(conn, tables, pending)
+            conn.commit()
+            if progress:
+                progress(written)
+        if engine.dialect.name == "sqlite":
+            enable_wal(engine)
+    except BaseException:
+        engine.dispose()
+        if path is not None:
+            Path(str(sa.make_url(url).database)).unlink(missing_ok=True)
+        raise
+    engine.dispose()
+    if path is not None:
+        if path.exists():
+            path.unlink()
+            for suffix in ("-wal", "-shm"):
+                Path(str(path) + suffix).unlink(missing_ok=True)
+        Path(str(sa.make_url(url).database)).rename(path)
+    logger.info(
+        "built {} with {:,} embeddings ({} runs, {:,} text invocations, {} attractors) in {:.1f} s",
+        database, shape.total, shape.runs, shape.text_invocations, shape.attractors, time.perf_counter() - started,
+    )
+    return shape
+
+
+def _flush(conn: sa.Connection, tables: dict[str, sa.Table], pending: dict[str, list[dict]]) -> int:
+    n = len(pending["embedding"])
+    for name in ("run", "invocation", "embedding"):  # parents first
+        if pending[name]:
+            conn.execute(sa.insert(tables[name]), pending[name])
+            pending[name] = []
+    return n

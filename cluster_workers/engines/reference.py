@@ -1,0 +1,25 @@
+"""The reference engine: the ``hdbscan`` package, exactly as a user would call it."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cluster_workers.engines import HDBSCANParams
+
+
+def cluster(data: np.ndarray, params: HDBSCANParams) -> np.ndarray:
+    """HDBSCAN labels (int32, -1 = outlier) for the rows of ``data`` (euclidean)."""
+    import hdbscan
+
+    model = hdbscan.HDBSCAN(
+        min_cluster_size=params.min_cluster_size,
+        min_samples=params.min_samples,
+        cluster_selection_epsilon=params.cluster_selection_epsilon,
+        allow_single_cluster=params.allow_single_cluster,
+        cluster_selection_method=params.cluster_selection_method,
+        metric="euclidean",
+        core_dist_n_jobs=1,
+    )
+    # hdbscan's tree code needs float64 ("Buffer dtype mismatch" on float32).
+    labels = model.fit_predict(np.asarray(data, dtype=np.float64))
+    return labels.astype(np.int32, copy=False)

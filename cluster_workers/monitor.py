@@ -1,0 +1,134 @@
+"""A watchdog thread over the worker processes: per-model timeout, overall deadline, heartbeat.
+
+Workers report ``{pid, phase, started}`` in a small JSON file each (see
+``worker.report_phase``). The monitor reads them, logs a heartbeat, and on a
+timeout SIGKILLs the worker processes (only our own child processes), which
+makes joblib raise in the coordinator. A timeout inside the task could not
+interrupt HDBSCAN's C code; killing the process always works.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+from loguru import logger
+
+from cluster_workers.worker import status_file
+
+
+class WorkerMonitor:
+    def __init__(
+        self,
+        status_dir: str,
+        models: list[str],
+        timeout: float,
+        deadline: float | None = None,
+        heartbeat_s: float = 30.0,
+        poll_s: float = 0.25,
+    ) -> None:
+        self.status_dir = status_dir
+        self.models = list(models)
+        self.timeout = timeout
+        self.deadline = deadline
+        self.heartbeat_s = heartbeat_s
+        self.poll_s = poll_s
+        self._done: set[str] = set()
+        self._reason: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="worker-monitor", daemon=True)
+        self._lock = threading.Lock()
+
+    # --- state ---------------------------------------------------------------------------
+    def status(self, model: str) -> dict | None:
+        path = status_file(self.status_dir, model)
+        try:
+            return json.loads(Path(path).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def finished(self, model: str) -> None:
+        with self._lock:
+            self._done.add(model)
+
+    def unfinished(self) -> list[str]:
+        with self._lock:
+            return [m for m in self.models if m not in self._done]
+
+    def running_description(self) -> str:
+        parts = []
+        now = time.time()
+        for model in self.unfinished():
+            st = self.status(model)
+            if st is None:
+                parts.append(f"{model} (not started)")
+            else:
+                parts.append(f"{model} (phase {st['phase']}, {now - st['started']:.0f} s)")
+        return ", ".join(parts) or "no model"
+
+    def failure_reason(self) -> str | None:
+        """Why the run failed, if the monitor knows: a timeout it enforced, or a worker that died."""
+        if self._reason:
+            return self._reason
+        dead = []
+        for model in self.unfinished():
+            st = self.status(model)
+            if st and st["phase"] != "done" and not psutil.pid_exists(st["pid"]):
+                dead.append(f"{model} (phase {st['phase']})")
+        if dead:
+            return (
+                f"worker process for {', '.join(dead)} died (killed, crashed or out of memory); "
+                "the other workers were stopped and nothing was written"
+            )
+        return None
+
+    # --- actions -------------------------------------------------------------------------
+    def kill_all(self, why: str) -> None:
+        """SIGKILL the worker processes of every unfinished model (our own children only)."""
+        children = {p.pid for p in psutil.Process().children(recursive=True)}
+        for model in self.unfinished():
+            st = self.status(model)
+            if st and st["pid"] in children:
+                try:
+                    os.kill(st["pid"], signal.SIGKILL)
+                    logger.warning("stopped worker {} (pid {}): {}", model, st["pid"], why)
+                except ProcessLookupError:
+                    pass
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _watch(self) -> None:
+        last_beat = time.monotonic()
+        while not self._stop.wait(self.poll_s):
+            now = time.time()
+            for model in self.unfinished():
+                st = self.status(model)
+                if st and st["phase"] != "done" and now - st["started"] > self.timeout:
+                    self._reason = (
+                        f"model {model} passed its timeout of {self.timeout:g} s in phase {st['phase']}; "
+                        "all workers were stopped and nothing was written"
+                    )
+                    break
+            if self._reason is None and self.deadline is not None and time.monotonic() > self.deadline:
+                self._reason = (
+                    f"the run passed its time limit while clustering {self.running_description()}; "
+                    "all workers were stopped and nothing was written"
+                )
+            if self._reason:
+                logger.error(self._reason)
+                self.kill_all("timeout")
+                return
+            if time.monotonic() - last_beat >= self.heartbeat_s:
+                last_beat = time.monotonic()
+                logger.info("heartbeat: still running {}", self.running_description())

@@ -1,0 +1,116 @@
+"""Results as tables and JSON, read back without writing SQL."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cluster_workers.db.connect import make_engine
+from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
+from cluster_workers.errors import DatabaseError
+
+TEXT_WIDTH = 70
+
+
+def _read(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]
+    engine = make_engine(url, busy_timeout=busy_timeout, read_only=True)
+    try:
+        with engine.connect() as conn:
+            return fn(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        raise DatabaseError(f"cannot read results: {str(getattr(exc, 'orig', exc)).splitlines()[0]}") from exc
+    finally:
+        engine.dispose()
+
+
+def load_results(url: str, busy_timeout: float = 30.0) -> list[ResultSummary]:
+    return _read(url, busy_timeout, list_results)
+
+
+def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, list[ClusterSummary]]:
+    def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
+        summary = find_result(conn, result_id)
+        return summary, cluster_summaries(conn, summary.id)
+
+    return _read(url, busy_timeout, fn)
+
+
+def _short(text: str | None, width: int = TEXT_WIDTH) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _params_brief(p: dict) -> str:
+    keys = ("downsample", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine")
+    return " ".join(f"{k}={p[k]}" for k in keys if k in p)
+
+
+def results_json(rows: list[ResultSummary]) -> list[dict]:
+    return [
+        {
+            "id": str(r.id),
+            "model": r.model,
+            "created_at": r.created_at.isoformat() if r.created_at else None,
+            "sample_count": r.sample_count,
+            "clusters": r.clusters,
+            "outliers": r.outliers,
+            "outlier_share": round(r.outlier_share, 6),
+            "duration_s": r.duration_s,
+            "algorithm": r.algorithm,
+            "parameters": r.parameters,
+        }
+        for r in rows
+    ]
+
+
+def results_table(rows: list[ResultSummary]) -> str:
+    if not rows:
+        return "no clustering results yet (run `cluster-workers cluster`)"
+    body = [
+        [
+            r.id.hex[:8],
+            r.model,
+            r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
+            f"{r.sample_count:,}",
+            str(r.clusters),
+            f"{r.outlier_share:.1%}",
+            f"{r.duration_s:.1f}s" if r.duration_s is not None else "",
+            _params_brief(r.parameters or {}),
+        ]
+        for r in rows
+    ]
+    return _table(["id", "model", "created", "samples", "clusters", "outliers", "duration", "parameters"], body, {3, 4, 5, 6})
+
+
+def clusters_json(summary: ResultSummary, clusters: list[ClusterSummary], limit: int = 0) -> dict:
+    real = [c for c in clusters if c.medoid_embedding_id is not None]
+    outliers = sum(c.size for c in clusters if c.medoid_embedding_id is None)
+    shown = real[:limit] if limit else real
+    return {
+        "result": results_json([summary])[0],
+        "outliers": outliers,
+        "clusters": [
+            {"rank": i + 1, "size": c.size, "medoid_embedding_id": str(c.medoid_embedding_id), "medoid_text": c.medoid_text}
+            for i, c in enumerate(shown)
+        ],
+    }
+
+
+def clusters_table(summary: ResultSummary, clusters: list[ClusterSummary], limit: int = 0) -> str:
+    data = clusters_json(summary, clusters, limit)
+    head = (
+        f"result {summary.id}  model {summary.model}  {summary.sample_count:,} embeddings, "
+        f"{summary.clusters} clusters, {data['outliers']:,} outliers ({summary.outlier_share:.1%})"
+    )
+    body = [[str(c["rank"]), f"{c['size']:,}", _short(c["medoid_text"])] for c in data["clusters"]]
+    more = summary.clusters - len(body)
+    tail = f"\n… {more} more cluster(s); use --limit 0 to see all" if more > 0 else ""
+    return head + "\n" + _table(["#", "size", "medoid text"], body, {0, 1}) + tail
