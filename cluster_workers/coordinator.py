@@ -149,7 +149,7 @@ def dispatch(
     except ClusterWorkersError as exc:
         monitor.kill_all("a worker failed")
         raise WorkerFailed(str(exc)) from exc
-    except Exception as exc:  # TerminatedWorkerError, an engine error, ...
+    except Exception as exc:  # TerminatedWorkerError (a worker died), a pickling error, ...
         reason = monitor.failure_reason()
         monitor.kill_all("a worker failed")
         if reason:

@@ -273,7 +273,7 @@ def build_demo_database(
     target_url = url
     if path is not None:
         if path.exists() and not overwrite:
-            raise ConfigError(f"{path} exists; pass --overwrite to replace it")
+            raise DatabaseError(f"{path} exists; pass --overwrite to replace it")
         path.parent.mkdir(parents=True, exist_ok=True)
         check_free_space(path, shape)
         tmp = path.with_name(path.name + ".building")

@@ -21,6 +21,7 @@ from cluster_workers.db.connect import make_engine
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import engine_versions, get_engine, l2_normalise, resolve_params
 from cluster_workers.engines.medoids import medoid_indices
+from cluster_workers.errors import ClusterWorkersError, WorkerFailed
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,20 @@ def peak_rss_mb() -> float:
 
 
 def cluster_model(task: ModelTask) -> ModelResult:
-    """Fetch the model's sampled vectors with a connection of our own and cluster them."""
+    """Fetch the model's sampled vectors with a connection of our own and cluster them.
+
+    Any error comes back as :class:`WorkerFailed` naming the model (plain text, so it pickles).
+    """
+    try:
+        return _cluster_model(task)
+    except ClusterWorkersError as exc:
+        raise WorkerFailed(str(exc)) from None
+    except Exception as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise WorkerFailed(f"worker for model {task.model} failed: {type(exc).__name__}: {detail[0] if detail else ''}") from None
+
+
+def _cluster_model(task: ModelTask) -> ModelResult:
     from threadpoolctl import threadpool_limits
 
     started = time.time()

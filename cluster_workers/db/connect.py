@@ -70,11 +70,7 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, read_only: bool = False
     connect_args = {"connect_timeout": max(1, int(busy_timeout))}
     engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     if read_only:
-
-        @event.listens_for(engine, "begin")
-        def _read_only(conn: sa.Connection) -> None:
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
-
+        engine = engine.execution_options(postgresql_readonly=True)
     return engine
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,18 @@ def uuid_bytes(value: object) -> bytes:
     return uuid.UUID(str(value)).bytes
 
 
+def _dimension(model: str, batch: list) -> int:
+    """The model's dimension: the most common byte length in the first batch (so an odd row gets named)."""
+    lengths = Counter(0 if row[1] is None else len(row[1]) for row in batch)
+    size = lengths.most_common(1)[0][0]
+    if size == 0 or size % 4:
+        row = next(r for r in batch if (0 if r[1] is None else len(r[1])) == size)
+        raise BadVectorError(
+            f"model {model}: embedding {row[0]} has a vector of {size} bytes, not a whole number of float32 values"
+        )
+    return size // 4
+
+
 def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: int) -> Vectors:
     """Read the model's sample into arrays, checking every vector.
 
@@ -51,13 +64,7 @@ def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: in
     for batch in result.partitions(BATCH_ROWS):
         blobs = [row[1] for row in batch]
         if data is None:
-            first = blobs[0]
-            if first is None or len(first) == 0 or len(first) % 4:
-                raise BadVectorError(
-                    f"model {model}: embedding {batch[0][0]} has a vector of {0 if first is None else len(first)} bytes,"
-                    " not a whole number of float32 values"
-                )
-            dim = len(first) // 4
+            dim = _dimension(model, batch)
             data = np.empty((capacity, dim), dtype=np.float32)
         for row, blob in zip(batch, blobs):
             if blob is None or len(blob) != dim * 4:

@@ -1,0 +1,113 @@
+"""Shared fixtures: small real experiment databases (SQLite files, a fresh PostgreSQL database)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from cluster_workers.db.connect import make_engine
+from cluster_workers.db.schema import embedding, invocation, run
+from cluster_workers.demo import build_demo_database
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL = 3 * 420 + 25  # 420 text invocations per real model, Dummy with 25
+PG_ADMIN_URL = os.environ.get("CLUSTER_WORKERS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def file_hash(path: Path) -> str:
+    """Hash of a SQLite file and its WAL companion, to prove a database untouched."""
+    h = hashlib.sha256()
+    for p in (Path(path), Path(str(path) + "-wal")):
+        if p.exists():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m cluster_workers ARGS` as a user would, capturing output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "cluster_workers", *args],
+        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT,
+    )
+
+
+def expected_sample(url: str, downsample: int) -> dict[str, set[uuid.UUID]]:
+    """The spec's downsampling, computed independently in Python from the raw rows."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        prompts = dict(conn.execute(sa.select(run.c.id, run.c.initial_prompt)).all())
+        texts: dict[uuid.UUID, list[tuple[int, uuid.UUID]]] = defaultdict(list)
+        for inv_id, run_id, seq, typ in conn.execute(
+            sa.select(invocation.c.id, invocation.c.run_id, invocation.c.sequence_number, sa.cast(invocation.c.type, sa.String))
+        ):
+            if typ.upper() == "TEXT" and (prompts[run_id] or "").strip().lower() not in ("yeah", "nah"):
+                texts[run_id].append((seq, inv_id))
+        kept = set()
+        for items in texts.values():
+            items.sort()
+            kept.update(inv for i, (_, inv) in enumerate(items) if i % downsample == 0)
+        sample: dict[str, set[uuid.UUID]] = defaultdict(set)
+        for emb_id, inv_id, model in conn.execute(sa.select(embedding.c.id, embedding.c.invocation_id, embedding.c.embedding_model)):
+            if inv_id in kept:
+                sample[model].add(emb_id)
+    engine.dispose()
+    return dict(sample)
+
+
+@pytest.fixture(scope="session")
+def demo_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "experiments.db"
+    build_demo_database(str(path), embeddings=SMALL, seed=7)
+    return path
+
+
+@pytest.fixture()
+def demo_db(demo_template, tmp_path) -> Path:
+    """A private copy of the small demo database (a real SQLite file)."""
+    path = tmp_path / "experiments.db"
+    shutil.copy(demo_template, path)
+    return path
+
+
+def _pg_available() -> str | None:
+    try:
+        engine = sa.create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        engine.dispose()
+        return None
+    except Exception as exc:  # noqa: BLE001 - any failure means: no server to test against
+        return f"no PostgreSQL server answers at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
+
+
+@pytest.fixture()
+def pg_url() -> str:
+    """A fresh, empty PostgreSQL database on the live server, dropped afterwards."""
+    reason = _pg_available()
+    if reason:
+        pytest.skip(reason)
+    name = f"cw_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    url = sa.make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+    yield url
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture()
+def pg_demo(pg_url) -> str:
+    build_demo_database(pg_url, embeddings=SMALL, seed=7)
+    return pg_url

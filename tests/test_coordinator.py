@@ -1,0 +1,133 @@
+"""The real workflow end to end: SQL counts -> loky worker processes -> one commit, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+
+import hdbscan
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from cluster_workers.config import Settings
+from cluster_workers.coordinator import run_clustering
+from cluster_workers.db.connect import make_engine
+from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
+from cluster_workers.db.vectors import fetch_vectors
+from cluster_workers.engines import l2_normalise, resolve_params
+from cluster_workers.errors import WorkerFailed
+from tests.conftest import expected_sample, file_hash
+
+MODELS = {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{request.getfixturevalue('demo_db')}"
+    return request.getfixturevalue("pg_demo")
+
+
+def stored(url: str) -> tuple[dict[str, list[dict]], dict[uuid.UUID, list[tuple]]]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        results = defaultdict(list)
+        for row in conn.execute(sa.select(clustering_result)).mappings():
+            results[row["embedding_model"]].append(dict(row))
+        members = defaultdict(list)
+        for row in conn.execute(sa.select(embedding_cluster.c.clustering_result_id, embedding_cluster.c.embedding_id, embedding_cluster.c.medoid_embedding_id)):
+            members[row[0]].append((row[1], row[2]))
+    engine.dispose()
+    return dict(results), dict(members)
+
+
+def reference_partition(url: str, model: str, downsample: int, ids_expected: int) -> dict[uuid.UUID, int]:
+    """hdbscan run directly on the same vectors with the same parameters."""
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        v = fetch_vectors(conn, model, downsample, ids_expected)
+    engine.dispose()
+    data = l2_normalise(v.data)
+    p = resolve_params(len(data))
+    labels = hdbscan.HDBSCAN(min_cluster_size=p.min_cluster_size, min_samples=p.min_samples).fit_predict(data.astype(np.float64))
+    return {v.id_at(i): int(labels[i]) for i in range(len(labels))}
+
+
+def assert_same_partition(db_members: list[tuple], reference: dict[uuid.UUID, int]) -> None:
+    assert {e for e, _ in db_members} == set(reference)
+    pairs = {(medoid, reference[e]) for e, medoid in db_members}
+    assert all((m is None) == (label == -1) for m, label in pairs), "outliers must match exactly"
+    clusters = [(m, label) for m, label in pairs if m is not None]
+    assert len({m for m, _ in clusters}) == len({label for _, label in clusters}) == len(clusters), "a bijection of clusters"
+
+
+@pytest.mark.parametrize("downsample, clustered, skipped", [(1, MODELS, set()), (3, MODELS - {"Dummy"}, {"Dummy"})])
+def test_full_run(database, downsample, clustered, skipped):
+    settings = Settings(database_url=database, downsample=downsample, workers=2, timeout=300)
+    report = run_clustering(settings)
+    assert set(report.skipped) == skipped
+    assert {r.model for r in report.results} == clustered
+    want = expected_sample(database, downsample)
+    results, members = stored(database)
+    assert set(results) == clustered
+    for model in clustered:
+        (row,) = results[model]  # one clusteringresult per clustered model
+        rows = members[row["id"]]
+        assert {e for e, _ in rows} == want[model]  # one membership per sampled embedding, exactly
+        assert len(rows) == len(want[model])
+        assert row["parameters"]["sample_count"] == len(want[model])
+        assert row["parameters"]["downsample"] == downsample
+        assert row["parameters"]["engine"] == "reference"
+        medoid_of = dict(rows)
+        for medoid in {m for _, m in rows if m is not None}:
+            assert medoid_of[medoid] == medoid  # a medoid is a member of its own cluster
+        if model != "Dummy":
+            assert_same_partition(rows, reference_partition(database, model, downsample, len(want[model])))
+
+
+def test_second_run_skips_and_force_replaces(database):
+    settings = Settings(database_url=database, downsample=5, workers=2)
+    first = run_clustering(settings)
+    assert len(first.results) == 3
+    before_results, before_members = stored(database)
+    again = run_clustering(settings)
+    assert again.results == [] and all("already clustered" in why for m, why in again.skipped.items() if m != "Dummy")
+    assert stored(database) == (before_results, before_members)
+    forced = run_clustering(settings.replace(force=True))
+    assert len(forced.results) == 3
+    after_results, after_members = stored(database)
+    assert {m: len(r) for m, r in after_results.items()} == {m: len(r) for m, r in before_results.items()}
+    old_ids = {r["id"] for rs in before_results.values() for r in rs}
+    new_ids = {r["id"] for rs in after_results.values() for r in rs}
+    assert not old_ids & new_ids  # replaced, not added
+    assert sum(map(len, after_members.values())) == sum(map(len, before_members.values()))
+    other = run_clustering(settings.replace(epsilon=0.1))  # other parameters: a new result beside the old
+    assert len(other.results) == 3
+    assert sum(len(r) for r in stored(database)[0].values()) == 6
+
+
+def test_bad_vector_in_one_model_writes_nothing(demo_db):
+    url = f"sqlite:///{demo_db}"
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        bad = conn.execute(sa.select(embedding.c.id).where(embedding.c.embedding_model == "STSBRoberta").limit(1)).scalar_one()
+        conn.execute(sa.update(embedding).where(embedding.c.id == bad).values(vector=b"\x00" * 100))
+    engine.dispose()
+    digest = file_hash(demo_db)
+    with pytest.raises(WorkerFailed) as err:
+        run_clustering(Settings(database_url=url, downsample=1, workers=2))
+    assert "STSBRoberta" in str(err.value) and str(bad) in str(err.value) and "100 bytes" in str(err.value)
+    assert file_hash(demo_db) == digest
+
+
+def test_bad_vector_on_postgres_writes_nothing(pg_demo):
+    engine = make_engine(pg_demo)
+    with engine.begin() as conn:
+        bad = conn.execute(sa.select(embedding.c.id).where(embedding.c.embedding_model == "Nomic").limit(1)).scalar_one()
+        conn.execute(sa.update(embedding).where(embedding.c.id == bad).values(vector=np.full(768, np.nan, "<f4").tobytes()))
+    with pytest.raises(WorkerFailed, match="Nomic.*NaN"):
+        run_clustering(Settings(database_url=pg_demo, downsample=1, workers=2))
+    with engine.connect() as conn:
+        assert not sa.inspect(conn).has_table("clusteringresult")
+    engine.dispose()
