@@ -181,6 +181,42 @@ def demo_db(
     typer.echo(f"wrote {target}: {shape.total:,} embeddings in {shape.runs} runs")
 
 
+@app.command()
+def bench(
+    downsample: int = typer.Option(..., "--downsample", "-n", min=1, help="Downsample to benchmark."),
+    database_url: Optional[str] = DatabaseUrl,
+    timeout: float = typer.Option(3600.0, "--timeout", min=0.001, help="Hard wall-clock limit in seconds for the run."),
+    baseline: bool = typer.Option(False, "--baseline", help="Also cluster the same samples the straightforward way and compare."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="reference or fast."),
+    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0),
+    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0),
+    min_samples: Optional[int] = typer.Option(None, "--min-samples", min=0),
+    heartbeat: float = typer.Option(30.0, "--heartbeat", min=0.1, help="Seconds between heartbeat log lines."),
+    output_dir: Path = typer.Option(Path("bench/results"), "--output-dir", help="Where the JSON goes."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Benchmark the workflow (forced re-run, then one commit) under a hard time limit; table + JSON."""
+    from cluster_workers import bench as bench_mod
+    from cluster_workers.coordinator import raise_on_sigterm
+
+    try:
+        settings = _settings(
+            config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
+            min_cluster_size=min_cluster_size, min_samples=min_samples,
+        )
+        raise_on_sigterm()
+        result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
+    except (ClusterWorkersError, KeyboardInterrupt) as exc:
+        fail(exc if isinstance(exc, ClusterWorkersError) else ClusterWorkersError("interrupted; nothing was written"))
+    data = result.as_json()
+    path = bench_mod.save(data, output_dir)
+    typer.echo(bench_mod.format_table(data))
+    typer.echo(f"json: {path}")
+    if result.status != "ok":
+        typer.echo(f"error: {result.error}", err=True)
+        raise typer.Exit(1)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

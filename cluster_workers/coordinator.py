@@ -139,16 +139,20 @@ def dispatch(
     try:
         parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered", max_nbytes=None)
         for result in parallel(delayed(cluster_model)(task) for task in tasks):
+            if monitor.timed_out():
+                break
             monitor.finished(result.model)
             results.append(result)
             if on_result:
                 on_result(result)
+        if monitor.timed_out():
+            raise WorkerFailed(monitor.timed_out())
     except KeyboardInterrupt:
         monitor.kill_all("interrupted")
         raise Interrupted(f"interrupted while clustering {monitor.running_description()}; nothing was written") from None
     except ClusterWorkersError as exc:
         monitor.kill_all("a worker failed")
-        raise WorkerFailed(str(exc)) from exc
+        raise WorkerFailed(monitor.timed_out() or str(exc)) from exc
     except Exception as exc:  # TerminatedWorkerError (a worker died), a pickling error, ...
         reason = monitor.failure_reason()
         monitor.kill_all("a worker failed")
@@ -161,6 +165,55 @@ def dispatch(
     finally:
         monitor.stop()
     return results
+
+
+def cluster_models(
+    settings: Settings,
+    models: list[str],
+    counts: dict[str, int],
+    deadline: float | None = None,
+    heartbeat_s: float = 30.0,
+    on_result: Callable[[ModelResult], None] | None = None,
+) -> tuple[list[ModelResult], int]:
+    """Cluster ``models`` in worker processes; returns the results and the threads each worker had."""
+    cpus = os.cpu_count() or 1
+    n_jobs = min(len(models), settings.workers or cpus)
+    threads = max(1, cpus // n_jobs)
+    status_dir = tempfile.mkdtemp(prefix="cluster_workers_")
+    try:
+        tasks = make_tasks(models, settings, counts, threads, status_dir)
+        logger.info(
+            "clustering {} model(s) with engine={} in {} worker process(es), {} thread(s) each",
+            len(tasks), settings.engine, n_jobs, threads,
+        )
+        monitor = WorkerMonitor(status_dir, [t.model for t in tasks], settings.timeout, deadline, heartbeat_s)
+
+        def _log_result(result: ModelResult) -> None:
+            logger.info(
+                "{}: {:,} vectors, fetch {:.2f} s, clustering {:.2f} s, {} clusters, {:.1%} outliers, worker peak {:.0f} MiB",
+                result.model, result.n, result.timings["fetch_s"], result.timings["cluster_s"],
+                result.n_clusters, result.outlier_share, result.peak_rss_mb,
+            )
+            if on_result:
+                on_result(result)
+
+        return dispatch(tasks, n_jobs, monitor, settings.backend, _log_result), threads
+    finally:
+        shutil.rmtree(status_dir, ignore_errors=True)
+
+
+def commit(engine: sa.Engine, settings: Settings, results: list[ModelResult]) -> dict[str, int]:
+    """Write every result in one transaction (BEGIN IMMEDIATE on SQLite); all or nothing."""
+    total_rows = sum(r.n for r in results)
+    logger.info("committing {} result(s), {:,} memberships in one transaction", len(results), total_rows)
+    try:
+        enable_wal(engine)
+        with engine.begin() as conn:
+            return write_results(conn, results, run_key(settings), replace=settings.force)
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted during the commit; the transaction was rolled back, nothing was written") from None
+    except sa.exc.SQLAlchemyError as exc:
+        raise _db_error(exc, settings.database_url) from exc
 
 
 def run_clustering(
@@ -184,55 +237,23 @@ def run_clustering(
                 models = plan(conn, settings, report)
         except sa.exc.SQLAlchemyError as exc:
             raise _db_error(exc, url) from exc
-        if not models:
-            logger.info("nothing to cluster")
-            report.timings["total_s"] = time.perf_counter() - t_start
-            report.peak_rss_mb = peak_rss_mb()
-            return report
-
-        cpus = os.cpu_count() or 1
-        n_jobs = min(len(models), settings.workers or cpus)
-        report.threads_per_worker = max(1, cpus // n_jobs)
-        status_dir = tempfile.mkdtemp(prefix="cluster_workers_")
-        try:
-            tasks = make_tasks(models, settings, report.after, report.threads_per_worker, status_dir)
-            logger.info(
-                "clustering {} model(s) with engine={} in {} worker process(es), {} thread(s) each",
-                len(tasks), settings.engine, n_jobs, report.threads_per_worker,
-            )
-            monitor = WorkerMonitor(status_dir, [t.model for t in tasks], settings.timeout, deadline, heartbeat_s)
+        if deadline is not None and time.monotonic() > deadline:
+            raise WorkerFailed("the run passed its time limit while counting; nothing was written")
+        if models:
             t0 = time.perf_counter()
-
-            def _log_result(result: ModelResult) -> None:
-                logger.info(
-                    "{}: {:,} vectors, fetch {:.2f} s, clustering {:.2f} s, {} clusters, {:.1%} outliers, worker peak {:.0f} MiB",
-                    result.model, result.n, result.timings["fetch_s"], result.timings["cluster_s"],
-                    result.n_clusters, result.outlier_share, result.peak_rss_mb,
-                )
-                if on_result:
-                    on_result(result)
-
-            report.results = dispatch(tasks, n_jobs, monitor, settings.backend, _log_result)
+            report.results, report.threads_per_worker = cluster_models(
+                settings, models, report.after, deadline, heartbeat_s, on_result
+            )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
-        finally:
-            shutil.rmtree(status_dir, ignore_errors=True)
-
-        t0 = time.perf_counter()
-        total_rows = sum(r.n for r in report.results)
-        logger.info("committing {} result(s), {:,} memberships in one transaction", len(report.results), total_rows)
-        try:
-            enable_wal(engine)
-            with engine.begin() as conn:
-                report.written = write_results(conn, report.results, run_key(settings), replace=settings.force)
-        except KeyboardInterrupt:
-            raise Interrupted("interrupted during the commit; the transaction was rolled back, nothing was written") from None
-        except sa.exc.SQLAlchemyError as exc:
-            raise _db_error(exc, url) from exc
-        report.timings["commit_s"] = time.perf_counter() - t0
-        logger.info(
-            "committed in {:.2f} s ({:,.0f} rows/s)",
-            report.timings["commit_s"], total_rows / max(report.timings["commit_s"], 1e-9),
-        )
+            t0 = time.perf_counter()
+            report.written = commit(engine, settings, report.results)
+            report.timings["commit_s"] = time.perf_counter() - t0
+            rows = report.written["memberships"]
+            logger.info(
+                "committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9)
+            )
+        else:
+            logger.info("nothing to cluster")
     finally:
         engine.dispose()
     report.timings["total_s"] = time.perf_counter() - t_start

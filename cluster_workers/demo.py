@@ -38,7 +38,7 @@ DUMMY_EMBEDDINGS = 25
 DIM = 768
 PRODUCTION_EMBEDDINGS = 3_288_025
 CALIBRATION_PROMPTS = ("yeah", "nah")
-BYTES_PER_EMBEDDING_ROW = DIM * 4 + 120  # vector + id, invocation id, timestamps, model, b-tree overhead
+BYTES_PER_EMBEDDING_ROW = DIM * 4 + 260  # vector, ids, timestamps, model, page slack and two indexes
 BYTES_PER_TEXT_INVOCATION = 2 * 260 + 3 * 110  # two invocation rows + index entries
 
 _ADJ = "quiet golden broken endless silver hidden ancient electric gentle wild frozen burning lonely bright".split()
@@ -288,6 +288,7 @@ def build_demo_database(
         written = 0
         with engine.connect() as conn:
             # a fresh file that is renamed into place only when complete: no journal needed
+            sqlite_pragma(conn, "page_size=16384")  # five 3 KB vectors a page instead of one per 4 KB page
             sqlite_pragma(conn, "journal_mode=OFF")
             sqlite_pragma(conn, "synchronous=OFF")
             conn.begin()

@@ -108,9 +108,16 @@ class WorkerMonitor:
         if self._thread.is_alive():
             self._thread.join(timeout=5)
 
+    def timed_out(self) -> str | None:
+        """The reason, once a timeout or the deadline has passed."""
+        return self._reason
+
     def _watch(self) -> None:
         last_beat = time.monotonic()
         while not self._stop.wait(self.poll_s):
+            if self._reason:  # keep stopping workers that start after the limit passed
+                self.kill_all("timeout")
+                continue
             now = time.time()
             for model in self.unfinished():
                 st = self.status(model)
@@ -128,7 +135,7 @@ class WorkerMonitor:
             if self._reason:
                 logger.error(self._reason)
                 self.kill_all("timeout")
-                return
+                continue
             if time.monotonic() - last_beat >= self.heartbeat_s:
                 last_beat = time.monotonic()
                 logger.info("heartbeat: still running {}", self.running_description())

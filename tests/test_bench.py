@@ -1,0 +1,33 @@
+"""The benchmark command: table + JSON, baseline comparison, and the hard timeout."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import file_hash, run_cli
+
+
+def test_bench_with_baseline_prints_table_and_writes_json(demo_db, tmp_path):
+    out = run_cli("bench", "-d", str(demo_db), "--downsample", "2", "--baseline", "--output-dir", str(tmp_path / "res"))
+    assert out.returncode == 0, out.stderr
+    assert "speedup" in out.stdout and "ARI" in out.stdout and "baseline" in out.stdout
+    (path,) = (tmp_path / "res").glob("bench_ds2_*.json")
+    data = json.loads(path.read_text())
+    assert data["status"] == "ok" and data["machine"]["cores"] >= 1 and data["machine"]["blas"]
+    models = {m["model"]: m for m in data["models"]}
+    assert set(models) == {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
+    for m in models.values():
+        assert m["sampled"] == data["counts"]["after"][m["model"]]
+        if m["model"] != "Dummy":
+            assert m["ari_vs_baseline"] == 1.0  # same engine, same vectors, same parameters
+    assert data["totals"]["rows_committed"] == sum(data["counts"]["after"].values())
+
+
+def test_bench_timeout_stops_workers_and_leaves_the_database_untouched(demo_db, tmp_path):
+    digest = file_hash(demo_db)
+    out = run_cli("bench", "-d", str(demo_db), "--downsample", "1", "--timeout", "0.3", "--output-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert "time limit" in out.stderr and "nothing was written" in out.stderr
+    assert file_hash(demo_db) == digest
+    (path,) = tmp_path.glob("bench_*.json")
+    assert json.loads(path.read_text())["status"] == "failed"
