@@ -34,7 +34,7 @@ class Settings:
     allow_single_cluster: bool = False
     cluster_selection_method: str = "eom"
     min_samples_to_cluster: int = 10
-    engine: str = "reference"
+    engine: str = "fast"
     models: tuple[str, ...] = ()  # empty = every model in the database
     force: bool = False
     workers: int = 0  # 0 = one per model, at most the number of cores

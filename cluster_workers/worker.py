@@ -131,6 +131,10 @@ def _cluster_model(task: ModelTask) -> ModelResult:
         task.cluster_selection_method,
     )
     t0 = time.perf_counter()
+    if task.engine == "fast":
+        import faiss  # its OpenMP pool sizes k-means; give it our share of the cores
+
+        faiss.omp_set_num_threads(task.threads)
     with threadpool_limits(limits=task.threads):
         data = l2_normalise(vectors.data)
         labels = get_engine(task.engine)(data, params)

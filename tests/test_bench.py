@@ -8,7 +8,9 @@ from tests.conftest import file_hash, run_cli
 
 
 def test_bench_with_baseline_prints_table_and_writes_json(demo_db, tmp_path):
-    out = run_cli("bench", "-d", str(demo_db), "--downsample", "2", "--baseline", "--output-dir", str(tmp_path / "res"))
+    out = run_cli(
+        "bench", "-d", str(demo_db), "--downsample", "2", "--baseline", "--engine", "reference", "--output-dir", str(tmp_path / "res")
+    )
     assert out.returncode == 0, out.stderr
     assert "speedup" in out.stdout and "ARI" in out.stdout and "baseline" in out.stdout
     (path,) = (tmp_path / "res").glob("bench_ds2_*.json")

@@ -42,14 +42,14 @@ def stored(url: str) -> tuple[dict[str, list[dict]], dict[uuid.UUID, list[tuple]
     return dict(results), dict(members)
 
 
-def reference_partition(url: str, model: str, downsample: int, ids_expected: int) -> dict[uuid.UUID, int]:
+def reference_partition(url: str, model: str, downsample: int, ids_expected: int, mcs: int = 0, ms: int = 0) -> dict[uuid.UUID, int]:
     """hdbscan run directly on the same vectors with the same parameters."""
     engine = make_engine(url)
     with engine.connect() as conn:
         v = fetch_vectors(conn, model, downsample, ids_expected)
     engine.dispose()
     data = l2_normalise(v.data)
-    p = resolve_params(len(data))
+    p = resolve_params(len(data), mcs, ms)
     labels = hdbscan.HDBSCAN(min_cluster_size=p.min_cluster_size, min_samples=p.min_samples).fit_predict(data.astype(np.float64))
     return {v.id_at(i): int(labels[i]) for i in range(len(labels))}
 
@@ -64,7 +64,7 @@ def assert_same_partition(db_members: list[tuple], reference: dict[uuid.UUID, in
 
 @pytest.mark.parametrize("downsample, clustered, skipped", [(1, MODELS, set()), (3, MODELS - {"Dummy"}, {"Dummy"})])
 def test_full_run(database, downsample, clustered, skipped):
-    settings = Settings(database_url=database, downsample=downsample, workers=2, timeout=300)
+    settings = Settings(database_url=database, downsample=downsample, workers=2, timeout=300, engine="reference")
     report = run_clustering(settings)
     assert set(report.skipped) == skipped
     assert {r.model for r in report.results} == clustered
@@ -131,3 +131,22 @@ def test_bad_vector_on_postgres_writes_nothing(pg_demo):
     with engine.connect() as conn:
         assert not sa.inspect(conn).has_table("clusteringresult")
     engine.dispose()
+
+
+def test_fast_engine_end_to_end_agrees_with_the_reference(demo_db):
+    url = f"sqlite:///{demo_db}"
+    settings = Settings(database_url=url, downsample=1, workers=2, engine="fast", min_samples_to_cluster=30, min_cluster_size=8, min_samples=5)
+    report = run_clustering(settings)
+    assert {r.model for r in report.results} == MODELS - {"Dummy"}
+    results, members = stored(url)
+    from sklearn.metrics import adjusted_rand_score
+
+    for model in MODELS - {"Dummy"}:
+        (row,) = results[model]
+        assert row["parameters"]["engine"] == "fast" and "faiss-cpu" in row["parameters"]["versions"]
+        rows = members[row["id"]]
+        ref = reference_partition(url, model, 1, len(rows), 8, 5)
+        medoid_ids = sorted({m for _, m in rows if m is not None}, key=str)
+        ours = {e: (medoid_ids.index(m) if m is not None else -1) for e, m in rows}
+        keys = sorted(ref, key=str)
+        assert adjusted_rand_score([ref[k] for k in keys], [ours[k] for k in keys]) >= 0.9

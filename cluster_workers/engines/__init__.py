@@ -73,5 +73,5 @@ def engine_versions(name: str) -> dict[str, str]:
     """Library versions that made a result, recorded in ``parameters``."""
     from importlib.metadata import version
 
-    libs = ["numpy", "hdbscan", "scikit-learn"]
+    libs = ["numpy", "hdbscan"] + (["scipy", "faiss-cpu"] if name == "fast" else [])
     return {lib: version(lib) for lib in libs}
