@@ -37,6 +37,7 @@ class Settings:
     engine: str = "fast"
     models: tuple[str, ...] = ()  # empty = every model in the database
     force: bool = False
+    skip_bad_vectors: bool = False  # skip (and count) bad vectors / orphan embeddings instead of failing
     workers: int = 0  # 0 = one per model, at most the number of cores
     timeout: float = 3600.0  # seconds per model (wall clock, from worker start)
     busy_timeout: float = 30.0  # seconds to wait for a locked SQLite database

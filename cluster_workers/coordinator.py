@@ -24,6 +24,7 @@ from loguru import logger
 from cluster_workers.config import Settings
 from cluster_workers.db import sampling
 from cluster_workers.db.connect import describe, enable_wal, make_engine
+from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_result_ids, write_results
 from cluster_workers.db.schema import EXPERIMENT_TABLES
 from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError, Interrupted, WorkerFailed
@@ -89,6 +90,14 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport) -> list[str
     logger.info("counts at downsample={} ({:.2f} s, in SQL):", settings.downsample, report.timings["counts_s"])
     for model in models:
         logger.info("  {:<14} {:>10,} embeddings -> {:>10,} sampled", model, report.before[model], report.after.get(model, 0))
+    orphans = sampling.orphan_embeddings(conn, models)
+    if orphans:
+        listed = ", ".join(f"{emb_id} ({model})" for emb_id, model in orphans)
+        if not settings.skip_bad_vectors:
+            raise DatabaseError(
+                f"embeddings whose invocation is missing: {listed}; fix the data or pass --skip-bad-vectors"
+            )
+        logger.warning("leaving out embeddings whose invocation is missing, e.g. {}", listed)
     key = run_key(settings)
     todo: list[str] = []
     for model in models:
@@ -118,6 +127,7 @@ def make_tasks(models: list[str], settings: Settings, after: dict[str, int], thr
             allow_single_cluster=settings.allow_single_cluster,
             cluster_selection_method=settings.cluster_selection_method,
             busy_timeout=settings.busy_timeout,
+            skip_bad_vectors=settings.skip_bad_vectors,
             threads=threads,
             status_dir=status_dir,
         )
@@ -194,6 +204,8 @@ def cluster_models(
                 result.model, result.n, result.timings["fetch_s"], result.timings["cluster_s"],
                 result.n_clusters, result.outlier_share, result.peak_rss_mb,
             )
+            if result.parameters.get("skipped_bad_vectors"):
+                logger.warning("{}: left out {} bad vector(s)", result.model, result.parameters["skipped_bad_vectors"])
             if on_result:
                 on_result(result)
 
@@ -232,34 +244,43 @@ def run_clustering(
     logger.info("database {}", describe(url))
     engine = make_engine(url, busy_timeout=settings.busy_timeout)
     try:
-        try:
-            with engine.connect() as conn:
-                models = plan(conn, settings, report)
-        except sa.exc.SQLAlchemyError as exc:
-            raise _db_error(exc, url) from exc
-        if deadline is not None and time.monotonic() > deadline:
-            raise WorkerFailed("the run passed its time limit while counting; nothing was written")
-        if models:
-            t0 = time.perf_counter()
-            report.results, report.threads_per_worker = cluster_models(
-                settings, models, report.after, deadline, heartbeat_s, on_result
-            )
-            report.timings["clustering_wall_s"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            report.written = commit(engine, settings, report.results)
-            report.timings["commit_s"] = time.perf_counter() - t0
-            rows = report.written["memberships"]
-            logger.info(
-                "committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9)
-            )
-        else:
-            logger.info("nothing to cluster")
+        with run_lock(url, settings.busy_timeout):
+            _run_locked(engine, settings, report, deadline, heartbeat_s, on_result)
     finally:
         engine.dispose()
     report.timings["total_s"] = time.perf_counter() - t_start
     report.peak_rss_mb = peak_rss_mb()
     logger.info("done in {:.2f} s, coordinator peak memory {:.0f} MiB", report.timings["total_s"], report.peak_rss_mb)
     return report
+
+
+def _run_locked(
+    engine: sa.Engine,
+    settings: Settings,
+    report: RunReport,
+    deadline: float | None,
+    heartbeat_s: float,
+    on_result: Callable[[ModelResult], None] | None,
+) -> None:
+    """Plan, cluster, commit -- while this run holds the database's run lock."""
+    try:
+        with engine.connect() as conn:
+            models = plan(conn, settings, report)
+    except sa.exc.SQLAlchemyError as exc:
+        raise _db_error(exc, settings.database_url) from exc
+    if deadline is not None and time.monotonic() > deadline:
+        raise WorkerFailed("the run passed its time limit while counting; nothing was written")
+    if not models:
+        logger.info("nothing to cluster")
+        return
+    t0 = time.perf_counter()
+    report.results, report.threads_per_worker = cluster_models(settings, models, report.after, deadline, heartbeat_s, on_result)
+    report.timings["clustering_wall_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    report.written = commit(engine, settings, report.results)
+    report.timings["commit_s"] = time.perf_counter() - t0
+    rows = report.written["memberships"]
+    logger.info("committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9))
 
 
 def raise_on_sigterm() -> None:

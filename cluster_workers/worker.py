@@ -39,6 +39,7 @@ class ModelTask:
     allow_single_cluster: bool = False
     cluster_selection_method: str = "eom"
     busy_timeout: float = 30.0
+    skip_bad_vectors: bool = False
     threads: int = 1
     status_dir: str = ""  # where the worker reports its pid and phase for the coordinator's monitor
 
@@ -115,7 +116,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     engine = make_engine(task.database_url, busy_timeout=task.busy_timeout, read_only=True)
     try:
         with engine.connect() as conn:
-            vectors = fetch_vectors(conn, task.model, task.downsample, task.expected_count)
+            vectors = fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors)
     finally:
         engine.dispose()
     fetch_s = time.perf_counter() - t0
@@ -151,6 +152,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
         "engine": task.engine,
         "medoid": "member with the least summed squared distance to its cluster",
         "sample_count": int(n),
+        "skipped_bad_vectors": int(vectors.skipped),
         "dimension": int(dim),
         "requested": {
             "min_cluster_size": task.min_cluster_size,

@@ -62,13 +62,30 @@ def count_sampled_query(downsample: int) -> sa.Select:
 
 
 def sampled_vectors_query(model: str, downsample: int) -> sa.Select:
-    """``(id, vector)`` of one model's sampled embeddings."""
+    """``(id, vector)`` of one model's sampled embeddings.
+
+    The kept invocations drive the join (embedding looked up by ``invocation_id``);
+    ``embedding_model || ''`` keeps SQLite from scanning the model's whole
+    index instead, which reads every one of the model's rows (measured: 2x slower
+    at downsample 10000 on the production shape).
+    """
     kept = kept_invocations(downsample)
     return (
         sa.select(embedding.c.id, embedding.c.vector)
-        .join(kept, kept.c.invocation_id == embedding.c.invocation_id)
-        .where(embedding.c.embedding_model == sa.bindparam("model", model))
+        .select_from(kept.join(embedding, embedding.c.invocation_id == kept.c.invocation_id))
+        .where(embedding.c.embedding_model + sa.literal("") == sa.bindparam("model", model))
     )
+
+
+def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) -> list[tuple[object, str]]:
+    """Up to ``limit`` ``(embedding id, model)`` whose invocation does not exist."""
+    query = (
+        sa.select(embedding.c.id, embedding.c.embedding_model)
+        .select_from(embedding.outerjoin(invocation, invocation.c.id == embedding.c.invocation_id))
+        .where(invocation.c.id.is_(None), embedding.c.embedding_model.in_(models))
+        .limit(limit)
+    )
+    return [(i, m) for i, m in conn.execute(query)]
 
 
 def counts(conn: sa.Connection, downsample: int) -> tuple[dict[str, int], dict[str, int]]:

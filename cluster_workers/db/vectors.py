@@ -21,6 +21,7 @@ class Vectors:
 
     ids: np.ndarray
     data: np.ndarray
+    skipped: int = 0  # bad rows left out (only with ``skip_bad``)
 
     def id_at(self, i: int) -> uuid.UUID:
         return uuid.UUID(bytes=self.ids[i].tobytes())
@@ -45,13 +46,14 @@ def _dimension(model: str, batch: list) -> int:
     return size // 4
 
 
-def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: int) -> Vectors:
+def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False) -> Vectors:
     """Read the model's sample into arrays, checking every vector.
 
     ``expected`` (from the coordinator's count) sizes the preallocation; the array
     grows if more rows arrive and is trimmed if fewer do. Raises
     :class:`BadVectorError` naming the embedding for a byte length that is not a
-    multiple of 4, a dimension that differs from the first row's, or NaN/inf.
+    multiple of 4, a dimension that differs from the model's, or NaN/inf -- or,
+    with ``skip_bad``, leaves such rows out and counts them in ``skipped``.
     """
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
         sampled_vectors_query(model, downsample)
@@ -61,17 +63,24 @@ def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: in
     data: np.ndarray | None = None
     dim = 0
     n = 0
+    skipped = 0
     for batch in result.partitions(BATCH_ROWS):
-        blobs = [row[1] for row in batch]
         if data is None:
             dim = _dimension(model, batch)
             data = np.empty((capacity, dim), dtype=np.float32)
-        for row, blob in zip(batch, blobs):
-            if blob is None or len(blob) != dim * 4:
-                got = 0 if blob is None else len(blob)
+        good = [row for row in batch if row[1] is not None and len(row[1]) == dim * 4]
+        if len(good) < len(batch):
+            if not skip_bad:
+                row = next(r for r in batch if r[1] is None or len(r[1]) != dim * 4)
+                got = 0 if row[1] is None else len(row[1])
                 raise BadVectorError(
                     f"model {model}: embedding {row[0]} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)"
                 )
+            skipped += len(batch) - len(good)
+            batch = good
+        if not batch:
+            continue
+        blobs = [row[1] for row in batch]
         m = len(batch)
         if n + m > capacity:
             capacity = max(capacity * 2, n + m)
@@ -80,11 +89,20 @@ def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: in
         chunk = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(m, dim)
         bad = ~np.isfinite(chunk).all(axis=1)
         if bad.any():
-            row = batch[int(np.argmax(bad))]
-            raise BadVectorError(f"model {model}: embedding {row[0]} has NaN or infinite values")
+            if not skip_bad:
+                row = batch[int(np.argmax(bad))]
+                raise BadVectorError(f"model {model}: embedding {row[0]} has NaN or infinite values")
+            skipped += int(bad.sum())
+            batch = [row for row, b in zip(batch, bad) if not b]
+            chunk = chunk[~bad]
+            m = len(batch)
         data[n : n + m] = chunk
         ids[n : n + m] = np.frombuffer(b"".join(uuid_bytes(row[0]) for row in batch), dtype=np.uint8).reshape(m, 16)
         n += m
     if data is None:
-        return Vectors(ids=np.empty((0, 16), dtype=np.uint8), data=np.empty((0, 0), dtype=np.float32))
-    return Vectors(ids=ids[:n].copy() if n < len(ids) else ids, data=data[:n] if n == len(data) else data[:n].copy())
+        return Vectors(ids=np.empty((0, 16), dtype=np.uint8), data=np.empty((0, 0), dtype=np.float32), skipped=skipped)
+    return Vectors(
+        ids=ids[:n].copy() if n < len(ids) else ids,
+        data=data[:n] if n == len(data) else data[:n].copy(),
+        skipped=skipped,
+    )
