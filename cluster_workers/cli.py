@@ -78,6 +78,8 @@ def cluster(
     engine: Optional[str] = typer.Option(None, "--engine", help="reference (hdbscan package) or fast."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."),
+    busy_timeout: Optional[float] = typer.Option(None, "--busy-timeout", min=0.0, help="Seconds to wait for a database locked by another writer."),
+    skip_bad_vectors: bool = typer.Option(False, "--skip-bad-vectors", help="Leave out (and count) bad vectors and orphan embeddings instead of failing."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
@@ -98,6 +100,8 @@ def cluster(
             engine=engine,
             workers=workers,
             timeout=timeout,
+            busy_timeout=busy_timeout,
+            skip_bad_vectors=skip_bad_vectors or None,
         )
         raise_on_sigterm()
         report = run_clustering(settings)

@@ -111,3 +111,20 @@ def pg_url() -> str:
 def pg_demo(pg_url) -> str:
     build_demo_database(pg_url, embeddings=SMALL, seed=7)
     return pg_url
+
+
+MID = 3 * 1500 + 25  # big enough that the reference engine works for seconds per model
+
+
+@pytest.fixture(scope="session")
+def mid_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("mid") / "experiments.db"
+    build_demo_database(str(path), embeddings=MID, seed=11)
+    return path
+
+
+@pytest.fixture()
+def mid_db(mid_template, tmp_path) -> Path:
+    path = tmp_path / "mid.db"
+    shutil.copy(mid_template, path)
+    return path
