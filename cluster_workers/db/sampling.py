@@ -78,11 +78,19 @@ def sampled_vectors_query(model: str, downsample: int) -> sa.Select:
 
 
 def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) -> list[tuple[object, str]]:
-    """Up to ``limit`` ``(embedding id, model)`` whose invocation does not exist."""
+    """Up to ``limit`` ``(embedding id, model)`` whose invocation does not exist.
+
+    The anti-join reads only ``embedding.invocation_id`` (its index, on SQLite) and
+    the invocation primary key; rows are fetched only for the orphans found.
+    """
+    missing = (
+        sa.select(embedding.c.invocation_id)
+        .where(~sa.exists().where(invocation.c.id == embedding.c.invocation_id))
+        .scalar_subquery()
+    )
     query = (
         sa.select(embedding.c.id, embedding.c.embedding_model)
-        .select_from(embedding.outerjoin(invocation, invocation.c.id == embedding.c.invocation_id))
-        .where(invocation.c.id.is_(None), embedding.c.embedding_model.in_(models))
+        .where(embedding.c.invocation_id.in_(missing), embedding.c.embedding_model.in_(models))
         .limit(limit)
     )
     return [(i, m) for i, m in conn.execute(query)]

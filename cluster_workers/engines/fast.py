@@ -30,10 +30,10 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from cluster_workers.engines import HDBSCANParams
 
-EXACT_LIMIT = 12_000
+EXACT_LIMIT = 4_000
 CELL_SIZE = 400
 PROBES = 16
-BLOCK_BYTES = 256 * 2**20  # one similarity block; bounds memory whatever n
+BLOCK_BYTES = 128 * 2**20  # one similarity block (float32); bounds memory whatever n
 EXTRA_NEIGHBOURS = 8
 JOIN_SAMPLE_TOTAL = 16384  # all points (exact joins) up to this n
 _TINY = 1e-30  # scipy drops zero-weight edges: shift every weight by this, remove it afterwards
@@ -137,22 +137,32 @@ def _join_components(data: np.ndarray, core: np.ndarray, comp: np.ndarray, n_com
     x = np.ascontiguousarray(data[rep_idx], dtype=np.float32)
     c_rep = core[rep_idx]
 
-    def mrd_block(a: int, b: int | None = None) -> np.ndarray:
-        ra = slice(starts[a], starts[a] + sizes[a])
-        cols = slice(None) if b is None else slice(starts[b], starts[b] + sizes[b])
-        d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (x[ra] @ x[cols].T)).astype(np.float64))
-        return np.maximum(d, np.maximum(c_rep[ra][:, None], c_rep[cols][None, :]))
+    def mrd_block(rows: np.ndarray, cols: slice) -> np.ndarray:
+        d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (x[rows] @ x[cols].T)).astype(np.float64))
+        return np.maximum(d, np.maximum(c_rep[rows][:, None], c_rep[cols][None, :]))
 
-    weights = np.empty((n_comp, n_comp))
+    def rows_of(a: int) -> np.ndarray:
+        return np.arange(starts[a], starts[a] + sizes[a])
+
+    chunk = max(1, BLOCK_BYTES // (8 * x.shape[0]))  # bounded memory whatever the component sizes
+    weights = np.full((n_comp, n_comp), np.inf)
     for a in range(n_comp):
-        weights[a] = np.minimum.reduceat(mrd_block(a), starts, axis=1).min(axis=0)
+        rows = rows_of(a)
+        for s in range(0, rows.size, chunk):
+            block_min = np.minimum.reduceat(mrd_block(rows[s : s + chunk], slice(None)), starts, axis=1).min(axis=0)
+            weights[a] = np.minimum(weights[a], block_min)
     np.fill_diagonal(weights, 0.0)
     tree = minimum_spanning_tree(weights + _TINY - np.eye(n_comp) * _TINY).tocoo()
     edges = []
     for a, b in zip(tree.row, tree.col):
-        block = mrd_block(int(a), int(b))
-        i, j = np.unravel_index(int(np.argmin(block)), block.shape)
-        edges.append((rep_idx[starts[a] + i], rep_idx[starts[b] + j], block[i, j]))
+        rows, cols = rows_of(int(a)), slice(starts[b], starts[b] + sizes[b])
+        best = (np.inf, 0, 0)
+        for s in range(0, rows.size, chunk):
+            block = mrd_block(rows[s : s + chunk], cols)
+            i, j = np.unravel_index(int(np.argmin(block)), block.shape)
+            if block[i, j] < best[0]:
+                best = (block[i, j], rows[s + i], starts[b] + j)
+        edges.append((rep_idx[best[1]], rep_idx[best[2]], best[0]))
     return np.array(edges, dtype=np.float64).reshape(-1, 3)
 
 
