@@ -13,6 +13,7 @@ from loguru import logger
 
 from cluster_workers import __version__
 from cluster_workers.errors import ClusterWorkersError
+from cluster_workers.progress import progress_bar, setup_logging
 
 app = typer.Typer(
     help="Cluster sentence embeddings stored in SQL with HDBSCAN: one worker process per embedding model, one atomic commit.",
@@ -27,11 +28,6 @@ DatabaseUrl = typer.Option(
     None, "--database-url", "-d", help="SQLAlchemy URL or SQLite path [env CLUSTER_WORKERS_DATABASE_URL, config]."
 )
 ConfigFile = typer.Option(None, "--config", help="TOML config file [default: config/cluster_workers.toml].")
-
-
-def setup_logging(level: str = "INFO") -> None:
-    logger.remove()
-    logger.add(sys.stderr, level=level.upper(), format="{time:YYYY-MM-DD HH:mm:ss} | {level:<7} | {message}")
 
 
 def fail(exc: BaseException) -> None:
@@ -104,7 +100,14 @@ def cluster(
             skip_bad_vectors=skip_bad_vectors or None,
         )
         raise_on_sigterm()
-        report = run_clustering(settings)
+        done: list[str] = []
+        with progress_bar(0, "models clustered") as advance:
+
+            def on_result(result) -> None:  # type: ignore[no-untyped-def]
+                done.append(result.model)
+                advance(len(done))
+
+            report = run_clustering(settings, on_result=on_result, on_plan=lambda models: advance(0, len(models)))
     except (ClusterWorkersError, KeyboardInterrupt) as exc:
         if isinstance(exc, KeyboardInterrupt):
             from cluster_workers.errors import Interrupted
@@ -157,6 +160,23 @@ def show(
         typer.echo(report_mod.clusters_table(summary, clusters, limit))
 
 
+@app.command()
+def report(
+    database_url: Optional[str] = DatabaseUrl,
+    output: Path = typer.Option(Path("report"), "--output", "-o", help="Directory for report.html."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Write a self-contained HTML report: per result the size distribution and top clusters; models compared."""
+    from cluster_workers.html_report import write_report
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        path = write_report(settings.database_url, output, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(f"wrote {path}")
+
+
 @app.command("demo-db")
 def demo_db(
     path: Optional[str] = typer.Argument(None, help="SQLite file to write (or use --database-url)."),
@@ -173,13 +193,16 @@ def demo_db(
         fail(ClusterWorkersError("give a PATH or --database-url"))
     last = {"t": time.monotonic()}
 
-    def progress(done: int) -> None:
-        if time.monotonic() - last["t"] >= 10 or done == embeddings:
-            last["t"] = time.monotonic()
-            logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
-
     try:
-        shape = build_demo_database(target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress)
+        with progress_bar(embeddings, "embeddings written") as advance:
+
+            def progress(done: int) -> None:
+                advance(done)
+                if time.monotonic() - last["t"] >= 10 or done == embeddings:
+                    last["t"] = time.monotonic()
+                    logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
+
+            shape = build_demo_database(target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress)
     except (ClusterWorkersError, KeyboardInterrupt) as exc:
         fail(exc if isinstance(exc, ClusterWorkersError) else ClusterWorkersError("interrupted; nothing kept"))
     typer.echo(f"wrote {target}: {shape.total:,} embeddings in {shape.runs} runs")

@@ -233,6 +233,7 @@ def run_clustering(
     deadline: float | None = None,
     heartbeat_s: float = 30.0,
     on_result: Callable[[ModelResult], None] | None = None,
+    on_plan: Callable[[list[str]], None] | None = None,
 ) -> RunReport:
     """Cluster every eligible model and commit all results at once (or nothing).
 
@@ -245,7 +246,7 @@ def run_clustering(
     engine = make_engine(url, busy_timeout=settings.busy_timeout)
     try:
         with run_lock(url, settings.busy_timeout):
-            _run_locked(engine, settings, report, deadline, heartbeat_s, on_result)
+            _run_locked(engine, settings, report, deadline, heartbeat_s, on_result, on_plan)
     finally:
         engine.dispose()
     report.timings["total_s"] = time.perf_counter() - t_start
@@ -261,6 +262,7 @@ def _run_locked(
     deadline: float | None,
     heartbeat_s: float,
     on_result: Callable[[ModelResult], None] | None,
+    on_plan: Callable[[list[str]], None] | None = None,
 ) -> None:
     """Plan, cluster, commit -- while this run holds the database's run lock."""
     try:
@@ -270,6 +272,8 @@ def _run_locked(
         raise _db_error(exc, settings.database_url) from exc
     if deadline is not None and time.monotonic() > deadline:
         raise WorkerFailed("the run passed its time limit while counting; nothing was written")
+    if on_plan:
+        on_plan(models)
     if not models:
         logger.info("nothing to cluster")
         return

@@ -34,6 +34,15 @@ def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple
     return _read(url, busy_timeout, fn)
 
 
+def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
+    """Every result (newest first) with its clusters, in one read-only connection."""
+
+    def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
+        return [(r, cluster_summaries(conn, r.id)) for r in list_results(conn)]
+
+    return _read(url, busy_timeout, fn)
+
+
 def _short(text: str | None, width: int = TEXT_WIDTH) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"

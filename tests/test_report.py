@@ -1,0 +1,65 @@
+"""The HTML report: numbers match the database; a real headless browser renders it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from cluster_workers.config import Settings
+from cluster_workers.coordinator import run_clustering
+from cluster_workers.report import load_all_clusters
+from tests.conftest import run_cli
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture()
+def clustered(demo_db):
+    run_clustering(Settings(database_url=f"sqlite:///{demo_db}", downsample=2, workers=2))
+    return demo_db
+
+
+def test_report_numbers_match_the_database(clustered, tmp_path):
+    out = run_cli("report", "-d", str(clustered), "--output", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "report.html").read_text()
+    entries = load_all_clusters(str(clustered))
+    assert len(entries) == 4
+    assert page.count("<svg") == len(entries) + 1  # one size plot per result, one comparison
+    assert "http" not in re.sub(r'xmlns(:\w+)?="http[^"]+"|https?://www\.w3\.org[^"\s]*|http://purl[^"\s]*|https://matplotlib\S*', "", page)  # self-contained
+    for summary, clusters in entries:
+        section = page.split(f"id='r{summary.id.hex}'")[1].split("<h2")[0]
+        assert f"{summary.sample_count:,} embeddings, {summary.clusters} clusters" in section
+        assert f"({summary.outlier_share:.1%})" in section
+        top = [c for c in clusters if c.medoid_embedding_id is not None][:10]
+        rows = re.findall(r"<tr><td class='num'>(\d+)</td><td class='num'>([\d,]+)</td>", section)
+        assert [int(size.replace(",", "")) for _, size in rows] == [c.size for c in top]
+
+
+def test_report_without_results(demo_db, tmp_path):
+    out = run_cli("report", "-d", str(demo_db), "--output", str(tmp_path))
+    assert out.returncode == 0 and "No clustering results yet" in (tmp_path / "report.html").read_text()
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium) for the browser check")
+def test_report_renders_in_a_headless_browser(clustered, tmp_path):
+    import matplotlib.image
+
+    assert run_cli("report", "-d", str(clustered), "--output", str(tmp_path)).returncode == 0
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
+         (tmp_path / "report.html").as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )
+    assert shot.exists(), "chromium wrote no screenshot"
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[0] > 500 and pixels.std() > 0.05  # not a blank page
+    dark = (pixels[..., :3].mean(axis=2) < 0.5).mean()
+    assert 0.005 < dark < 0.5  # text and plots drawn on a light page
