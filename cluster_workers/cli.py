@@ -75,6 +75,8 @@ def cluster(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."),
     busy_timeout: Optional[float] = typer.Option(None, "--busy-timeout", min=0.0, help="Seconds to wait for a database locked by another writer."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="loky (this machine) or dask (a dask.distributed cluster)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     skip_bad_vectors: bool = typer.Option(False, "--skip-bad-vectors", help="Leave out (and count) bad vectors and orphan embeddings instead of failing."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
@@ -98,6 +100,8 @@ def cluster(
             timeout=timeout,
             busy_timeout=busy_timeout,
             skip_bad_vectors=skip_bad_vectors or None,
+            backend=backend,
+            scheduler=scheduler,
         )
         raise_on_sigterm()
         done: list[str] = []

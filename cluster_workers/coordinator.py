@@ -8,17 +8,19 @@ passes; any failure means nothing is written.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
 import shutil
 import signal
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import sqlalchemy as sa
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, parallel_config
 from loguru import logger
 
 from cluster_workers.config import Settings
@@ -136,41 +138,107 @@ def make_tasks(models: list[str], settings: Settings, after: dict[str, int], thr
     ]
 
 
+@contextlib.contextmanager
+def _backend(backend: str, scheduler: str) -> Iterator[object]:
+    """loky: nothing to set up. dask: a ``distributed.Client`` on ``scheduler``, joblib's dask backend."""
+    if backend != "dask":
+        yield None
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--backend dask needs dask.distributed: pip install 'cluster-workers[dask]'") from None
+    if not scheduler:
+        raise ConfigError("--backend dask needs --scheduler ADDRESS (e.g. tcp://10.0.0.5:8786)")
+    try:
+        client = Client(scheduler, timeout=30)
+    except OSError as exc:
+        raise WorkerFailed(f"cannot reach the dask scheduler at {scheduler}: {exc}") from None
+    try:
+        logger.info("dask scheduler {} with {} worker(s)", scheduler, len(client.scheduler_info().get("workers", {})))
+        with parallel_config(backend="dask"):
+            yield client
+    finally:
+        client.close()
+
+
+def _bounded(results: Iterator[ModelResult], monitor: WorkerMonitor) -> Iterator[ModelResult]:
+    """Consume ``results`` in a helper thread so that a monitor verdict ends the wait.
+
+    joblib's dask backend can wait forever on a task whose worker died; the
+    monitor notices (dead pid, timeout) and we stop waiting.
+    """
+    box: queue.Queue = queue.Queue()
+
+    def consume() -> None:
+        try:
+            for item in results:
+                box.put(("result", item))
+            box.put(("done", None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            box.put(("error", exc))
+
+    threading.Thread(target=consume, name="result-consumer", daemon=True).start()
+    while True:
+        try:
+            kind, value = box.get(timeout=0.25)
+        except queue.Empty:
+            if monitor.timed_out():
+                raise WorkerFailed(monitor.timed_out()) from None
+            continue
+        if kind == "done":
+            return
+        if kind == "error":
+            raise value
+        yield value
+
+
 def dispatch(
     tasks: list[ModelTask],
     n_jobs: int,
     monitor: WorkerMonitor,
     backend: str = "loky",
     on_result: Callable[[ModelResult], None] | None = None,
+    scheduler: str = "",
 ) -> list[ModelResult]:
     """Run every task in its own worker process; the first failure stops them all."""
     results: list[ModelResult] = []
     monitor.start()
     try:
-        parallel = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered", max_nbytes=None)
-        for result in parallel(delayed(cluster_model)(task) for task in tasks):
-            if monitor.timed_out():
-                break
-            monitor.finished(result.model)
-            results.append(result)
-            if on_result:
-                on_result(result)
+        with _backend(backend, scheduler) as client:
+            if client is not None:  # remote workers cannot be killed from here: drop the connection instead
+                monitor.on_timeout = client.close
+            options = {"backend": "loky", "max_nbytes": None} if backend == "loky" else {}
+            # the dask backend has had bugs with unordered generators: take results in order there
+            return_as = "generator_unordered" if backend == "loky" else "generator"
+            parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)
+            jobs = (delayed(cluster_model)(task) for task in tasks)
+            stream = parallel(jobs) if backend == "loky" else _bounded(parallel(jobs), monitor)
+            for result in stream:
+                if monitor.timed_out():
+                    break
+                monitor.finished(result.model)
+                results.append(result)
+                if on_result:
+                    on_result(result)
         if monitor.timed_out():
             raise WorkerFailed(monitor.timed_out())
     except KeyboardInterrupt:
         monitor.kill_all("interrupted")
         raise Interrupted(f"interrupted while clustering {monitor.running_description()}; nothing was written") from None
+    except ConfigError:
+        raise
     except ClusterWorkersError as exc:
         monitor.kill_all("a worker failed")
         raise WorkerFailed(monitor.timed_out() or str(exc)) from exc
-    except Exception as exc:  # TerminatedWorkerError (a worker died), a pickling error, ...
+    except Exception as exc:  # TerminatedWorkerError (a worker died), KilledWorker (dask), ...
         reason = monitor.failure_reason()
         monitor.kill_all("a worker failed")
         if reason:
             raise WorkerFailed(reason) from exc
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise WorkerFailed(
-            f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}"
+            f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}; nothing was written"
         ) from exc
     finally:
         monitor.stop()
@@ -209,7 +277,7 @@ def cluster_models(
             if on_result:
                 on_result(result)
 
-        return dispatch(tasks, n_jobs, monitor, settings.backend, _log_result), threads
+        return dispatch(tasks, n_jobs, monitor, settings.backend, _log_result, settings.scheduler), threads
     finally:
         shutil.rmtree(status_dir, ignore_errors=True)
 

@@ -12,14 +12,19 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import psutil
 from loguru import logger
 
 from cluster_workers.worker import status_file
+
+HOST = socket.gethostname()
+DEAD_GRACE_S = 2.0
 
 
 class WorkerMonitor:
@@ -43,6 +48,8 @@ class WorkerMonitor:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="worker-monitor", daemon=True)
         self._lock = threading.Lock()
+        self._dead_seen = 0.0
+        self.on_timeout: Callable[[], object] | None = None  # e.g. close a dask client
 
     # --- state ---------------------------------------------------------------------------
     def status(self, model: str) -> dict | None:
@@ -71,15 +78,20 @@ class WorkerMonitor:
                 parts.append(f"{model} (phase {st['phase']}, {now - st['started']:.0f} s)")
         return ", ".join(parts) or "no model"
 
+    def _dead(self) -> list[str]:
+        """Unfinished models whose worker process (on this host) is gone."""
+        dead = []
+        for model in self.unfinished():
+            st = self.status(model)
+            if st and st["phase"] != "done" and st.get("host", HOST) == HOST and not psutil.pid_exists(st["pid"]):
+                dead.append(f"{model} (phase {st['phase']})")
+        return dead
+
     def failure_reason(self) -> str | None:
         """Why the run failed, if the monitor knows: a timeout it enforced, or a worker that died."""
         if self._reason:
             return self._reason
-        dead = []
-        for model in self.unfinished():
-            st = self.status(model)
-            if st and st["phase"] != "done" and not psutil.pid_exists(st["pid"]):
-                dead.append(f"{model} (phase {st['phase']})")
+        dead = self._dead()
         if dead:
             return (
                 f"worker process for {', '.join(dead)} died (killed, crashed or out of memory); "
@@ -127,6 +139,15 @@ class WorkerMonitor:
                         "all workers were stopped and nothing was written"
                     )
                     break
+            if self._reason is None:
+                dead = self._dead()
+                if dead and not self._dead_seen:
+                    self._dead_seen = time.monotonic()  # give the backend a moment to report it itself
+                elif dead and time.monotonic() - self._dead_seen > DEAD_GRACE_S:
+                    self._reason = (
+                        f"worker process for {', '.join(dead)} died (killed, crashed or out of memory); "
+                        "the other workers were stopped and nothing was written"
+                    )
             if self._reason is None and self.deadline is not None and time.monotonic() > self.deadline:
                 self._reason = (
                     f"the run passed its time limit while clustering {self.running_description()}; "
@@ -135,6 +156,11 @@ class WorkerMonitor:
             if self._reason:
                 logger.error(self._reason)
                 self.kill_all("timeout")
+                if self.on_timeout is not None:
+                    try:
+                        self.on_timeout()
+                    except Exception as exc:  # noqa: BLE001 - best effort; the reason is already recorded
+                        logger.warning("could not stop remote workers: {}", exc)
                 continue
             if time.monotonic() - last_beat >= self.heartbeat_s:
                 last_beat = time.monotonic()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -82,9 +83,13 @@ def report_phase(task: ModelTask, phase: str, started: float) -> None:
     if not task.status_dir:
         return
     path = status_file(task.status_dir, task.model)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"model": task.model, "pid": os.getpid(), "phase": phase, "started": started}))
-    os.replace(tmp, path)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    status = {"model": task.model, "pid": os.getpid(), "host": socket.gethostname(), "phase": phase, "started": started}
+    try:
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a worker on another machine cannot see the coordinator's folder: no phase reports then
 
 
 def peak_rss_mb() -> float:

@@ -90,8 +90,7 @@ def _pg_available() -> str | None:
         return f"no PostgreSQL server answers at {PG_ADMIN_URL}: {str(exc).splitlines()[0]}"
 
 
-@pytest.fixture()
-def pg_url() -> str:
+def _scratch_pg_database():
     """A fresh, empty PostgreSQL database on the live server, dropped afterwards."""
     reason = _pg_available()
     if reason:
@@ -105,6 +104,10 @@ def pg_url() -> str:
     with admin.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+pg_url = pytest.fixture(_scratch_pg_database, name="pg_url")
+pg_url_second = pytest.fixture(_scratch_pg_database, name="pg_url_second")
 
 
 @pytest.fixture()
