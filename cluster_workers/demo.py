@@ -175,6 +175,14 @@ def check_free_space(path: Path, shape: DemoShape) -> None:
         )
 
 
+def _embedding_rows(ids: list[uuid.UUID], invocation_ids: list[uuid.UUID], model: str, vecs: np.ndarray, when: dt.datetime) -> list[dict]:
+    return [
+        {"id": ids[i], "started_at": when, "completed_at": when, "invocation_id": invocation_ids[i],
+         "embedding_model": model, "vector": vecs[i].tobytes()}
+        for i in range(len(ids))
+    ]
+
+
 def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
     """Yield ``(table, rows)`` batches in insertion order (runs before invocations before embeddings)."""
     world = LatentWorld(shape, seed)
@@ -223,33 +231,11 @@ def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
             vecs = world.embed(latent, model, rng)
             for i in np.flatnonzero(dup):
                 vecs[i] = vecs[i - 1]  # a repeated text has the same embedding
-            ids = _uuids(rng, length)
-            for i in range(length):
-                embs.append(
-                    {
-                        "id": ids[i],
-                        "started_at": emb_time,
-                        "completed_at": emb_time,
-                        "invocation_id": text_ids[i],
-                        "embedding_model": model,
-                        "vector": vecs[i].tobytes(),
-                    }
-                )
+            embs += _embedding_rows(_uuids(rng, length), text_ids, model, vecs, emb_time)
         if dummy_left and r == 0:
             take = min(dummy_left, length)
             vecs = _unit(rng.standard_normal((take, DIM))).astype("<f4")
-            ids = _uuids(rng, take)
-            for i in range(take):
-                embs.append(
-                    {
-                        "id": ids[i],
-                        "started_at": emb_time,
-                        "completed_at": emb_time,
-                        "invocation_id": text_ids[i],
-                        "embedding_model": DUMMY_MODEL,
-                        "vector": vecs[i].tobytes(),
-                    }
-                )
+            embs += _embedding_rows(_uuids(rng, take), text_ids, DUMMY_MODEL, vecs, emb_time)
             dummy_left -= take
         yield "embedding", embs
 

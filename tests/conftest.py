@@ -64,19 +64,27 @@ def expected_sample(url: str, downsample: int) -> dict[str, set[uuid.UUID]]:
     return dict(sample)
 
 
+def _template(tmp_path_factory, embeddings: int, seed: int) -> Path:
+    path = tmp_path_factory.mktemp("template") / "experiments.db"
+    build_demo_database(str(path), embeddings=embeddings, seed=seed)
+    return path
+
+
+def _private_copy(template: Path, tmp_path: Path) -> Path:
+    path = tmp_path / template.name
+    shutil.copy(template, path)
+    return path
+
+
 @pytest.fixture(scope="session")
 def demo_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "experiments.db"
-    build_demo_database(str(path), embeddings=SMALL, seed=7)
-    return path
+    return _template(tmp_path_factory, SMALL, 7)
 
 
 @pytest.fixture()
 def demo_db(demo_template, tmp_path) -> Path:
     """A private copy of the small demo database (a real SQLite file)."""
-    path = tmp_path / "experiments.db"
-    shutil.copy(demo_template, path)
-    return path
+    return _private_copy(demo_template, tmp_path)
 
 
 def _pg_available() -> str | None:
@@ -121,13 +129,9 @@ MID = 3 * 1500 + 25  # big enough that the reference engine works for seconds pe
 
 @pytest.fixture(scope="session")
 def mid_template(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("mid") / "experiments.db"
-    build_demo_database(str(path), embeddings=MID, seed=11)
-    return path
+    return _template(tmp_path_factory, MID, 11)
 
 
 @pytest.fixture()
 def mid_db(mid_template, tmp_path) -> Path:
-    path = tmp_path / "mid.db"
-    shutil.copy(mid_template, path)
-    return path
+    return _private_copy(mid_template, tmp_path)
