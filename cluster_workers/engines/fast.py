@@ -30,7 +30,7 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
 from cluster_workers.engines import HDBSCANParams
 
-EXACT_LIMIT = 4_000
+EXACT_LIMIT = 25_000  # exact kNN up to here: the cell search loses agreement on diffuse real-text embeddings
 CELL_SIZE = 400
 PROBES = 16
 BLOCK_BYTES = 128 * 2**20  # one similarity block (float32); bounds memory whatever n
