@@ -27,6 +27,13 @@ HOST = socket.gethostname()
 DEAD_GRACE_S = 2.0
 
 
+def _died(dead: list[str]) -> str:
+    return (
+        f"worker process for {', '.join(dead)} died (killed, crashed or out of memory); "
+        "the other workers were stopped and nothing was written"
+    )
+
+
 class WorkerMonitor:
     def __init__(
         self,
@@ -92,12 +99,7 @@ class WorkerMonitor:
         if self._reason:
             return self._reason
         dead = self._dead()
-        if dead:
-            return (
-                f"worker process for {', '.join(dead)} died (killed, crashed or out of memory); "
-                "the other workers were stopped and nothing was written"
-            )
-        return None
+        return _died(dead) if dead else None
 
     # --- actions -------------------------------------------------------------------------
     def kill_all(self, why: str) -> None:
@@ -144,10 +146,7 @@ class WorkerMonitor:
                 if dead and not self._dead_seen:
                     self._dead_seen = time.monotonic()  # give the backend a moment to report it itself
                 elif dead and time.monotonic() - self._dead_seen > DEAD_GRACE_S:
-                    self._reason = (
-                        f"worker process for {', '.join(dead)} died (killed, crashed or out of memory); "
-                        "the other workers were stopped and nothing was written"
-                    )
+                    self._reason = _died(dead)
             if self._reason is None and self.deadline is not None and time.monotonic() > self.deadline:
                 self._reason = (
                     f"the run passed its time limit while clustering {self.running_description()}; "
