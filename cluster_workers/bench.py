@@ -28,7 +28,7 @@ from cluster_workers.coordinator import RunReport, cluster_models, run_clusterin
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.worker import ModelResult, peak_rss_mb
 
-LIBRARIES = ("numpy", "scipy", "scikit-learn", "hdbscan", "joblib", "sqlalchemy", "psycopg", "faiss-cpu", "threadpoolctl")
+LIBRARIES = ("numpy", "scipy", "scikit-learn", "hdbscan", "joblib", "sqlalchemy", "psycopg", "numba", "threadpoolctl")
 
 
 def machine_info() -> dict:
@@ -113,6 +113,7 @@ class BenchResult:
                 "worker_peak_rss_mb": round(res.peak_rss_mb, 1),
                 "engine": res.parameters.get("engine"),
                 "min_cluster_size": res.parameters.get("min_cluster_size"),
+                "fidelity": res.parameters.get("fidelity"),
             }
             base = self.baseline.get(res.model)
             if base is not None:
@@ -155,14 +156,15 @@ def format_table(data: dict) -> str:
     if "models" not in data:
         return "\n".join(lines)
     has_base = any("baseline_cluster_s" in m for m in data["models"])
-    head = f"{'model':<12} {'sampled':>9} {'fetch s':>8} {'cluster s':>10} {'clusters':>8} {'outliers':>8} {'peak MiB':>9}"
+    head = f"{'model':<12} {'sampled':>9} {'fetch s':>8} {'cluster s':>10} {'clusters':>8} {'outliers':>8} {'peak MiB':>9} {'core=':>7}"
     if has_base:
         head += f" {'base s':>9} {'speedup':>8} {'ARI':>6}"
     lines += [head, "-" * len(head)]
     for m in data["models"]:
         line = (
             f"{m['model']:<12} {m['sampled']:>9,} {m['fetch_s']:>8.2f} {m['cluster_s']:>10.2f} {m['clusters']:>8} "
-            f"{m['outlier_share']:>8.1%} {m['worker_peak_rss_mb']:>9.0f}"
+            f"{m['outlier_share']:>8.1%} {m['worker_peak_rss_mb']:>9.0f} "
+            + (f"{m['fidelity']['exactly_equal']:>7.1%}" if m.get("fidelity") else f"{'-':>7}")
         )
         if has_base:
             line += f" {m.get('baseline_cluster_s', float('nan')):>9.2f} {m.get('speedup', float('nan')):>7.1f}x {m.get('ari_vs_baseline', float('nan')):>6.3f}"
@@ -175,6 +177,7 @@ def format_table(data: dict) -> str:
         f"({t['rows_committed']:,} rows, {t['rows_per_s'] or 0:,} rows/s) | total {t['total_s']:.2f} s | "
         f"coordinator peak {t['coordinator_peak_rss_mb']:.0f} MiB | {t['threads_per_worker']} thread(s)/worker"
     )
+    lines.append("core= : share of 1,000 sampled core distances exactly equal to brute force (float64)")
     if "baseline_wall_s" in t:
         lines.append(
             f"baseline (one process, hdbscan, models in turn): {t['baseline_wall_s']:.2f} s "
@@ -188,7 +191,7 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
     settings = settings.replace(force=True, timeout=min(settings.timeout, timeout))
     bench = BenchResult(
         status="ok",
-        settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout", "min_cluster_size", "min_samples", "epsilon")},
+        settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout", "min_cluster_size", "min_samples", "epsilon", "allow_single_cluster")},
         machine=machine_info(),
         started=dt.datetime.now().isoformat(timespec="seconds"),
     )

@@ -25,7 +25,7 @@ app = typer.Typer(
 DEBUG = {"on": False}
 
 DatabaseUrl = typer.Option(
-    None, "--database-url", "-d", help="SQLAlchemy URL or SQLite path [env CLUSTER_WORKERS_DATABASE_URL, config]."
+    None, "--database-url", "--db-path", "-d", help="SQLAlchemy URL or SQLite file path [env CLUSTER_WORKERS_DATABASE_URL, config]."
 )
 ConfigFile = typer.Option(None, "--config", help="TOML config file [default: config/cluster_workers.toml].")
 
@@ -65,10 +65,15 @@ def cluster(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Keep every N-th text output of every run."),
     database_url: Optional[str] = DatabaseUrl,
     force: bool = typer.Option(False, "--force", help="Replace results already made with the same parameters."),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon."),
-    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0, help="0 = max(2, n/1000)."),
-    min_samples: Optional[int] = typer.Option(None, "--min-samples", min=0, help="0 = same as min_cluster_size."),
-    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster"),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon [default 0.5]."),
+    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0, help="0 = max(2, int(n * 0.001)) [default]."),
+    min_samples: Optional[int] = typer.Option(
+        None, "--min-samples", min=0,
+        help="0 = same as min_cluster_size [default]. scikit-learn's convention: the point itself counts "
+        "(the hdbscan package and the fast engine are given min_samples - 1).",
+    ),
+    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="[default: allow]"),
+    medoid: Optional[str] = typer.Option(None, "--medoid", help="weighted (scikit-learn's store_centers='medoid', default) or mean."),
     min_samples_to_cluster: Optional[int] = typer.Option(None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Cluster only this embedding model (repeatable)."),
     engine: Optional[str] = typer.Option(None, "--engine", help="reference (hdbscan package) or fast."),
@@ -93,6 +98,7 @@ def cluster(
             min_cluster_size=min_cluster_size,
             min_samples=min_samples,
             allow_single_cluster=allow_single_cluster,
+            medoid=medoid,
             min_samples_to_cluster=min_samples_to_cluster,
             models=tuple(model) if model else None,
             engine=engine,

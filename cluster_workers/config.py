@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cluster_workers.errors import ConfigError
+from cluster_workers.params import ClusteringParams
 
 ENV_PREFIX = "CLUSTER_WORKERS_"
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "cluster_workers.toml"
-ENGINES = ("reference", "fast")
 BACKENDS = ("loky", "dask")
+_DEFAULTS = ClusteringParams()
 
 
 @dataclass(frozen=True)
@@ -28,13 +29,15 @@ class Settings:
 
     database_url: str = "sqlite:///demo/experiments.db"
     downsample: int = 10
-    min_cluster_size: int = 0  # 0 = auto: max(2, n // 1000)
-    min_samples: int = 0  # 0 = auto: same as min_cluster_size
-    epsilon: float = 0.0  # cluster_selection_epsilon
-    allow_single_cluster: bool = False
-    cluster_selection_method: str = "eom"
-    min_samples_to_cluster: int = 10
-    engine: str = "fast"
+    # the clustering parameters: see cluster_workers.params.ClusteringParams (defined and validated there)
+    min_cluster_size: int = _DEFAULTS.min_cluster_size  # 0 = auto: max(2, int(n * 0.001))
+    min_samples: int = _DEFAULTS.min_samples  # 0 = same as min_cluster_size; scikit-learn's convention
+    epsilon: float = _DEFAULTS.cluster_selection_epsilon  # cluster_selection_epsilon
+    allow_single_cluster: bool = _DEFAULTS.allow_single_cluster
+    cluster_selection_method: str = _DEFAULTS.cluster_selection_method
+    engine: str = _DEFAULTS.engine
+    medoid: str = _DEFAULTS.medoid
+    min_samples_to_cluster: int = 2  # HDBSCAN needs 2; the users asked that only smaller models be skipped
     models: tuple[str, ...] = ()  # empty = every model in the database
     force: bool = False
     skip_bad_vectors: bool = False  # skip (and count) bad vectors / orphan embeddings instead of failing
@@ -49,6 +52,19 @@ class Settings:
     def __post_init__(self) -> None:
         validate(self)
 
+    @property
+    def clustering(self) -> ClusteringParams:
+        """The clustering parameters as one validated value."""
+        return ClusteringParams(
+            min_cluster_size=self.min_cluster_size,
+            min_samples=self.min_samples,
+            cluster_selection_epsilon=self.epsilon,
+            allow_single_cluster=self.allow_single_cluster,
+            cluster_selection_method=self.cluster_selection_method,
+            engine=self.engine,
+            medoid=self.medoid,
+        )
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
@@ -58,18 +74,9 @@ def validate(s: Settings) -> None:
     """Raise :class:`ConfigError` naming the first bad value."""
     if not isinstance(s.downsample, int) or isinstance(s.downsample, bool) or s.downsample < 1:
         raise ConfigError(f"downsample must be a positive integer, got {s.downsample!r}")
-    if s.min_cluster_size != 0 and s.min_cluster_size < 2:
-        raise ConfigError(f"min_cluster_size must be 0 (auto) or >= 2, got {s.min_cluster_size!r}")
-    if s.min_samples < 0:
-        raise ConfigError(f"min_samples must be 0 (auto) or >= 1, got {s.min_samples!r}")
-    if s.epsilon < 0:
-        raise ConfigError(f"epsilon must be >= 0, got {s.epsilon!r}")
+    s.clustering  # validates the clustering parameters
     if s.min_samples_to_cluster < 2:
         raise ConfigError(f"min_samples_to_cluster must be >= 2, got {s.min_samples_to_cluster!r}")
-    if s.cluster_selection_method not in ("eom", "leaf"):
-        raise ConfigError(f"cluster_selection_method must be 'eom' or 'leaf', got {s.cluster_selection_method!r}")
-    if s.engine not in ENGINES:
-        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {s.engine!r}")
     if s.backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {s.backend!r}")
     if s.workers < 0:

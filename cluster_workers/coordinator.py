@@ -50,15 +50,7 @@ class RunReport:
 
 def run_key(settings: Settings) -> dict:
     """The settings that define a result: a second run with the same key is skipped unless forced."""
-    return {
-        "downsample": settings.downsample,
-        "min_cluster_size": settings.min_cluster_size,
-        "min_samples": settings.min_samples,
-        "epsilon": settings.epsilon,
-        "allow_single_cluster": settings.allow_single_cluster,
-        "cluster_selection_method": settings.cluster_selection_method,
-        "engine": settings.engine,
-    }
+    return {"downsample": settings.downsample, **settings.clustering.key()}
 
 
 def _db_error(exc: Exception, url: str) -> DatabaseError:
@@ -122,12 +114,7 @@ def make_tasks(models: list[str], settings: Settings, after: dict[str, int], thr
             database_url=settings.database_url,
             downsample=settings.downsample,
             expected_count=after[m],
-            engine=settings.engine,
-            min_cluster_size=settings.min_cluster_size,
-            min_samples=settings.min_samples,
-            epsilon=settings.epsilon,
-            allow_single_cluster=settings.allow_single_cluster,
-            cluster_selection_method=settings.cluster_selection_method,
+            clustering=settings.clustering,
             busy_timeout=settings.busy_timeout,
             skip_bad_vectors=settings.skip_bad_vectors,
             threads=threads,

@@ -29,3 +29,7 @@ class Interrupted(ClusterWorkersError):
     """The run was stopped by SIGINT/SIGTERM."""
 
     exit_code = 130
+
+
+class EngineUnavailable(ClusterWorkersError):
+    """A clustering engine cannot run with the libraries installed."""

@@ -20,9 +20,10 @@ import numpy as np
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.vectors import fetch_vectors
-from cluster_workers.engines import engine_versions, get_engine, l2_normalise, resolve_params
+from cluster_workers.engines import engine_versions, get_engine, l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.errors import ClusterWorkersError, WorkerFailed
+from cluster_workers.params import ClusteringParams
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,7 @@ class ModelTask:
     database_url: str
     downsample: int
     expected_count: int
-    engine: str = "reference"
-    min_cluster_size: int = 0
-    min_samples: int = 0
-    epsilon: float = 0.0
-    allow_single_cluster: bool = False
-    cluster_selection_method: str = "eom"
+    clustering: ClusteringParams = field(default_factory=ClusteringParams)
     busy_timeout: float = 30.0
     skip_bad_vectors: bool = False
     threads: int = 1
@@ -59,6 +55,7 @@ class ModelResult:
     timings: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     pid: int = 0
+    probabilities: np.ndarray | None = None  # (n,) HDBSCAN membership probabilities
 
     @property
     def n(self) -> int:
@@ -128,52 +125,49 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     n, dim = vectors.data.shape
 
     report_phase(task, "cluster", started)
-    params = resolve_params(
-        n,
-        task.min_cluster_size,
-        task.min_samples,
-        task.epsilon,
-        task.allow_single_cluster,
-        task.cluster_selection_method,
-    )
+    wanted = task.clustering
+    params = wanted.engine_params(n)
     t0 = time.perf_counter()
-    if task.engine == "fast":
-        import faiss  # its OpenMP pool sizes k-means; give it our share of the cores
-
-        faiss.omp_set_num_threads(task.threads)
     with threadpool_limits(limits=task.threads):
+        if wanted.engine == "fast":
+            import numba
+
+            numba.set_num_threads(max(1, min(task.threads, numba.config.NUMBA_NUM_THREADS)))
         data = l2_normalise(vectors.data)
-        labels = get_engine(task.engine)(data, params)
+        result = get_engine(wanted.engine)(data, params)
         cluster_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        medoids = medoid_indices(data, labels)
+        medoids, medoid_info = medoid_indices(data, result.labels, result.probabilities, wanted.medoid)
     medoid_s = time.perf_counter() - t0
     report_phase(task, "done", started)
-
+    info = dict(result.info)
+    info.pop("engine", None)
     parameters = {
         "downsample": task.downsample,
-        **params.as_dict(),
+        **wanted.users_values(n),
         "metric": "euclidean on L2-normalised vectors",
-        "engine": task.engine,
-        "medoid": "member with the least summed squared distance to its cluster",
+        "min_samples_convention": "scikit-learn (the point itself counts); engine_parameters hold hdbscan's",
+        "engine": wanted.engine,
+        "engine_parameters": params.as_dict(),
+        "engine_info": info,
+        "fidelity": info.get("fidelity"),
+        "medoid": medoid_info,
         "sample_count": int(n),
         "skipped_bad_vectors": int(vectors.skipped),
         "dimension": int(dim),
-        "requested": {
-            "min_cluster_size": task.min_cluster_size,
-            "min_samples": task.min_samples,
-        },
-        "versions": engine_versions(task.engine),
+        "requested": wanted.key(),
+        "versions": engine_versions(wanted.engine),
     }
     return ModelResult(
         model=task.model,
         embedding_ids=vectors.ids,
-        labels=labels,
+        labels=result.labels,
         medoid_rows=medoids,
+        probabilities=result.probabilities,
         parameters=parameters,
         started_at=started,
         completed_at=time.time(),
-        timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s},
+        timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s, **info.get("timings", {})},
         peak_rss_mb=peak_rss_mb(),
         pid=os.getpid(),
     )

@@ -30,9 +30,16 @@ def test_bad_argument_is_a_usage_error(tmp_path, bad):
     assert not (tmp_path / "logs").exists()
 
 
+def test_bad_epsilon_is_a_usage_error(tmp_path):
+    out = launch("10", "wide", cwd=tmp_path)
+    assert out.returncode == 1 and "EPSILON must be a number" in out.stderr
+    assert not (tmp_path / "logs").exists()
+
+
 def test_background_run_prints_pid_writes_log_and_commits(demo_db, tmp_path):
+    """The users' launcher order: DOWNSAMPLE then EPSILON."""
     started = time.monotonic()
-    out = launch("4", "--database-url", str(demo_db), cwd=tmp_path)
+    out = launch("4", "0.25", "--database-url", str(demo_db), cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert time.monotonic() - started < 10  # returns at once
     pid = int(re.search(r"PID (\d+)", out.stdout).group(1))
@@ -50,7 +57,9 @@ def test_background_run_prints_pid_writes_log_and_commits(demo_db, tmp_path):
         pytest.fail("background run did not finish")
     text = log.read_text()
     assert "committed" in text and "counts at downsample=4" in text
-    assert {r.model for r in load_results(str(demo_db))} == {"STSBMpnet", "STSBRoberta", "Nomic"}
+    results = load_results(str(demo_db))
+    assert {r.model for r in results} == {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}  # users' minimum: 2
+    assert {r.parameters["cluster_selection_epsilon"] for r in results} == {0.25}
 
 
 def test_foreground_mode_runs_attached(demo_db, tmp_path):

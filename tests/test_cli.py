@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from cluster_workers import __version__
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import embedding
+from cluster_workers.db.schema import clustering_result, embedding
 from tests.conftest import file_hash, run_cli
 
 
@@ -37,17 +37,32 @@ def test_negative_epsilon_and_unknown_option_are_usage_errors(demo_db):
 
 
 def test_cluster_then_results_and_show(demo_db):
-    out = run_cli("cluster", "--database-url", f"sqlite:///{demo_db}", "--downsample", "3", "--workers", "2")
+    out = run_cli("cluster", "--db-path", str(demo_db), "--downsample", "3", "--workers", "2")  # the users' -d/--db-path
     assert out.returncode == 0, out.stderr
-    assert "skip Dummy" in out.stderr and "committed" in out.stderr
-    assert "clustered 3 model(s), skipped 1" in out.stdout
+    assert "skip" not in out.stderr and "committed" in out.stderr
+    assert "clustered 4 model(s), skipped 0" in out.stdout  # Dummy too: the users' minimum is 2 sampled embeddings
 
     listing = run_cli("results", "-d", str(demo_db), "--json")
     assert listing.returncode == 0, listing.stderr
     rows = json.loads(listing.stdout)
-    assert {r["model"] for r in rows} == {"STSBMpnet", "STSBRoberta", "Nomic"}
+    assert {r["model"] for r in rows} == {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
     nomic = next(r for r in rows if r["model"] == "Nomic")
-    assert nomic["parameters"]["downsample"] == 3 and nomic["sample_count"] == nomic["parameters"]["sample_count"]
+    params = nomic["parameters"]
+    assert params["downsample"] == 3 and nomic["sample_count"] == params["sample_count"]
+    # the users' defaults, their min_samples convention, and what the engine was given
+    users = max(2, int(params["sample_count"] * 0.001))
+    assert (params["min_cluster_size"], params["min_samples"]) == (users, users)
+    assert params["cluster_selection_epsilon"] == 0.5 and params["allow_single_cluster"] is True
+    assert params["engine_parameters"] == {
+        "min_cluster_size": users, "min_samples": users - 1, "cluster_selection_epsilon": 0.5,
+        "allow_single_cluster": True, "cluster_selection_method": "eom",
+    }
+    assert params["medoid"]["rule"] == "weighted" and params["fidelity"]["exactly_equal"] == 1.0
+    engine = make_engine(str(demo_db))
+    with engine.connect() as conn:
+        created = conn.execute(sa.select(clustering_result.c.created_at).order_by(clustering_result.c.created_at)).scalars().all()
+    engine.dispose()
+    assert len(created) == len(set(created)) == 4  # distinct, so "latest result" lookups are well defined
 
     table = run_cli("results", "-d", str(demo_db))
     assert table.returncode == 0 and "Nomic" in table.stdout and "outliers" in table.stdout

@@ -15,7 +15,8 @@ from cluster_workers.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
 from cluster_workers.db.vectors import fetch_vectors
-from cluster_workers.engines import l2_normalise, resolve_params
+from cluster_workers.engines import l2_normalise
+from cluster_workers.params import ClusteringParams
 from cluster_workers.errors import WorkerFailed
 from tests.conftest import expected_sample, file_hash
 
@@ -49,8 +50,8 @@ def reference_partition(url: str, model: str, downsample: int, ids_expected: int
         v = fetch_vectors(conn, model, downsample, ids_expected)
     engine.dispose()
     data = l2_normalise(v.data)
-    p = resolve_params(len(data), mcs, ms)
-    labels = hdbscan.HDBSCAN(min_cluster_size=p.min_cluster_size, min_samples=p.min_samples).fit_predict(data.astype(np.float64))
+    p = ClusteringParams(mcs, ms).engine_params(len(data))  # the users' defaults, in hdbscan's convention
+    labels = hdbscan.HDBSCAN(**p.as_dict()).fit_predict(data.astype(np.float64))
     return {v.id_at(i): int(labels[i]) for i in range(len(labels))}
 
 
@@ -62,9 +63,15 @@ def assert_same_partition(db_members: list[tuple], reference: dict[uuid.UUID, in
     assert len({m for m, _ in clusters}) == len({label for _, label in clusters}) == len(clusters), "a bijection of clusters"
 
 
-@pytest.mark.parametrize("downsample, clustered, skipped", [(1, MODELS, set()), (3, MODELS - {"Dummy"}, {"Dummy"})])
-def test_full_run(database, downsample, clustered, skipped):
-    settings = Settings(database_url=database, downsample=downsample, workers=2, timeout=300, engine="reference")
+@pytest.mark.parametrize(
+    "downsample, minimum, clustered, skipped",
+    [(1, 2, MODELS, set()), (3, 2, MODELS, set()), (3, 10, MODELS - {"Dummy"}, {"Dummy"})],
+    ids=["all", "ds3-users-minimum", "ds3-minimum-10"],
+)
+def test_full_run(database, downsample, minimum, clustered, skipped):
+    settings = Settings(
+        database_url=database, downsample=downsample, workers=2, timeout=300, engine="reference", min_samples_to_cluster=minimum
+    )
     report = run_clustering(settings)
     assert set(report.skipped) == skipped
     assert {r.model for r in report.results} == clustered
@@ -89,13 +96,14 @@ def test_full_run(database, downsample, clustered, skipped):
 def test_second_run_skips_and_force_replaces(database):
     settings = Settings(database_url=database, downsample=5, workers=2)
     first = run_clustering(settings)
-    assert len(first.results) == 3
+    clustered = len(first.results)
+    assert clustered == 4  # Dummy too: the users' minimum is 2 sampled embeddings
     before_results, before_members = stored(database)
     again = run_clustering(settings)
     assert again.results == [] and all("already clustered" in why for m, why in again.skipped.items() if m != "Dummy")
     assert stored(database) == (before_results, before_members)
     forced = run_clustering(settings.replace(force=True))
-    assert len(forced.results) == 3
+    assert len(forced.results) == clustered
     after_results, after_members = stored(database)
     assert {m: len(r) for m, r in after_results.items()} == {m: len(r) for m, r in before_results.items()}
     old_ids = {r["id"] for rs in before_results.values() for r in rs}
@@ -103,8 +111,8 @@ def test_second_run_skips_and_force_replaces(database):
     assert not old_ids & new_ids  # replaced, not added
     assert sum(map(len, after_members.values())) == sum(map(len, before_members.values()))
     other = run_clustering(settings.replace(epsilon=0.1))  # other parameters: a new result beside the old
-    assert len(other.results) == 3
-    assert sum(len(r) for r in stored(database)[0].values()) == 6
+    assert len(other.results) == clustered
+    assert sum(len(r) for r in stored(database)[0].values()) == 2 * clustered
 
 
 def test_bad_vector_in_one_model_writes_nothing(demo_db):
@@ -143,10 +151,16 @@ def test_fast_engine_end_to_end_agrees_with_the_reference(demo_db):
 
     for model in MODELS - {"Dummy"}:
         (row,) = results[model]
-        assert row["parameters"]["engine"] == "fast" and "faiss-cpu" in row["parameters"]["versions"]
+        params = row["parameters"]
+        assert params["engine"] == "fast" and "numba" in params["versions"]
+        assert params["fidelity"]["checked"] == min(1000, len(members[row["id"]]))
+        assert params["fidelity"]["exactly_equal"] == 1.0  # exact neighbours: every sampled core distance is brute force's
+        assert params["engine_parameters"]["min_samples"] == 4 and params["min_samples"] == 5  # scikit-learn's convention
         rows = members[row["id"]]
         ref = reference_partition(url, model, 1, len(rows), 8, 5)
         medoid_ids = sorted({m for _, m in rows if m is not None}, key=str)
         ours = {e: (medoid_ids.index(m) if m is not None else -1) for e, m in rows}
         keys = sorted(ref, key=str)
-        assert adjusted_rand_score([ref[k] for k in keys], [ours[k] for k in keys]) >= 0.9
+        # the demo is full of duplicates: many equal MST weights, merged in an order neither side defines
+        # (hdbscan against itself on permuted rows: ARI 0.978 here); the MST weights themselves are identical
+        assert adjusted_rand_score([ref[k] for k in keys], [ours[k] for k in keys]) >= 0.95

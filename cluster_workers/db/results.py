@@ -108,15 +108,21 @@ def write_results(
                 ).rowcount
                 conn.execute(sa.delete(clustering_result).where(clustering_result.c.id.in_(old)))
     written = 0
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    for result in results:
+    # created_at: each model's completion time, made strictly increasing so "latest result" lookups are well defined
+    created: list[dt.datetime] = []
+    for result in sorted(results, key=lambda r: r.completed_at):
+        stamp = _utc(result.completed_at)
+        if created and stamp <= created[-1]:
+            stamp = created[-1] + dt.timedelta(microseconds=1)
+        created.append(stamp)
+    for result, created_at in zip(sorted(results, key=lambda r: r.completed_at), created):
         result_id = uuid.uuid4()
         conn.execute(
             sa.insert(clustering_result),
             [
                 {
                     "id": result_id,
-                    "created_at": now,
+                    "created_at": created_at,
                     "started_at": _utc(result.started_at),
                     "completed_at": _utc(result.completed_at),
                     "embedding_model": result.model,

@@ -87,11 +87,12 @@ def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: in
             ids = np.resize(ids, (capacity, 16))
             data = np.resize(data, (capacity, dim))
         chunk = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(m, dim)
-        bad = ~np.isfinite(chunk).all(axis=1)
+        bad = ~np.isfinite(chunk).all(axis=1) | ~chunk.any(axis=1)  # NaN/inf, or all zero (no direction)
         if bad.any():
             if not skip_bad:
                 row = batch[int(np.argmax(bad))]
-                raise BadVectorError(f"model {model}: embedding {row[0]} has NaN or infinite values")
+                what = "is a zero vector" if not chunk[int(np.argmax(bad))].any() else "has NaN or infinite values"
+                raise BadVectorError(f"model {model}: embedding {row[0]} {what}")
             skipped += int(bad.sum())
             batch = [row for row, b in zip(batch, bad) if not b]
             chunk = chunk[~bad]

@@ -1,16 +1,28 @@
-"""Clustering engines: pure functions, numpy arrays in, numpy arrays out. No database, no joblib."""
+"""Clustering engines: pure functions, numpy arrays in, numpy arrays out. No database, no joblib.
+
+Every engine is ``cluster(data, params) -> Clustering`` on L2-normalised rows:
+
+- ``reference``: the ``hdbscan`` package, as a user would call it (the ground truth);
+- ``fast``: exact neighbours, the exact mutual-reachability MST, hdbscan's tree code
+  (see :mod:`cluster_workers.engines.fast`).
+
+``params`` are in the ``hdbscan`` package's convention (``min_samples`` does not
+count the point itself); :mod:`cluster_workers.params` converts the users' values.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from cluster_workers.errors import BadVectorError
+
 
 @dataclass(frozen=True)
 class HDBSCANParams:
-    """Resolved HDBSCAN parameters for one sample (no 'auto' values left)."""
+    """HDBSCAN parameters exactly as an engine (and the ``hdbscan`` package) takes them."""
 
     min_cluster_size: int
     min_samples: int
@@ -22,44 +34,34 @@ class HDBSCANParams:
         return asdict(self)
 
 
-def resolve_params(
-    n: int,
-    min_cluster_size: int = 0,
-    min_samples: int = 0,
-    epsilon: float = 0.0,
-    allow_single_cluster: bool = False,
-    cluster_selection_method: str = "eom",
-) -> HDBSCANParams:
-    """Fill in the defaults of SPEC.md: ``min_cluster_size = min_samples = max(2, n // 1000)``.
+@dataclass
+class Clustering:
+    """An engine's answer: labels (-1 = outlier), HDBSCAN membership probabilities, and how it was made."""
 
-    Both are capped at ``n - 1`` (HDBSCAN needs more points than ``min_samples``).
-    """
-    if n < 2:
-        raise ValueError(f"need at least 2 vectors to cluster, got {n}")
-    auto = max(2, n // 1000)
-    mcs = min_cluster_size or auto
-    ms = min_samples or mcs
-    return HDBSCANParams(
-        min_cluster_size=max(2, min(mcs, n)),
-        min_samples=max(1, min(ms, n - 1)),
-        cluster_selection_epsilon=float(epsilon),
-        allow_single_cluster=bool(allow_single_cluster),
-        cluster_selection_method=cluster_selection_method,
-    )
+    labels: np.ndarray  # (n,) int32
+    probabilities: np.ndarray  # (n,) float64 in [0, 1]; 0 for outliers
+    info: dict = field(default_factory=dict)
 
 
 def l2_normalise(data: np.ndarray) -> np.ndarray:
-    """Row-normalise in place (euclidean on unit vectors ranks like cosine); zero rows stay zero."""
+    """Row-normalise in place (euclidean on unit vectors ranks like cosine).
+
+    A zero vector has no direction: it is rejected (:class:`BadVectorError` naming
+    its row), because the engines would otherwise place it arbitrarily.
+    """
     norms = np.linalg.norm(data, axis=1, keepdims=True)
-    np.divide(data, norms, out=data, where=norms > 0)
+    zero = np.flatnonzero(norms[:, 0] == 0)
+    if zero.size:
+        raise BadVectorError(f"{zero.size} zero vector(s) cannot be normalised (first at row {int(zero[0])})")
+    np.divide(data, norms, out=data)
     return data
 
 
-Engine = Callable[[np.ndarray, HDBSCANParams], np.ndarray]
+Engine = Callable[[np.ndarray, HDBSCANParams], Clustering]
 
 
 def get_engine(name: str) -> Engine:
-    """The ``cluster(data, params) -> labels`` function of engine ``name``."""
+    """The ``cluster(data, params) -> Clustering`` function of engine ``name``."""
     if name == "reference":
         from cluster_workers.engines.reference import cluster
     elif name == "fast":
@@ -73,5 +75,5 @@ def engine_versions(name: str) -> dict[str, str]:
     """Library versions that made a result, recorded in ``parameters``."""
     from importlib.metadata import version
 
-    libs = ["numpy", "hdbscan"] + (["scipy", "faiss-cpu"] if name == "fast" else [])
+    libs = ["numpy", "hdbscan"] + (["numba"] if name == "fast" else [])
     return {lib: version(lib) for lib in libs}

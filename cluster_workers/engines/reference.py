@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from cluster_workers.engines import HDBSCANParams
+from cluster_workers.engines import Clustering, HDBSCANParams
 
 
-def cluster(data: np.ndarray, params: HDBSCANParams) -> np.ndarray:
-    """HDBSCAN labels (int32, -1 = outlier) for the rows of ``data`` (euclidean)."""
+def cluster(data: np.ndarray, params: HDBSCANParams) -> Clustering:
+    """HDBSCAN of the rows of ``data`` (euclidean), with membership probabilities."""
     import hdbscan
 
     model = hdbscan.HDBSCAN(
@@ -22,4 +22,4 @@ def cluster(data: np.ndarray, params: HDBSCANParams) -> np.ndarray:
     )
     # hdbscan's tree code needs float64 ("Buffer dtype mismatch" on float32).
     labels = model.fit_predict(np.asarray(data, dtype=np.float64))
-    return labels.astype(np.int32, copy=False)
+    return Clustering(labels.astype(np.int32, copy=False), np.asarray(model.probabilities_, dtype=np.float64), {"engine": "reference"})

@@ -1,14 +1,57 @@
-import numpy as np
+"""Medoids: the users' rule (scikit-learn's store_centers='medoid'), and the mean rule."""
 
-from cluster_workers.engines import l2_normalise
+import numpy as np
+import pytest
+from sklearn.cluster import HDBSCAN
+
+from cluster_workers.engines import l2_normalise, medoids as medoids_mod
 from cluster_workers.engines.medoids import medoid_indices
 
 
-def test_medoid_is_the_member_with_least_summed_squared_distance():
+def blobs(n: int = 900, dim: int = 24, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((6, dim))
+    data = centres[rng.integers(0, 6, n)] + 0.6 * rng.standard_normal((n, dim))
+    return l2_normalise(data.astype(np.float32))
+
+
+def test_weighted_medoid_is_scikit_learns():
+    data = blobs()
+    model = HDBSCAN(min_cluster_size=15, min_samples=5, store_centers="medoid", copy=True).fit(data.astype(np.float64))
+    ours, info = medoid_indices(data, model.labels_, model.probabilities_, "weighted")
+    assert info["rule"] == "weighted" and info["approximate_clusters"] == 0
+    assert ours.size == model.medoids_.shape[0] >= 3
+    assert np.allclose(data[ours].astype(np.float64), model.medoids_, atol=1e-7)
+
+
+def test_weighted_medoid_uses_the_probabilities():
+    """Same members, other weights: the medoid moves towards the heavy members."""
+    data = blobs(n=200, seed=1)
+    labels = np.zeros(200, dtype=np.int32)
+    even = medoid_indices(data, labels, np.ones(200), "weighted")[0][0]
+    far = np.argsort(data @ data[even])[:20]  # the members least like the medoid
+    weights = np.full(200, 1e-3)
+    weights[far] = 1.0
+    assert medoid_indices(data, labels, weights, "weighted")[0][0] != even
+
+
+def test_large_clusters_use_the_documented_approximation(monkeypatch):
+    data = blobs(n=600, seed=2)
+    labels = np.zeros(600, dtype=np.int32)
+    probabilities = np.random.default_rng(0).uniform(0.2, 1, 600)
+    exact = medoid_indices(data, labels, probabilities)[0]
+    monkeypatch.setattr(medoids_mod, "EXACT_LIMIT", 100)
+    monkeypatch.setattr(medoids_mod, "SAMPLE_COLUMNS", 300)
+    approx, info = medoid_indices(data, labels, probabilities)
+    assert info["approximate_clusters"] == 1
+    assert approx[0] == exact[0]
+
+
+def test_mean_rule_is_the_member_with_least_summed_squared_distance():
     rng = np.random.default_rng(0)
     data = l2_normalise(rng.standard_normal((300, 16)).astype(np.float32))
     labels = rng.integers(-1, 5, 300).astype(np.int32)
-    medoids = medoid_indices(data, labels)
+    medoids, _ = medoid_indices(data, labels, rule="mean")
     assert medoids.shape == (5,)
     for c, m in enumerate(medoids):
         members = np.flatnonzero(labels == c)
@@ -19,4 +62,9 @@ def test_medoid_is_the_member_with_least_summed_squared_distance():
 
 def test_no_clusters_gives_no_medoids():
     data = np.eye(4, dtype=np.float32)
-    assert medoid_indices(data, np.full(4, -1, dtype=np.int32)).size == 0
+    assert medoid_indices(data, np.full(4, -1, dtype=np.int32), np.zeros(4))[0].size == 0
+
+
+def test_weighted_rule_needs_probabilities():
+    with pytest.raises(ValueError, match="probabilities"):
+        medoid_indices(np.eye(3, dtype=np.float32), np.zeros(3, dtype=np.int32))

@@ -1,0 +1,145 @@
+"""Exact k nearest neighbours of unit vectors, with distances in float64.
+
+One path, exact by construction (no silent switch to an approximate search):
+
+1. **Screen** with float32 GEMM over symmetric blocks (block ``(I, J)`` serves the
+   rows of ``I`` and, transposed, the rows of ``J``: half the arithmetic of a
+   plain ``X @ X.T``), keeping each row's ``k + margin`` largest inner products
+   in a bounded heap (numba; no ``argpartition`` over ``n``-wide rows).
+2. **Rerank** the kept candidates with the distance recomputed in float64 as
+   ``sqrt(sum((x - y)**2))`` -- the way the ``hdbscan`` package computes it --
+   and keep the ``k`` nearest, sorted.
+
+float32 screening can misorder candidates whose squared distances differ by
+less than about 1e-5; the ``margin`` extra candidates (reranked exactly) absorb
+that, so the ``k`` returned neighbours and their distances are the float64
+ones. Memory: one block of ``BLOCK_ROWS``² float32 plus ``n × (k + margin)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+BLOCK_ROWS = 2048  # 2048 x 2048 float32 similarity block = 16 MiB
+MARGIN = 8  # extra screened candidates, reranked exactly
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(vals: np.ndarray, ids: np.ndarray, pos: int) -> None:
+    """Restore the min-heap property of ``vals`` (ids move along) from ``pos`` down."""
+    size = vals.shape[0]
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and vals[right] < vals[left]:
+            child = right
+        if vals[child] >= vals[pos]:
+            return
+        vals[pos], vals[child] = vals[child], vals[pos]
+        ids[pos], ids[child] = ids[child], ids[pos]
+        pos = child
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _push_block(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
+    """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap."""
+    for i in prange(sims.shape[0]):
+        r = rows[i]
+        vals = heap_vals[r]
+        ids = heap_ids[r]
+        threshold = vals[0]
+        for j in range(sims.shape[1]):
+            s = sims[i, j]
+            if s > threshold:
+                vals[0] = s
+                ids[0] = cols[j]
+                _sift_down(vals, ids, 0)
+                threshold = vals[0]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``out[i, j] = ||x[rows[i]] - x[ids[i, j]]||`` in float64 (direct differences, no cancellation)."""
+    out = np.empty(ids.shape, dtype=np.float64)
+    d = x.shape[1]
+    for i in prange(ids.shape[0]):
+        a = rows[i]
+        for j in range(ids.shape[1]):
+            b = ids[i, j]
+            acc = 0.0
+            for t in range(d):
+                diff = np.float64(x[a, t]) - np.float64(x[b, t])
+                acc += diff * diff
+            out[i, j] = np.sqrt(acc)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``||x[a[i]] - x[b[i]]||`` in float64 for each pair."""
+    out = np.empty(a.shape[0], dtype=np.float64)
+    d = x.shape[1]
+    for i in prange(a.shape[0]):
+        acc = 0.0
+        for t in range(d):
+            diff = np.float64(x[a[i], t]) - np.float64(x[b[i], t])
+            acc += diff * diff
+        out[i] = np.sqrt(acc)
+    return out
+
+
+def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """Ids of each row's ``m`` largest inner products (itself included), unordered, by symmetric float32 GEMM."""
+    n = x.shape[0]
+    heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
+    heap_ids = np.zeros((n, m), dtype=np.int64)
+    starts = list(range(0, n, block_rows))
+    for bi, a in enumerate(starts):
+        rows_a = np.arange(a, min(n, a + block_rows))
+        xa = x[rows_a]
+        for b in starts[bi:]:
+            rows_b = np.arange(b, min(n, b + block_rows))
+            sims = xa @ x[rows_b].T
+            _push_block(sims, rows_a, rows_b, heap_vals, heap_ids)
+            if b != a:
+                _push_block(np.ascontiguousarray(sims.T), rows_b, rows_a, heap_vals, heap_ids)
+    return heap_ids
+
+
+def knn(data: np.ndarray, k: int, margin: int = MARGIN) -> tuple[np.ndarray, np.ndarray]:
+    """``(indices, distances)`` of each row's ``k`` nearest rows (itself included), sorted, float64 distances.
+
+    Exact: every pair is screened, the best ``k + margin`` per row are reranked in float64.
+    """
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    n = x.shape[0]
+    k = min(k, n)
+    m = min(n, k + margin)
+    candidates = screen(x, m)
+    dist = exact_distances(x, np.arange(n), candidates)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(dist, order, axis=1)
+
+
+def core_distances(dist: np.ndarray, min_samples: int) -> np.ndarray:
+    """Distance to the ``min_samples``-th neighbour, self excluded (``hdbscan``'s convention), float64."""
+    return np.ascontiguousarray(dist[:, min(min_samples, dist.shape[1] - 1)], dtype=np.float64)
+
+
+def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: int, margin: int = MARGIN) -> np.ndarray:
+    """Core distances of ``rows`` against every row, independently of :func:`knn` (float64 GEMM, exact rerank)."""
+    x = np.ascontiguousarray(data, dtype=np.float32)
+    x64 = x.astype(np.float64)
+    m = min(x.shape[0], min_samples + 1 + margin)
+    out = np.empty(rows.size, dtype=np.float64)
+    for s in range(0, rows.size, 256):
+        q = rows[s : s + 256]
+        sims = x64[q] @ x64.T
+        cand = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+        dist = np.sort(exact_distances(x, q, cand), axis=1)
+        out[s : s + 256] = dist[:, min(min_samples, m - 1)]
+    return out

@@ -1,0 +1,84 @@
+"""The clustering parameters, defined once: the users' values and what each engine is given.
+
+The users' workflow is scikit-learn's ``HDBSCAN`` with ``min_cluster_size =
+min_samples = max(2, int(n * 0.001))``, ``cluster_selection_epsilon = 0.5`` and
+``allow_single_cluster = True``, euclidean on L2-normalised vectors.
+
+**The min_samples convention.** scikit-learn counts the point itself among its
+``min_samples`` neighbours; the ``hdbscan`` package (and the fast engine) does
+not. So the users' ``min_samples = m`` is passed to the engines as ``m - 1``
+(never less than 1). Both values are recorded in every result's ``parameters``:
+the users' at the top level, the engine's under ``engine_parameters``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from cluster_workers.engines import HDBSCANParams
+from cluster_workers.errors import ConfigError
+
+ENGINES = ("fast", "reference")
+SELECTION_METHODS = ("eom", "leaf")
+MEDOID_RULES = ("weighted", "mean")
+
+
+def auto_size(n: int) -> int:
+    """The users' rule: ``max(2, int(n * 0.001))``."""
+    return max(2, int(n * 0.001))
+
+
+@dataclass(frozen=True)
+class ClusteringParams:
+    """What a user asks for; ``0`` sizes mean "the users' rule for this sample size"."""
+
+    min_cluster_size: int = 0
+    min_samples: int = 0  # scikit-learn's convention: the point itself counts
+    cluster_selection_epsilon: float = 0.5
+    allow_single_cluster: bool = True
+    cluster_selection_method: str = "eom"
+    engine: str = "fast"
+    medoid: str = "weighted"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.min_cluster_size, bool) or self.min_cluster_size != 0 and self.min_cluster_size < 2:
+            raise ConfigError(f"min_cluster_size must be 0 (auto) or >= 2, got {self.min_cluster_size!r}")
+        if isinstance(self.min_samples, bool) or self.min_samples < 0:
+            raise ConfigError(f"min_samples must be 0 (auto) or >= 1, got {self.min_samples!r}")
+        if not self.cluster_selection_epsilon >= 0:
+            raise ConfigError(f"cluster_selection_epsilon must be >= 0, got {self.cluster_selection_epsilon!r}")
+        if self.cluster_selection_method not in SELECTION_METHODS:
+            raise ConfigError(f"cluster_selection_method must be 'eom' or 'leaf', got {self.cluster_selection_method!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.medoid not in MEDOID_RULES:
+            raise ConfigError(f"medoid must be one of {', '.join(MEDOID_RULES)}, got {self.medoid!r}")
+
+    def users_values(self, n: int) -> dict:
+        """The values as the users' own code reads them (scikit-learn's convention), resolved for ``n`` points."""
+        if n < 2:
+            raise ValueError(f"need at least 2 vectors to cluster, got {n}")
+        mcs = min(self.min_cluster_size or auto_size(n), n)
+        ms = min(self.min_samples or mcs, n)
+        return {
+            "min_cluster_size": max(2, mcs),
+            "min_samples": max(1, ms),
+            "cluster_selection_epsilon": float(self.cluster_selection_epsilon),
+            "allow_single_cluster": bool(self.allow_single_cluster),
+            "cluster_selection_method": self.cluster_selection_method,
+        }
+
+    def engine_params(self, n: int) -> HDBSCANParams:
+        """What the engines get (the ``hdbscan`` package's convention: ``min_samples - 1``, at least 1)."""
+        users = self.users_values(n)
+        return HDBSCANParams(
+            min_cluster_size=users["min_cluster_size"],
+            min_samples=max(1, min(users["min_samples"] - 1, n - 1)),
+            cluster_selection_epsilon=users["cluster_selection_epsilon"],
+            allow_single_cluster=users["allow_single_cluster"],
+            cluster_selection_method=users["cluster_selection_method"],
+        )
+
+    def key(self) -> dict:
+        """The requested values, as stored in the run key."""
+        return asdict(self)
