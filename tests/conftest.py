@@ -135,3 +135,49 @@ def mid_template(tmp_path_factory) -> Path:
 @pytest.fixture()
 def mid_db(mid_template, tmp_path) -> Path:
     return _private_copy(mid_template, tmp_path)
+
+
+REALTEXT = ROOT / "tests" / "data" / "realtext_3000.npz"
+
+
+def write_experiment(path: Path, model: str, texts: list[str], vectors, run_length: int = 30) -> None:
+    """A real SQLite experiment database holding ``texts`` as runs of ``run_length`` text outputs, one model."""
+    import datetime as dt
+
+    from cluster_workers.db.schema import EXPERIMENT_TABLES, metadata
+
+    engine = make_engine(f"sqlite:///{path}", create=True)
+    when = dt.datetime(2026, 1, 1)
+    runs, invs, embs = [], [], []
+    for r, start in enumerate(range(0, len(texts), run_length)):
+        run_id = uuid.uuid5(uuid.NAMESPACE_URL, f"run/{r}")
+        runs.append({"id": run_id, "network": ["FLUX.1-schnell", "Moondream2"], "seed": r, "max_length": 2 * run_length,
+                     "initial_prompt": f"prompt {r}", "experiment_id": None})
+        for i, k in enumerate(range(start, min(len(texts), start + run_length))):
+            inv_id = uuid.uuid5(uuid.NAMESPACE_URL, f"inv/{k}")
+            invs.append({"id": inv_id, "started_at": when, "completed_at": when, "model": "Moondream2", "type": "TEXT",
+                         "seed": r, "run_id": run_id, "sequence_number": 2 * i + 1, "input_invocation_id": None,
+                         "output_text": str(texts[k]), "output_image_data": None})
+            embs.append({"id": uuid.uuid5(uuid.NAMESPACE_URL, f"emb/{k}"), "started_at": when, "completed_at": when,
+                         "invocation_id": inv_id, "embedding_model": model, "vector": vectors[k].astype("<f4").tobytes()})
+    with engine.begin() as conn:
+        metadata.create_all(conn, tables=list(EXPERIMENT_TABLES))
+        for table, rows in ((run, runs), (invocation, invs), (embedding, embs)):
+            conn.execute(sa.insert(table), rows)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def realtext_template(tmp_path_factory) -> Path:
+    """3,000 real sentences (Debian package descriptions) with their all-MiniLM-L6-v2 vectors, as one model."""
+    import numpy as np
+
+    data = np.load(REALTEXT)
+    path = tmp_path_factory.mktemp("realtext") / "experiments.db"
+    write_experiment(path, "MiniLM", data["texts"].tolist(), data["vectors"])
+    return path
+
+
+@pytest.fixture()
+def realtext_db(realtext_template, tmp_path) -> Path:
+    return _private_copy(realtext_template, tmp_path)
