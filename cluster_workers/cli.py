@@ -135,14 +135,17 @@ def cluster(
 def results(
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    stale_check: bool = typer.Option(
+        True, "--stale-check/--no-stale-check", help="Compare each result's sample with the database now (one count per downsample)."
+    ),
     config: Optional[Path] = ConfigFile,
 ) -> None:
-    """List clustering results: id, model, sample count, clusters, outlier share, duration, parameters."""
+    """List clustering results: id, model, sample count, clusters, outliers, duration, stale or current, parameters."""
     from cluster_workers import report as report_mod
 
     try:
         settings = _settings(config, database_url=database_url)
-        rows = report_mod.load_results(settings.database_url, settings.busy_timeout)
+        rows = report_mod.load_results(settings.database_url, settings.busy_timeout, stale_check)
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(report_mod.results_json(rows), indent=2) if as_json else report_mod.results_table(rows))

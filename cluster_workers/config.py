@@ -18,7 +18,7 @@ from cluster_workers.errors import ConfigError
 from cluster_workers.params import ClusteringParams
 
 ENV_PREFIX = "CLUSTER_WORKERS_"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config" / "cluster_workers.toml"
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "cluster_workers.toml"  # config/cluster_workers.toml links here
 BACKENDS = ("loky", "dask")
 _DEFAULTS = ClusteringParams()
 
@@ -46,8 +46,7 @@ class Settings:
     busy_timeout: float = 30.0  # seconds to wait for a locked SQLite database
     backend: str = "loky"
     scheduler: str = ""
-    log_dir: str = "logs"
-    log_level: str = "INFO"
+    log_dir: str = "logs"  # where bin/cluster writes clustering_<timestamp>.log
 
     def __post_init__(self) -> None:
         validate(self)

@@ -27,8 +27,9 @@ from cluster_workers.config import Settings
 from cluster_workers.db import sampling
 from cluster_workers.db.connect import describe, enable_wal, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.results import matching_result_ids, write_results
+from cluster_workers.db.results import matching_results, write_results
 from cluster_workers.db.schema import EXPERIMENT_TABLES
+from cluster_workers.db.snapshot import SampleBound, run_snapshot
 from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError, Interrupted, WorkerFailed
 from cluster_workers.monitor import WorkerMonitor
 from cluster_workers.worker import ModelResult, ModelTask, cluster_model, peak_rss_mb
@@ -41,6 +42,8 @@ class RunReport:
     before: dict[str, int] = field(default_factory=dict)
     after: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    fingerprints: dict[str, dict] = field(default_factory=dict)  # per model: the counted sample's count and digest
+    bound: SampleBound = field(default_factory=SampleBound)
     results: list[ModelResult] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -67,11 +70,12 @@ def check_tables(conn: sa.Connection) -> None:
         raise DatabaseError(f"not an experiment database: missing table(s) {', '.join(missing)}")
 
 
-def plan(conn: sa.Connection, settings: Settings, report: RunReport) -> list[str]:
+def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: SampleBound | None = None) -> list[str]:
     """Counts per model (logged), skip rules applied; returns the models to cluster."""
     check_tables(conn)
+    report.bound = bound or SampleBound()
     t0 = time.perf_counter()
-    report.before, report.after = sampling.counts(conn, settings.downsample)
+    report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound)
     report.timings["counts_s"] = time.perf_counter() - t0
     models = sorted(report.before)
     if settings.models:
@@ -98,16 +102,26 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport) -> list[str
         n = report.after.get(model, 0)
         if n < settings.min_samples_to_cluster:
             report.skipped[model] = f"{n} sampled embeddings, fewer than min_samples_to_cluster={settings.min_samples_to_cluster}"
-        elif not settings.force and matching_result_ids(conn, model, key):
-            report.skipped[model] = "already clustered with the same parameters (use --force to replace)"
-        else:
-            todo.append(model)
+            continue
+        earlier = [] if settings.force else matching_results(conn, model, key)
+        if any(params.get("sample") == report.fingerprints[model] for _, params in earlier):
+            report.skipped[model] = "already clustered with the same parameters on the same sample (use --force to replace)"
+            continue
+        if earlier:
+            was = earlier[-1][1].get("sample") or {}
+            logger.info(
+                "{}: sample changed since the last result with these parameters: {:,} -> {:,} embeddings{}; clustering again",
+                model, was.get("count", 0), n, "" if was.get("count") != n else " (same count, other embeddings)",
+            )
+        todo.append(model)
     for model, reason in report.skipped.items():
         logger.info("skip {}: {}", model, reason)
     return todo
 
 
-def make_tasks(models: list[str], settings: Settings, after: dict[str, int], threads: int, status_dir: str) -> list[ModelTask]:
+def make_tasks(
+    models: list[str], settings: Settings, after: dict[str, int], threads: int, status_dir: str, bound: SampleBound | None = None
+) -> list[ModelTask]:
     return [
         ModelTask(
             model=m,
@@ -119,6 +133,7 @@ def make_tasks(models: list[str], settings: Settings, after: dict[str, int], thr
             skip_bad_vectors=settings.skip_bad_vectors,
             threads=threads,
             status_dir=status_dir,
+            bound=bound or SampleBound(),
         )
         # largest first, so the longest job starts at once when workers < models
         for m in sorted(models, key=lambda m: -after[m])
@@ -239,6 +254,7 @@ def cluster_models(
     deadline: float | None = None,
     heartbeat_s: float = 30.0,
     on_result: Callable[[ModelResult], None] | None = None,
+    bound: SampleBound | None = None,
 ) -> tuple[list[ModelResult], int]:
     """Cluster ``models`` in worker processes; returns the results and the threads each worker had."""
     cpus = os.cpu_count() or 1
@@ -246,7 +262,7 @@ def cluster_models(
     threads = max(1, cpus // n_jobs)
     status_dir = tempfile.mkdtemp(prefix="cluster_workers_")
     try:
-        tasks = make_tasks(models, settings, counts, threads, status_dir)
+        tasks = make_tasks(models, settings, counts, threads, status_dir, bound)
         logger.info(
             "clustering {} model(s) with engine={} in {} worker process(es), {} thread(s) each",
             len(tasks), settings.engine, n_jobs, threads,
@@ -269,8 +285,13 @@ def cluster_models(
         shutil.rmtree(status_dir, ignore_errors=True)
 
 
-def commit(engine: sa.Engine, settings: Settings, results: list[ModelResult]) -> dict[str, int]:
+def commit(
+    engine: sa.Engine, settings: Settings, results: list[ModelResult], fingerprints: dict[str, dict] | None = None
+) -> dict[str, int]:
     """Write every result in one transaction (BEGIN IMMEDIATE on SQLite); all or nothing."""
+    for result in results:  # the sample each result was made from, so a later run can tell it changed
+        if fingerprints and result.model in fingerprints:
+            result.parameters["sample"] = fingerprints[result.model]
     total_rows = sum(r.n for r in results)
     logger.info("committing {} result(s), {:,} memberships in one transaction", len(results), total_rows)
     try:
@@ -319,24 +340,33 @@ def _run_locked(
     on_result: Callable[[ModelResult], None] | None,
     on_plan: Callable[[list[str]], None] | None = None,
 ) -> None:
-    """Plan, cluster, commit -- while this run holds the database's run lock."""
+    """Plan, cluster, commit -- while this run holds the database's run lock.
+
+    Counting and clustering happen inside one snapshot (see ``db.snapshot``), so
+    the counts, every worker's sample and the fingerprints describe one database.
+    """
     try:
-        with engine.connect() as conn:
-            models = plan(conn, settings, report)
+        with run_snapshot(engine) as (conn, bound):
+            models = plan(conn, settings, report, bound)
+            if bound.pg_snapshot is None:
+                conn.rollback()  # SQLite: the rowid bound is enough; hold no lock while the workers run
+            if deadline is not None and time.monotonic() > deadline:
+                raise WorkerFailed("the run passed its time limit while counting; nothing was written")
+            if on_plan:
+                on_plan(models)
+            if not models:
+                logger.info("nothing to cluster")
+                return
+            logger.debug("workers read {}", bound.describe())
+            t0 = time.perf_counter()
+            report.results, report.threads_per_worker = cluster_models(
+                settings, models, report.after, deadline, heartbeat_s, on_result, bound
+            )
+            report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:
         raise _db_error(exc, settings.database_url) from exc
-    if deadline is not None and time.monotonic() > deadline:
-        raise WorkerFailed("the run passed its time limit while counting; nothing was written")
-    if on_plan:
-        on_plan(models)
-    if not models:
-        logger.info("nothing to cluster")
-        return
     t0 = time.perf_counter()
-    report.results, report.threads_per_worker = cluster_models(settings, models, report.after, deadline, heartbeat_s, on_result)
-    report.timings["clustering_wall_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    report.written = commit(engine, settings, report.results)
+    report.written = commit(engine, settings, report.results, report.fingerprints)
     report.timings["commit_s"] = time.perf_counter() - t0
     rows = report.written["memberships"]
     logger.info("committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9))

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers.db.connect import describe, enable_wal, make_engine, normalise_url, sqlite_path, sqlite_pragma
+from cluster_workers.db.sampling import CALIBRATION_PROMPTS
 from cluster_workers.db.schema import EXPERIMENT_TABLES, embedding, invocation, metadata, run
 from cluster_workers.errors import ConfigError, DatabaseError
 
@@ -37,7 +38,6 @@ DUMMY_MODEL = "Dummy"
 DUMMY_EMBEDDINGS = 25
 DIM = 768
 PRODUCTION_EMBEDDINGS = 3_288_025
-CALIBRATION_PROMPTS = ("yeah", "nah")
 BYTES_PER_EMBEDDING_ROW = DIM * 4 + 260  # vector, ids, timestamps, model, page slack and two indexes
 BYTES_PER_TEXT_INVOCATION = 2 * 260 + 3 * 110  # two invocation rows + index entries
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlalchemy as sa
 
+from cluster_workers.db import sampling
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
 from cluster_workers.errors import DatabaseError
@@ -22,8 +25,23 @@ def _read(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]
         engine.dispose()
 
 
-def load_results(url: str, busy_timeout: float = 30.0) -> list[ResultSummary]:
-    return _read(url, busy_timeout, list_results)
+def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSummary]:
+    """Compare each result's sample fingerprint with the database's sample now (one count per downsample)."""
+    current: dict[int, dict[str, dict]] = {}
+    marked = []
+    for r in rows:
+        sample, downsample = (r.parameters or {}).get("sample"), (r.parameters or {}).get("downsample")
+        if not sample or not downsample:
+            marked.append(r)
+            continue
+        if downsample not in current:
+            current[downsample] = sampling.counts(conn, downsample)[2]
+        marked.append(dataclasses.replace(r, stale=current[downsample].get(r.model) != sample))
+    return marked
+
+
+def load_results(url: str, busy_timeout: float = 30.0, check_stale: bool = True) -> list[ResultSummary]:
+    return _read(url, busy_timeout, lambda conn: mark_stale(conn, list_results(conn)) if check_stale else list_results(conn))
 
 
 def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, list[ClusterSummary]]:
@@ -74,6 +92,7 @@ def results_json(rows: list[ResultSummary]) -> list[dict]:
             "outlier_share": round(r.outlier_share, 6),
             "duration_s": r.duration_s,
             "algorithm": r.algorithm,
+            "stale": r.stale,
             "parameters": r.parameters,
         }
         for r in rows
@@ -92,11 +111,17 @@ def results_table(rows: list[ResultSummary]) -> str:
             str(r.clusters),
             f"{r.outlier_share:.1%}",
             f"{r.duration_s:.1f}s" if r.duration_s is not None else "",
+            {True: "STALE", False: "current", None: "?"}[r.stale],
             _params_brief(r.parameters or {}),
         ]
         for r in rows
     ]
-    return _table(["id", "model", "created", "samples", "clusters", "outliers", "duration", "parameters"], body, {3, 4, 5, 6})
+    table = _table(
+        ["id", "model", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"], body, {3, 4, 5, 6}
+    )
+    if any(r.stale for r in rows):
+        table += "\nSTALE: the database's sample for these parameters has changed since (cluster again to update)"
+    return table
 
 
 def clusters_json(summary: ResultSummary, clusters: list[ClusterSummary], limit: int = 0) -> dict:

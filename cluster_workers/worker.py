@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cluster_workers.db.connect import make_engine
+from cluster_workers.db.snapshot import SampleBound, enter_snapshot
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import engine_versions, get_engine, l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
@@ -37,6 +38,7 @@ class ModelTask:
     clustering: ClusteringParams = field(default_factory=ClusteringParams)
     busy_timeout: float = 30.0
     skip_bad_vectors: bool = False
+    bound: SampleBound = field(default_factory=SampleBound)  # read what the coordinator counted, nothing newer
     threads: int = 1
     status_dir: str = ""  # where the worker reports its pid and phase for the coordinator's monitor
 
@@ -118,7 +120,8 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     engine = make_engine(task.database_url, busy_timeout=task.busy_timeout, read_only=True)
     try:
         with engine.connect() as conn:
-            vectors = fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors)
+            conn = enter_snapshot(conn, task.bound)
+            vectors = fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound)
     finally:
         engine.dispose()
     fetch_s = time.perf_counter() - t0

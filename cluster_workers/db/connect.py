@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
+from cluster_workers.db.snapshot import SQLITE_HASH_FUNCTION, id_hash
 from cluster_workers.errors import DatabaseError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -68,7 +69,11 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, read_only: bool = False
         _install_sqlite_hooks(engine, busy_timeout=busy_timeout, read_only=read_only)
         return engine
     connect_args = {"connect_timeout": max(1, int(busy_timeout))}
-    engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    try:
+        engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        extra = "postgres" if "psycopg" in str(exc) else "the driver's extra"
+        raise DatabaseError(f"{describe(url)} needs a driver that is not installed ({exc.name}): pip install 'cluster-workers[{extra}]'") from None
     if read_only:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
@@ -83,6 +88,7 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout: float, read_only: boo
         if read_only:
             cur.execute("PRAGMA query_only = 1")
         cur.close()
+        dbapi_conn.create_function(SQLITE_HASH_FUNCTION, 1, id_hash, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

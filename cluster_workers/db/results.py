@@ -73,16 +73,21 @@ def create_result_tables(conn: sa.Connection) -> None:
     metadata.create_all(conn, tables=list(RESULT_TABLES), checkfirst=True)
 
 
-def matching_result_ids(conn: sa.Connection, model: str, run_key: dict) -> list[uuid.UUID]:
-    """Ids of the model's results made with the same run key (the settings that define a result)."""
+def matching_results(conn: sa.Connection, model: str, run_key: dict) -> list[tuple[uuid.UUID, dict]]:
+    """``(id, parameters)`` of the model's results made with the same run key, oldest first."""
     if not sa.inspect(conn).has_table(clustering_result.name):
         return []
     rows = conn.execute(
-        sa.select(clustering_result.c.id, clustering_result.c.parameters).where(
-            clustering_result.c.embedding_model == model
-        )
+        sa.select(clustering_result.c.id, clustering_result.c.parameters)
+        .where(clustering_result.c.embedding_model == model)
+        .order_by(clustering_result.c.created_at)
     )
-    return [rid for rid, params in rows if isinstance(params, dict) and params.get("run_key") == run_key]
+    return [(rid, params) for rid, params in rows if isinstance(params, dict) and params.get("run_key") == run_key]
+
+
+def matching_result_ids(conn: sa.Connection, model: str, run_key: dict) -> list[uuid.UUID]:
+    """Ids of the model's results made with the same run key (the settings that define a result)."""
+    return [rid for rid, _ in matching_results(conn, model, run_key)]
 
 
 def write_results(
@@ -154,6 +159,7 @@ class ResultSummary:
     sample_count: int
     clusters: int
     outliers: int
+    stale: bool | None = None  # the database's sample for these parameters differs now (None: not checked / unknown)
 
     @property
     def outlier_share(self) -> float:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cluster_workers.db.schema import embedding, invocation, run
+from cluster_workers.db.snapshot import SampleBound, embedding_rowid, id_digest
 
 CALIBRATION_PROMPTS = ("yeah", "nah")
 
@@ -46,22 +47,28 @@ def kept_invocations(downsample: int) -> sa.Subquery:
     )
 
 
-def count_all_query() -> sa.Select:
+def _within(query: sa.Select, bound: SampleBound | None) -> sa.Select:
+    """Leave out embeddings inserted after the run's counts (SQLite's rowid bound)."""
+    if bound is not None and bound.max_rowid is not None:
+        return query.where(embedding_rowid() <= bound.max_rowid)
+    return query
+
+
+def count_all_query(bound: SampleBound | None = None) -> sa.Select:
     """Embeddings per model before downsampling (every row of ``embedding``)."""
-    return sa.select(embedding.c.embedding_model, sa.func.count()).group_by(embedding.c.embedding_model)
+    return _within(sa.select(embedding.c.embedding_model, sa.func.count()), bound).group_by(embedding.c.embedding_model)
 
 
-def count_sampled_query(downsample: int) -> sa.Select:
-    """Embeddings per model after downsampling."""
+def count_sampled_query(downsample: int, bound: SampleBound | None = None) -> sa.Select:
+    """Per model after downsampling: count, and the sum of 32-bit hashes of the sampled ids (the digest)."""
     kept = kept_invocations(downsample)
-    return (
-        sa.select(embedding.c.embedding_model, sa.func.count())
-        .join(kept, kept.c.invocation_id == embedding.c.invocation_id)
-        .group_by(embedding.c.embedding_model)
+    query = sa.select(embedding.c.embedding_model, sa.func.count(), sa.func.sum(id_digest(embedding.c.id))).join(
+        kept, kept.c.invocation_id == embedding.c.invocation_id
     )
+    return _within(query, bound).group_by(embedding.c.embedding_model)
 
 
-def sampled_vectors_query(model: str, downsample: int) -> sa.Select:
+def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None = None) -> sa.Select:
     """``(id, vector)`` of one model's sampled embeddings.
 
     The kept invocations drive the join (embedding looked up by ``invocation_id``);
@@ -70,11 +77,12 @@ def sampled_vectors_query(model: str, downsample: int) -> sa.Select:
     at downsample 10000 on the production shape).
     """
     kept = kept_invocations(downsample)
-    return (
+    query = (
         sa.select(embedding.c.id, embedding.c.vector)
         .select_from(kept.join(embedding, embedding.c.invocation_id == kept.c.invocation_id))
         .where(embedding.c.embedding_model + sa.literal("") == sa.bindparam("model", model))
     )
+    return _within(query, bound)
 
 
 def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) -> list[tuple[object, str]]:
@@ -96,8 +104,17 @@ def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) ->
     return [(i, m) for i, m in conn.execute(query)]
 
 
-def counts(conn: sa.Connection, downsample: int) -> tuple[dict[str, int], dict[str, int]]:
-    """``(before, after)``: embeddings per model, all and sampled; one GROUP BY query each."""
-    before = {m: int(c) for m, c in conn.execute(count_all_query())}
-    after = {m: int(c) for m, c in conn.execute(count_sampled_query(downsample))}
-    return before, after
+def counts(
+    conn: sa.Connection, downsample: int, bound: SampleBound | None = None
+) -> tuple[dict[str, int], dict[str, int], dict[str, dict]]:
+    """``(before, after, fingerprints)`` per model: all and sampled embeddings, one GROUP BY query each.
+
+    A fingerprint is ``{"count": n, "digest": "..."}``: equal fingerprints mean the same sample.
+    """
+    before = {m: int(c) for m, c in conn.execute(count_all_query(bound))}
+    after: dict[str, int] = {}
+    fingerprints: dict[str, dict] = {}
+    for model, n, digest in conn.execute(count_sampled_query(downsample, bound)):
+        after[model] = int(n)
+        fingerprints[model] = {"count": int(n), "digest": format(int(digest or 0), "x")}
+    return before, after, fingerprints

@@ -10,6 +10,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.sampling import sampled_vectors_query
+from cluster_workers.db.snapshot import SampleBound
 from cluster_workers.errors import BadVectorError
 
 BATCH_ROWS = 8192
@@ -46,7 +47,9 @@ def _dimension(model: str, batch: list) -> int:
     return size // 4
 
 
-def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False) -> Vectors:
+def fetch_vectors(
+    conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False, bound: SampleBound | None = None
+) -> Vectors:
     """Read the model's sample into arrays, checking every vector.
 
     ``expected`` (from the coordinator's count) sizes the preallocation; the array
@@ -56,7 +59,7 @@ def fetch_vectors(conn: sa.Connection, model: str, downsample: int, expected: in
     with ``skip_bad``, leaves such rows out and counts them in ``skipped``.
     """
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
-        sampled_vectors_query(model, downsample)
+        sampled_vectors_query(model, downsample, bound)
     )
     capacity = max(int(expected), 1)
     ids = np.empty((capacity, 16), dtype=np.uint8)

@@ -23,7 +23,7 @@ def test_counts_match_the_spec_for_odd_and_even_n(demo_db, downsample):
     want = expected_sample(url, downsample)
     engine = make_engine(url)
     with engine.connect() as conn:
-        before, after = sampling.counts(conn, downsample)
+        before, after, _ = sampling.counts(conn, downsample)
         for model, ids in want.items():
             vectors = fetch_vectors(conn, model, downsample, after[model])
             got = {vectors.id_at(i) for i in range(len(vectors.ids))}
@@ -37,8 +37,8 @@ def test_even_n_keeps_about_one_in_n_where_the_naive_filter_keeps_nothing(demo_d
     url = _sqlite(demo_db)
     engine = make_engine(url)
     with engine.connect() as conn:
-        _, after = sampling.counts(conn, 2)
-        _, all_text = sampling.counts(conn, 1)
+        _, after, _ = sampling.counts(conn, 2)
+        _, all_text, _ = sampling.counts(conn, 1)
         naive = conn.execute(
             sa.select(sa.func.count())
             .select_from(embedding.join(invocation, invocation.c.id == embedding.c.invocation_id))
@@ -51,7 +51,7 @@ def test_even_n_keeps_about_one_in_n_where_the_naive_filter_keeps_nothing(demo_d
 def test_calibration_runs_are_excluded(demo_db):
     engine = make_engine(_sqlite(demo_db))
     with engine.connect() as conn:
-        before, after = sampling.counts(conn, 1)
+        before, after, _ = sampling.counts(conn, 1)
         calib = conn.execute(
             sa.select(sa.func.count())
             .select_from(embedding.join(invocation, invocation.c.id == embedding.c.invocation_id).join(run, run.c.id == invocation.c.run_id))
@@ -70,7 +70,7 @@ def test_sampling_does_not_rely_on_odd_sequence_numbers_or_upper_case(demo_db):
         conn.execute(sa.update(invocation).values(sequence_number=invocation.c.sequence_number + 1))
         conn.exec_driver_sql("UPDATE invocation SET type = lower(type)")
     with engine.connect() as conn:
-        _, after = sampling.counts(conn, 4)
+        _, after, _ = sampling.counts(conn, 4)
     assert after == {m: len(ids) for m, ids in want.items()}
     assert expected_sample(url, 4) == want
 
@@ -83,7 +83,7 @@ def test_downsample_must_be_positive():
 def test_vectors_arrive_as_one_float32_array(demo_db):
     engine = make_engine(_sqlite(demo_db))
     with engine.connect() as conn:
-        _, after = sampling.counts(conn, 5)
+        _, after, _ = sampling.counts(conn, 5)
         v = fetch_vectors(conn, "STSBMpnet", 5, after["STSBMpnet"] - 3)  # a low estimate still works
     assert v.data.dtype == np.float32 and v.data.shape == (after["STSBMpnet"], 768)
     assert v.ids.shape == (after["STSBMpnet"], 16)

@@ -1,0 +1,116 @@
+"""Stale results are never shown as current; one snapshot per run while the experiment keeps writing."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from cluster_workers.config import Settings
+from cluster_workers.coordinator import run_clustering
+from cluster_workers.db.connect import make_engine
+from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster, invocation, run
+from cluster_workers.report import load_results
+from tests.conftest import expected_sample, run_cli
+
+REAL = ("Nomic", "STSBMpnet", "STSBRoberta")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database(request) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{request.getfixturevalue('demo_db')}"
+    return request.getfixturevalue("pg_demo")
+
+
+def append_run(url: str, texts: int = 12, seed: int = 0) -> int:
+    """What the experiment does while we cluster: a new run, its text outputs, each real model's embeddings."""
+    rng = np.random.default_rng(seed)
+    engine = make_engine(url)
+    run_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(sa.insert(run), [{"id": run_id, "network": [], "seed": seed, "max_length": 2 * texts,
+                                       "initial_prompt": f"late run {seed}", "experiment_id": None}])
+        invs = [{"id": uuid.uuid4(), "run_id": run_id, "sequence_number": 2 * i + 1, "type": "TEXT", "model": "Moondream2",
+                 "seed": seed, "output_text": f"late text {seed}.{i}"} for i in range(texts)]
+        conn.execute(sa.insert(invocation), invs)
+        conn.execute(sa.insert(embedding), [
+            {"id": uuid.uuid4(), "invocation_id": inv["id"], "embedding_model": model,
+             "vector": rng.standard_normal(768).astype("<f4").tobytes()}
+            for inv in invs for model in REAL
+        ])
+    engine.dispose()
+    return texts
+
+
+def stored_samples(url: str) -> dict[str, set[uuid.UUID]]:
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(clustering_result.c.embedding_model, embedding_cluster.c.embedding_id)
+            .join(clustering_result, clustering_result.c.id == embedding_cluster.c.clustering_result_id)
+        ).all()
+    engine.dispose()
+    out: dict[str, set[uuid.UUID]] = {}
+    for model, emb in rows:
+        out.setdefault(model, set()).add(emb)
+    return out
+
+
+@pytest.fixture()
+def log_lines():
+    from loguru import logger
+
+    lines: list[str] = []
+    handle = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    yield lines
+    logger.remove(handle)
+
+
+def test_a_changed_database_is_clustered_again_and_old_results_show_stale(database, log_lines):
+    settings = Settings(database_url=database, downsample=1, workers=2, models=REAL)
+    first = run_clustering(settings)
+    assert len(first.results) == 3
+    assert all(not r.stale for r in load_results(database))
+    assert run_clustering(settings).results == []  # unchanged database: skipped
+    assert "same sample" in next(iter(run_clustering(settings).skipped.values()))
+
+    added = append_run(database)
+    second = run_clustering(settings)
+    assert {r.model for r in second.results} == set(REAL)  # the sample changed: clustered again, not skipped
+    err = "\n".join(log_lines)
+    for model in REAL:
+        n = first.after[model]
+        assert f"{model}: sample changed since the last result with these parameters: {n:,} -> {n + added:,} embeddings" in err
+    rows = load_results(database)
+    assert len(rows) == 6
+    assert sorted(r.stale for r in rows) == [False] * 3 + [True] * 3
+    assert {r.model for r in rows if r.stale} == set(REAL)
+    assert all(r.parameters["sample"]["count"] == r.sample_count for r in rows)
+    assert run_clustering(settings).results == []  # and now it is current again
+
+
+def test_results_command_says_stale(demo_db):
+    url = f"sqlite:///{demo_db}"
+    run_clustering(Settings(database_url=url, downsample=2, workers=2, models=("Nomic",)))
+    assert "current" in run_cli("results", "-d", str(demo_db)).stdout
+    append_run(url)
+    out = run_cli("results", "-d", str(demo_db))
+    assert out.returncode == 0 and "STALE" in out.stdout and "has changed since" in out.stdout
+    fast = run_cli("results", "-d", str(demo_db), "--no-stale-check")
+    assert "STALE" not in fast.stdout and "?" in fast.stdout
+
+
+def test_the_workers_read_what_the_coordinator_counted(database):
+    """A writer adds runs after the counts and before the workers read: the stored sample is the counted one."""
+    settings = Settings(database_url=database, downsample=1, workers=2, models=REAL)
+    before = expected_sample(database, 1)
+    report = run_clustering(settings, on_plan=lambda models: [append_run(database, seed=s) for s in (1, 2)])
+    stored = stored_samples(database)
+    for model in REAL:
+        assert stored[model] == before[model]  # none of the 24 late texts got in
+        assert len(stored[model]) == report.after[model]
+    after = expected_sample(database, 1)
+    assert all(len(after[m]) == len(before[m]) + 24 for m in REAL)  # the writer really wrote
