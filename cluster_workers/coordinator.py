@@ -210,10 +210,15 @@ def dispatch(
         with _backend(backend, scheduler) as client:
             if client is not None:  # remote workers cannot be killed from here: drop the connection instead
                 monitor.on_timeout = client.close
-            options = {"backend": "loky", "max_nbytes": None} if backend == "loky" else {}
+            cores = os.cpu_count() or 1
+            # loky caps BLAS/numba threads at cores // n_jobs for good; lift the cap so finished workers'
+            # cores can be handed on (each worker starts at its share and follows monitor.share_cores)
+            options = {"max_nbytes": None} if backend == "loky" else {}
             # the dask backend has had bugs with unordered generators: take results in order there
             return_as = "generator_unordered" if backend == "loky" else "generator"
-            parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)
+            threads_cap = parallel_config(backend="loky", inner_max_num_threads=cores) if backend == "loky" else contextlib.nullcontext()
+            with threads_cap:
+                parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)
             jobs = (delayed(cluster_model)(task) for task in tasks)
             stream = parallel(jobs) if backend == "loky" else _bounded(parallel(jobs), monitor)
             for result in stream:
@@ -221,6 +226,9 @@ def dispatch(
                     break
                 monitor.finished(result.model)
                 results.append(result)
+                if backend == "loky" and monitor.unfinished():
+                    threads = monitor.share_cores(cores, n_jobs)
+                    logger.info("{} finished: the running worker(s) may use {} thread(s) each now", result.model, threads)
                 if on_result:
                     on_result(result)
         if monitor.timed_out():

@@ -21,7 +21,7 @@ from typing import Callable
 import psutil
 from loguru import logger
 
-from cluster_workers.worker import status_file
+from cluster_workers.worker import status_file, threads_file
 
 HOST = socket.gethostname()
 DEAD_GRACE_S = 2.0
@@ -69,6 +69,16 @@ class WorkerMonitor:
     def finished(self, model: str) -> None:
         with self._lock:
             self._done.add(model)
+
+    def share_cores(self, cores: int, n_jobs: int) -> int:
+        """Hand the cores of finished workers to the running ones (they pick it up between blocks of work)."""
+        running = max(1, min(n_jobs, len(self.unfinished())))
+        threads = max(1, cores // running)
+        path = threads_file(self.status_dir)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(str(threads))
+        os.replace(tmp, path)
+        return threads
 
     def unfinished(self) -> list[str]:
         with self._lock:

@@ -77,6 +77,42 @@ def status_file(status_dir: str, model: str) -> Path:
     return Path(status_dir) / f"{safe}.json"
 
 
+def threads_file(status_dir: str) -> Path:
+    """Where the coordinator says how many threads each running worker may use now."""
+    return Path(status_dir) / "threads"
+
+
+class CoreShare:
+    """Follows the coordinator's thread count (BLAS and numba) between blocks of work; cheap to call often."""
+
+    def __init__(self, status_dir: str, threads: int) -> None:
+        self.path = threads_file(status_dir) if status_dir else None
+        self.threads = 0
+        self.apply(threads)
+
+    def apply(self, threads: int) -> None:
+        from threadpoolctl import threadpool_limits
+
+        if threads == self.threads:
+            return
+        threadpool_limits(limits=threads)
+        try:
+            import numba
+
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+        except ImportError:
+            pass
+        self.threads = threads
+
+    def __call__(self) -> int:
+        if self.path is not None:
+            try:
+                self.apply(max(1, int(self.path.read_text())))
+            except (OSError, ValueError):
+                pass
+        return self.threads
+
+
 def report_phase(task: ModelTask, phase: str, started: float) -> None:
     """Tell the coordinator's monitor our pid and phase (best effort: a plain JSON file)."""
     if not task.status_dir:
@@ -132,12 +168,9 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     params = wanted.engine_params(n)
     t0 = time.perf_counter()
     with threadpool_limits(limits=task.threads):
-        if wanted.engine == "fast":
-            import numba
-
-            numba.set_num_threads(max(1, min(task.threads, numba.config.NUMBA_NUM_THREADS)))
+        share = CoreShare(task.status_dir, task.threads)
         data = l2_normalise(vectors.data)
-        result = get_engine(wanted.engine)(data, params)
+        result = get_engine(wanted.engine)(data, params, on_block=share)
         cluster_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         medoids, medoid_info = medoid_indices(data, result.labels, result.probabilities, wanted.medoid)

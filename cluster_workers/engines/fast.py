@@ -18,6 +18,7 @@ Steps (rows of ``data`` are L2-normalised):
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -31,18 +32,23 @@ GRAPH_EXTRA = 16  # neighbours beyond min_samples + 1: wider lists settle more M
 EXACT_MST = True  # prove every MST edge lightest over all pairs; False: the kNN graph's MST with its pieces joined exactly
 
 
-def cluster(data: np.ndarray, params: HDBSCANParams, fidelity: bool = True) -> Clustering:
-    """HDBSCAN of the rows of ``data`` (L2-normalised), with probabilities and how it ran in ``info``."""
+def cluster(
+    data: np.ndarray, params: HDBSCANParams, fidelity: bool = True, on_block: Callable[[], object] | None = None
+) -> Clustering:
+    """HDBSCAN of the rows of ``data`` (L2-normalised), with probabilities and how it ran in ``info``.
+
+    ``on_block`` is called between blocks of work (the worker adjusts its thread count there).
+    """
     n = data.shape[0]
     if n < 2:
         raise ValueError(f"need at least 2 vectors to cluster, got {n}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    idx, dist = knn(data, params.min_samples + 1 + GRAPH_EXTRA)
+    idx, dist = knn(data, params.min_samples + 1 + GRAPH_EXTRA, on_block=on_block)
     core = core_distances(dist, params.min_samples)
     timings["neighbours_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mst, mst_stats = mutual_reachability_mst(data, idx, dist, core, exact=EXACT_MST)
+    mst, mst_stats = mutual_reachability_mst(data, idx, dist, core, exact=EXACT_MST, on_block=on_block)
     timings["mst_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels, probabilities = labels_from_mst(mst, params)

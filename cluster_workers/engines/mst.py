@@ -17,6 +17,8 @@ in order of their bound, stopping as soon as the bound passes the best edge.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from numba import njit, prange
 
@@ -102,7 +104,12 @@ def _component_minimum(comp: np.ndarray, weights: np.ndarray, n_roots: int) -> n
 
 
 def mutual_reachability_mst(
-    data: np.ndarray, idx: np.ndarray, dist: np.ndarray, core: np.ndarray, exact: bool = False
+    data: np.ndarray,
+    idx: np.ndarray,
+    dist: np.ndarray,
+    core: np.ndarray,
+    exact: bool = False,
+    on_block: Callable[[], object] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """MST edges ``(a, b, weight)`` (n - 1 rows, sorted by weight) and search statistics.
 
@@ -143,6 +150,8 @@ def mutual_reachability_mst(
             todo = np.flatnonzero(apart[comp])
         todo = todo[np.argsort(reach[todo], kind="stable")]
         while todo.size:
+            if on_block is not None:
+                on_block()
             block, todo = todo[:SEARCH_ROWS], todo[SEARCH_ROWS:]
             sims = x[block] @ x.T
             w, b = _best_outside(sims, block, core, comp)

@@ -18,6 +18,8 @@ ones. Memory: one block of ``BLOCK_ROWS``² float32 plus ``n × (k + margin)``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from numba import njit, prange
 
@@ -92,7 +94,7 @@ def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return out
 
 
-def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS, on_block: Callable[[], object] | None = None) -> np.ndarray:
     """Ids of each row's ``m`` largest inner products (itself included), unordered, by symmetric float32 GEMM."""
     n = x.shape[0]
     heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
@@ -101,6 +103,8 @@ def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     for bi, a in enumerate(starts):
         rows_a = np.arange(a, min(n, a + block_rows))
         xa = x[rows_a]
+        if on_block is not None:
+            on_block()
         for b in starts[bi:]:
             rows_b = np.arange(b, min(n, b + block_rows))
             sims = xa @ x[rows_b].T
@@ -110,7 +114,9 @@ def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     return heap_ids
 
 
-def knn(data: np.ndarray, k: int, margin: int = MARGIN) -> tuple[np.ndarray, np.ndarray]:
+def knn(
+    data: np.ndarray, k: int, margin: int = MARGIN, on_block: Callable[[], object] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, distances)`` of each row's ``k`` nearest rows (itself included), sorted, float64 distances.
 
     Exact: every pair is screened, the best ``k + margin`` per row are reranked in float64.
@@ -119,7 +125,7 @@ def knn(data: np.ndarray, k: int, margin: int = MARGIN) -> tuple[np.ndarray, np.
     n = x.shape[0]
     k = min(k, n)
     m = min(n, k + margin)
-    candidates = screen(x, m)
+    candidates = screen(x, m, on_block=on_block)
     dist = exact_distances(x, np.arange(n), candidates)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(dist, order, axis=1)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from cluster_workers.engines import Clustering, HDBSCANParams
 
 
-def cluster(data: np.ndarray, params: HDBSCANParams) -> Clustering:
-    """HDBSCAN of the rows of ``data`` (euclidean), with membership probabilities."""
+def cluster(data: np.ndarray, params: HDBSCANParams, on_block: Callable[[], object] | None = None) -> Clustering:
+    """HDBSCAN of the rows of ``data`` (euclidean), with membership probabilities (``on_block``: unused, one C call)."""
     import hdbscan
 
     model = hdbscan.HDBSCAN(
