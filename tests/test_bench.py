@@ -8,9 +8,8 @@ from tests.conftest import file_hash, run_cli
 
 
 def test_bench_with_baseline_prints_table_and_writes_json(demo_db, tmp_path):
-    out = run_cli(
-        "bench", "-d", str(demo_db), "--downsample", "2", "--baseline", "--engine", "reference", "--output-dir", str(tmp_path / "res")
-    )
+    """The default engine against the independent baseline (hdbscan, one process) on the same samples."""
+    out = run_cli("bench", "-d", str(demo_db), "--downsample", "2", "--baseline", "--output-dir", str(tmp_path / "res"))
     assert out.returncode == 0, out.stderr
     assert "speedup" in out.stdout and "ARI" in out.stdout and "baseline" in out.stdout
     (path,) = (tmp_path / "res").glob("bench_ds2_*.json")
@@ -20,8 +19,9 @@ def test_bench_with_baseline_prints_table_and_writes_json(demo_db, tmp_path):
     assert set(models) == {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
     for m in models.values():
         assert m["sampled"] == data["counts"]["after"][m["model"]]
-        if m["model"] != "Dummy":
-            assert m["ari_vs_baseline"] == 1.0  # same engine, same vectors, same parameters
+        assert m["engine"] == "fast" and m["fidelity"]["exactly_equal"] == 1.0
+        # tie-heavy demo data: hdbscan against itself on permuted rows scores about 0.98 here
+        assert m["ari_vs_baseline"] >= 0.95
     assert data["totals"]["rows_committed"] == sum(data["counts"]["after"].values())
 
 

@@ -45,21 +45,32 @@ def test_report_without_results(demo_db, tmp_path):
     assert out.returncode == 0 and "No clustering results yet" in (tmp_path / "report.html").read_text()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (apt-get install chromium) for the browser check")
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (bin/test installs Debian's chromium when it can)")
 def test_report_renders_in_a_headless_browser(clustered, tmp_path):
+    """The browser parses *this* report (its DOM holds every result and plot) and paints it (not blank)."""
     import matplotlib.image
 
     assert run_cli("report", "-d", str(clustered), "--output", str(tmp_path)).returncode == 0
+    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (tmp_path / "report.html").as_uri()
+    dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False).stdout
+    entries = load_all_clusters(str(clustered))
+    assert "<h1>Clustering results</h1>" in dom and dom.count("<svg") == len(entries) + 1
+    for summary, clusters in entries:
+        assert f"result {summary.id.hex[:8]}" in dom  # every result's own section, as the browser built it
+        top = next((c for c in clusters if c.medoid_embedding_id is not None), None)
+        assert top is None or top.medoid_text.split()[0] in dom
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,1600",
-         (tmp_path / "report.html").as_uri()],
-        capture_output=True, timeout=120, check=False,
-    )
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1600", url], capture_output=True, timeout=120, check=False)
     assert shot.exists(), "chromium wrote no screenshot"
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 500 and pixels.std() > 0.05  # not a blank page
     dark = (pixels[..., :3].mean(axis=2) < 0.5).mean()
     assert 0.005 < dark < 0.5  # text and plots drawn on a light page
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!doctype html><html><body><h1>Clustering results</h1></body></html>")
+    other = tmp_path / "other.png"
+    subprocess.run([*flags, f"--screenshot={other}", "--window-size=1200,1600", blank.as_uri()], capture_output=True, timeout=120, check=False)
+    assert np.abs(matplotlib.image.imread(other)[..., :3] - pixels[..., :3]).mean() > 0.01  # the report, not just a heading
