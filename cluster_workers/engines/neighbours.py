@@ -25,6 +25,7 @@ from numba import njit, prange
 
 BLOCK_ROWS = 2048  # 2048 x 2048 float32 similarity block = 16 MiB
 MARGIN = 8  # extra screened candidates, reranked exactly
+CHUNK = 64  # values tested at once against a row's threshold
 
 
 @njit(cache=True, nogil=True)
@@ -46,21 +47,68 @@ def _sift_down(vals: np.ndarray, ids: np.ndarray, pos: int) -> None:
         pos = child
 
 
-@njit(parallel=True, cache=True, nogil=True)
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _push_block(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
-    """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap."""
+    """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap.
+
+    Chunks of ``CHUNK`` values are skipped at once when their maximum (a SIMD
+    reduction) does not beat the row's current threshold, as most do once the
+    heap is full; only the rest are looked at one by one.
+    """
+    n_cols = sims.shape[1]
     for i in prange(sims.shape[0]):
         r = rows[i]
         vals = heap_vals[r]
         ids = heap_ids[r]
         threshold = vals[0]
-        for j in range(sims.shape[1]):
-            s = sims[i, j]
-            if s > threshold:
-                vals[0] = s
-                ids[0] = cols[j]
-                _sift_down(vals, ids, 0)
-                threshold = vals[0]
+        for start in range(0, n_cols, CHUNK):
+            stop = min(n_cols, start + CHUNK)
+            top = sims[i, start]
+            for j in range(start + 1, stop):
+                top = max(top, sims[i, j])
+            if top <= threshold:
+                continue
+            for j in range(start, stop):
+                s = sims[i, j]
+                if s > threshold:
+                    vals[0] = s
+                    ids[0] = cols[j]
+                    _sift_down(vals, ids, 0)
+                    threshold = vals[0]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
+    """Offer ``sims[i, j]`` to the heap of ``cols[j]`` (candidate ``rows[i]``): the transposed direction, no copy.
+
+    Tiles of ``CHUNK`` columns are independent (each owns its heaps); inside a
+    tile the rows are read contiguously, and a row is skipped at once when its
+    tile maximum does not beat the tile's lowest threshold.
+    """
+    n_rows, n_cols = sims.shape
+    n_tiles = (n_cols + CHUNK - 1) // CHUNK
+    for t in prange(n_tiles):
+        start = t * CHUNK
+        stop = min(n_cols, start + CHUNK)
+        thresholds = np.empty(stop - start, dtype=np.float32)
+        for j in range(start, stop):
+            thresholds[j - start] = heap_vals[cols[j], 0]
+        lowest = thresholds.min()
+        for i in range(n_rows):
+            top = sims[i, start]
+            for j in range(start + 1, stop):
+                top = max(top, sims[i, j])
+            if top <= lowest:
+                continue
+            for j in range(start, stop):
+                s = sims[i, j]
+                if s > thresholds[j - start]:
+                    c = cols[j]
+                    heap_vals[c, 0] = s
+                    heap_ids[c, 0] = rows[i]
+                    _sift_down(heap_vals[c], heap_ids[c], 0)
+                    thresholds[j - start] = heap_vals[c, 0]
+            lowest = thresholds.min()
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -110,7 +158,7 @@ def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS, on_block: Callab
             sims = xa @ x[rows_b].T
             _push_block(sims, rows_a, rows_b, heap_vals, heap_ids)
             if b != a:
-                _push_block(np.ascontiguousarray(sims.T), rows_b, rows_a, heap_vals, heap_ids)
+                _push_block_columns(sims, rows_a, rows_b, heap_vals, heap_ids)
     return heap_ids
 
 
