@@ -114,6 +114,8 @@ class BenchResult:
                 "engine": res.parameters.get("engine"),
                 "min_cluster_size": res.parameters.get("min_cluster_size"),
                 "fidelity": res.parameters.get("fidelity"),
+                "steps_s": {k: round(v, 3) for k, v in res.timings.items()},
+                "mst_searched_points": res.parameters.get("engine_info", {}).get("mst_searched_points"),
             }
             base = self.baseline.get(res.model)
             if base is not None:

@@ -151,9 +151,9 @@ def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS, on_block: Callab
     for bi, a in enumerate(starts):
         rows_a = np.arange(a, min(n, a + block_rows))
         xa = x[rows_a]
-        if on_block is not None:
-            on_block()
         for b in starts[bi:]:
+            if on_block is not None:
+                on_block()
             rows_b = np.arange(b, min(n, b + block_rows))
             sims = xa @ x[rows_b].T
             _push_block(sims, rows_a, rows_b, heap_vals, heap_ids)
