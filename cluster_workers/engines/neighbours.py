@@ -47,6 +47,15 @@ def _sift_down(vals: np.ndarray, ids: np.ndarray, pos: int) -> None:
         pos = child
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _span_max(sims: np.ndarray, i: int, start: int, stop: int) -> float:
+    """``max(sims[i, start:stop])`` as a SIMD reduction."""
+    top = sims[i, start]
+    for j in range(start + 1, stop):
+        top = max(top, sims[i, j])
+    return top
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _push_block(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
     """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap.
@@ -63,10 +72,7 @@ def _push_block(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals:
         threshold = vals[0]
         for start in range(0, n_cols, CHUNK):
             stop = min(n_cols, start + CHUNK)
-            top = sims[i, start]
-            for j in range(start + 1, stop):
-                top = max(top, sims[i, j])
-            if top <= threshold:
+            if _span_max(sims, i, start, stop) <= threshold:
                 continue
             for j in range(start, stop):
                 s = sims[i, j]
@@ -95,10 +101,7 @@ def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, he
             thresholds[j - start] = heap_vals[cols[j], 0]
         lowest = thresholds.min()
         for i in range(n_rows):
-            top = sims[i, start]
-            for j in range(start + 1, stop):
-                top = max(top, sims[i, j])
-            if top <= lowest:
+            if _span_max(sims, i, start, stop) <= lowest:
                 continue
             for j in range(start, stop):
                 s = sims[i, j]
