@@ -218,7 +218,9 @@ def demo_db(
             shape = build_demo_database(target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress)
     except (ClusterWorkersError, KeyboardInterrupt) as exc:
         fail(exc if isinstance(exc, ClusterWorkersError) else ClusterWorkersError("interrupted; nothing kept"))
-    typer.echo(f"wrote {target}: {shape.total:,} embeddings in {shape.runs} runs")
+    from cluster_workers.db.connect import describe
+
+    typer.echo(f"wrote {describe(target)}: {shape.total:,} embeddings in {shape.runs} runs")
 
 
 @app.command()

@@ -308,7 +308,7 @@ def build_demo_database(
         Path(str(sa.make_url(url).database)).rename(path)
     logger.info(
         "built {} with {:,} embeddings ({} runs, {:,} text invocations, {} attractors) in {:.1f} s",
-        database, shape.total, shape.runs, shape.text_invocations, shape.attractors, time.perf_counter() - started,
+        describe(database), shape.total, shape.runs, shape.text_invocations, shape.attractors, time.perf_counter() - started,
     )
     return shape
 

@@ -225,3 +225,26 @@ def test_user_input_never_becomes_sql(demo_db):
     engine.dispose()
     sampled = len(expected_sample(str(demo_db), 1)[evil])
     assert models == [evil] and stored == sampled  # clustered under its own name, every one of its embeddings
+
+
+def test_no_password_in_any_output(pg_url, tmp_path):
+    """A password in the database URL appears in no command's output and in no file they write."""
+    import sqlalchemy as sa
+
+    secret = "s3cret-pw-4711"
+    url = sa.make_url(pg_url).set(password=secret).render_as_string(hide_password=False)
+    runs = [
+        run_cli("demo-db", "--database-url", url, "--embeddings", "1285"),
+        run_cli("cluster", "-d", url, "--downsample", "2"),
+        run_cli("results", "-d", url),
+        run_cli("report", "-d", url, "--output", str(tmp_path / "report")),
+        run_cli("bench", "-d", url, "--downsample", "3", "--output-dir", str(tmp_path / "bench")),
+        run_cli("cluster", "-d", url.replace("127.0.0.1", "127.0.0.1:1"), "--downsample", "2"),  # an error message
+    ]
+    assert [r.returncode for r in runs[:5]] == [0] * 5 and runs[5].returncode != 0
+    for out in runs:
+        assert secret not in out.stdout and secret not in out.stderr
+    assert all("***" in out.stdout + out.stderr for out in runs[:2])  # the URL is shown, masked
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text(errors="replace"), path
