@@ -43,7 +43,6 @@ class RunReport:
     after: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     fingerprints: dict[str, dict] = field(default_factory=dict)  # per model: the counted sample's count and digest
-    bound: SampleBound = field(default_factory=SampleBound)
     results: list[ModelResult] = field(default_factory=list)
     written: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
@@ -73,7 +72,6 @@ def check_tables(conn: sa.Connection) -> None:
 def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: SampleBound | None = None) -> list[str]:
     """Counts per model (logged), skip rules applied; returns the models to cluster."""
     check_tables(conn)
-    report.bound = bound or SampleBound()
     t0 = time.perf_counter()
     report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound)
     report.timings["counts_s"] = time.perf_counter() - t0

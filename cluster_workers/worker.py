@@ -57,7 +57,6 @@ class ModelResult:
     timings: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     pid: int = 0
-    probabilities: np.ndarray | None = None  # (n,) HDBSCAN membership probabilities
 
     @property
     def n(self) -> int:
@@ -178,6 +177,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     report_phase(task, "done", started)
     info = dict(result.info)
     info.pop("engine", None)
+    fidelity = info.pop("fidelity", None)
     parameters = {
         "downsample": task.downsample,
         **wanted.users_values(n),
@@ -186,7 +186,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
         "engine": wanted.engine,
         "engine_parameters": params.as_dict(),
         "engine_info": info,
-        "fidelity": info.get("fidelity"),
+        "fidelity": fidelity,
         "medoid": medoid_info,
         "sample_count": int(n),
         "skipped_bad_vectors": int(vectors.skipped),
@@ -199,7 +199,6 @@ def _cluster_model(task: ModelTask) -> ModelResult:
         embedding_ids=vectors.ids,
         labels=result.labels,
         medoid_rows=medoids,
-        probabilities=result.probabilities,
         parameters=parameters,
         started_at=started,
         completed_at=time.time(),

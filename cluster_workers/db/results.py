@@ -113,14 +113,11 @@ def write_results(
                 ).rowcount
                 conn.execute(sa.delete(clustering_result).where(clustering_result.c.id.in_(old)))
     written = 0
-    # created_at: each model's completion time, made strictly increasing so "latest result" lookups are well defined
-    created: list[dt.datetime] = []
+    created_at: dt.datetime | None = None
     for result in sorted(results, key=lambda r: r.completed_at):
+        # each model's completion time, strictly increasing so "latest result" lookups are well defined
         stamp = _utc(result.completed_at)
-        if created and stamp <= created[-1]:
-            stamp = created[-1] + dt.timedelta(microseconds=1)
-        created.append(stamp)
-    for result, created_at in zip(sorted(results, key=lambda r: r.completed_at), created):
+        created_at = stamp if created_at is None or stamp > created_at else created_at + dt.timedelta(microseconds=1)
         result_id = uuid.uuid4()
         conn.execute(
             sa.insert(clustering_result),

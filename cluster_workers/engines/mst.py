@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from cluster_workers.engines.neighbours import pair_distances
+from cluster_workers.engines.neighbours import exact_distances
 
 SEARCH_ROWS = 1024  # rows of one search block (SEARCH_ROWS x n float32)
 SCREEN_SLACK = 1e-5  # float32 GEMM error on a squared distance of unit vectors, with room to spare
@@ -158,7 +158,7 @@ def mutual_reachability_mst(
             stats["searched_points"] += int(block.size)
             # the float32 screen picked b: recompute that edge exactly
             found = b >= 0
-            w[found] = np.maximum(np.maximum(core[block[found]], core[b[found]]), pair_distances(x, block[found], b[found]))
+            w[found] = np.maximum(np.maximum(core[block[found]], core[b[found]]), exact_distances(x, block[found], b[found][:, None])[:, 0])
             better = w < best_w[block]
             best_w[block[better]], best_b[block[better]] = w[better], b[better]
             known[block] = best_w[block]

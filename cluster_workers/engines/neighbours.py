@@ -131,20 +131,6 @@ def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndar
     return out
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``||x[a[i]] - x[b[i]]||`` in float64 for each pair."""
-    out = np.empty(a.shape[0], dtype=np.float64)
-    d = x.shape[1]
-    for i in prange(a.shape[0]):
-        acc = 0.0
-        for t in range(d):
-            diff = np.float64(x[a[i], t]) - np.float64(x[b[i], t])
-            acc += diff * diff
-        out[i] = np.sqrt(acc)
-    return out
-
-
 def screen(x: np.ndarray, m: int, block_rows: int = BLOCK_ROWS, on_block: Callable[[], object] | None = None) -> np.ndarray:
     """Ids of each row's ``m`` largest inner products (itself included), unordered, by symmetric float32 GEMM."""
     n = x.shape[0]
