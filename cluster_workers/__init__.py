@@ -1,3 +1,10 @@
 """cluster_workers: HDBSCAN over sentence embeddings stored in SQL, one worker per model."""
 
 __version__ = "0.1.0"
+
+
+def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """One clustering result as a ``pandas.DataFrame`` (see :func:`cluster_workers.export.load_result`)."""
+    from cluster_workers.export import load_result as _load
+
+    return _load(database_url, result_id, busy_timeout)

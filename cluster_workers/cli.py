@@ -174,6 +174,65 @@ def show(
 
 
 @app.command()
+def export(
+    result_id: str = typer.Argument(..., help="A result id (or a unique prefix) from `results`."),
+    output: Path = typer.Option(..., "--output", "-o", help="File to write: CSV, or Parquet when it ends in .parquet."),
+    database_url: Optional[str] = DatabaseUrl,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Write one result as a table: one row per sampled embedding with its run, step, cluster rank and text."""
+    from cluster_workers.export import export_result
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        rows = export_result(settings.database_url, result_id, output, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(f"wrote {rows:,} rows to {output}")
+
+
+@app.command()
+def compare(
+    downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Only models clustered at this downsample."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Do the models agree? ARI and AMI for each pair of models clustered at the same downsample, and cluster matches."""
+    from cluster_workers import explore
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        comparisons = explore.compare(settings.database_url, downsample, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps([c.as_dict() for c in comparisons], indent=2))
+    else:
+        typer.echo(explore.compare_table(comparisons))
+
+
+@app.command()
+def trajectories(
+    result_id: str = typer.Argument(..., help="A result id (or a unique prefix) from `results`."),
+    database_url: Optional[str] = DatabaseUrl,
+    last_k: int = typer.Option(3, "--last-k", min=1, help="A run never settles when its last K sampled texts span more than one cluster."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    limit: int = typer.Option(20, "--limit", min=0, help="Rows per table (0 = all)."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Where runs end and when they settle: per end cluster and per initial prompt."""
+    from cluster_workers import explore
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.trajectories_table(found, limit))
+
+
+@app.command()
 def report(
     database_url: Optional[str] = DatabaseUrl,
     output: Path = typer.Option(Path("report"), "--output", "-o", help="Directory for report.html."),

@@ -14,7 +14,8 @@ from cluster_workers.errors import DatabaseError
 TEXT_WIDTH = 70
 
 
-def _read(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]
+def read_with(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]
+    """``fn(conn)`` on a read-only connection; SQL errors become one-line :class:`DatabaseError`."""
     engine = make_engine(url, busy_timeout=busy_timeout, read_only=True)
     try:
         with engine.connect() as conn:
@@ -41,7 +42,7 @@ def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSum
 
 
 def load_results(url: str, busy_timeout: float = 30.0, check_stale: bool = True) -> list[ResultSummary]:
-    return _read(url, busy_timeout, lambda conn: mark_stale(conn, list_results(conn)) if check_stale else list_results(conn))
+    return read_with(url, busy_timeout, lambda conn: mark_stale(conn, list_results(conn)) if check_stale else list_results(conn))
 
 
 def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, list[ClusterSummary]]:
@@ -49,7 +50,7 @@ def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple
         summary = find_result(conn, result_id)
         return summary, cluster_summaries(conn, summary.id)
 
-    return _read(url, busy_timeout, fn)
+    return read_with(url, busy_timeout, fn)
 
 
 def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
@@ -58,7 +59,7 @@ def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[Result
     def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
         return [(r, cluster_summaries(conn, r.id)) for r in list_results(conn)]
 
-    return _read(url, busy_timeout, fn)
+    return read_with(url, busy_timeout, fn)
 
 
 def _short(text: str | None, width: int = TEXT_WIDTH) -> str:

@@ -228,6 +228,6 @@ def cluster_summaries(conn: sa.Connection, result_id: uuid.UUID) -> list[Cluster
                 invocation, invocation.c.id == embedding.c.invocation_id
             )
         )
-        .order_by(sizes.c.size.desc())
+        .order_by(sizes.c.size.desc(), sizes.c.medoid)  # the rank order of db/memberships.cluster_ranks
     )
     return [ClusterSummary(medoid, int(size), text) for medoid, size, text in conn.execute(query)]

@@ -18,7 +18,7 @@ from cluster_workers.db.snapshot import SampleBound, embedding_rowid, id_digest
 CALIBRATION_PROMPTS = ("yeah", "nah")
 
 
-def _is_text():
+def is_text() -> sa.ColumnElement[bool]:
     # The enum name is stored ('TEXT'); accept lower case, and cast so native PG enums compare too.
     return sa.func.upper(sa.cast(invocation.c.type, sa.String)) == "TEXT"
 
@@ -28,18 +28,23 @@ def _not_calibration():
     return sa.or_(run.c.initial_prompt.is_(None), prompt.not_in(CALIBRATION_PROMPTS))
 
 
+def text_index() -> sa.ColumnElement[int]:
+    """An invocation's position among its run's text invocations (0, 1, 2, ... in sequence order).
+
+    A window expression: select it from ``invocation`` filtered to text invocations.
+    """
+    return sa.func.row_number().over(partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)) - 1
+
+
 def kept_invocations(downsample: int) -> sa.Subquery:
     """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample``."""
     if downsample < 1:
         raise ValueError("downsample must be >= 1")
     base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
-    base = base.where(_is_text(), _not_calibration())
+    base = base.where(is_text(), _not_calibration())
     if downsample == 1:
         return base.subquery("kept")
-    text_index = sa.func.row_number().over(
-        partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)
-    ) - 1
-    numbered = base.add_columns(text_index.label("text_index")).subquery("text_invocation")
+    numbered = base.add_columns(text_index().label("text_index")).subquery("text_invocation")
     return (
         sa.select(numbered.c.invocation_id)
         .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0)

@@ -1,0 +1,32 @@
+"""A 2-D map of a sample of vectors: PCA by default, UMAP when it is installed and asked for."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(points (n, 2), explained variance share of each axis)`` of the L2-normalised vectors."""
+    x = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    x = x / np.where(norms > 0, norms, 1.0)
+    x = x - x.mean(axis=0)
+    if x.shape[0] < 2:
+        return np.zeros((x.shape[0], 2)), np.zeros(2)
+    _, s, vt = np.linalg.svd(x, full_matrices=False)
+    k = min(2, vt.shape[0])
+    points = np.zeros((x.shape[0], 2))
+    points[:, :k] = x @ vt[:k].T
+    total = float((s**2).sum())
+    share = np.zeros(2)
+    share[:k] = (s[:k] ** 2) / total if total > 0 else 0.0
+    return points, share
+
+
+def umap_2d(vectors: np.ndarray, seed: int = 0) -> np.ndarray | None:
+    """UMAP's 2-D embedding (cosine), or None when umap-learn is not installed."""
+    try:
+        import umap  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return umap.UMAP(n_components=2, metric="cosine", random_state=seed).fit_transform(np.asarray(vectors, dtype=np.float32))

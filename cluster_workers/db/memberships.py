@@ -1,0 +1,156 @@
+"""One result's memberships read back, joined with the experiment: runs, text positions, texts, vectors.
+
+Clusters are named by *rank*: 1 is the largest cluster of the result, 2 the next
+(ties broken by medoid id, the same order ``show`` prints), and ``-1`` the
+outliers. Everything here is SQL; the analyses in :mod:`cluster_workers.analysis`
+get plain arrays.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import sqlalchemy as sa
+
+from cluster_workers.db.sampling import is_text, text_index
+from cluster_workers.db.schema import embedding, embedding_cluster, invocation, run
+
+OUTLIER = -1
+EXPORT_COLUMNS = (
+    "embedding_id",
+    "invocation_id",
+    "run_id",
+    "initial_prompt",
+    "sequence_number",
+    "text_index",
+    "cluster",
+    "medoid_embedding_id",
+    "output_text",
+)
+STREAM_ROWS = 20_000
+
+
+def cluster_ranks(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, int]:
+    """``medoid embedding id -> rank`` (1 = largest cluster); outliers (no medoid) are not in it."""
+    ec = embedding_cluster
+    sizes = conn.execute(
+        sa.select(ec.c.medoid_embedding_id, sa.func.count())
+        .where(ec.c.clustering_result_id == result_id, ec.c.medoid_embedding_id.is_not(None))
+        .group_by(ec.c.medoid_embedding_id)
+    ).all()
+    ordered = sorted(sizes, key=lambda row: (-row[1], row[0].hex))
+    return {medoid: rank for rank, (medoid, _) in enumerate(ordered, 1)}
+
+
+def _text_positions() -> sa.Subquery:
+    """``(invocation_id, text_index)`` for every text invocation."""
+    return sa.select(invocation.c.id.label("invocation_id"), text_index().label("text_index")).where(is_text()).subquery("text_position")
+
+
+def membership_query(result_id: uuid.UUID) -> sa.Select:
+    """The export's columns (``cluster`` as the medoid id, ranked by the caller), in run and sequence order."""
+    ec, pos = embedding_cluster, _text_positions()
+    return (
+        sa.select(
+            ec.c.embedding_id,
+            embedding.c.invocation_id,
+            invocation.c.run_id,
+            run.c.initial_prompt,
+            invocation.c.sequence_number,
+            pos.c.text_index,
+            ec.c.medoid_embedding_id,
+            invocation.c.output_text,
+        )
+        .select_from(
+            ec.join(embedding, embedding.c.id == ec.c.embedding_id)
+            .join(invocation, invocation.c.id == embedding.c.invocation_id)
+            .join(run, run.c.id == invocation.c.run_id)
+            .outerjoin(pos, pos.c.invocation_id == invocation.c.id)
+        )
+        .where(ec.c.clustering_result_id == result_id)
+        .order_by(invocation.c.run_id, invocation.c.sequence_number, ec.c.embedding_id)
+    )
+
+
+def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STREAM_ROWS) -> Iterator[list[tuple]]:
+    """Batches of rows in :data:`EXPORT_COLUMNS` order, streamed (a server-side cursor on PostgreSQL)."""
+    ranks = cluster_ranks(conn, result_id)
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id))
+    for part in result.partitions(batch):
+        yield [
+            (emb, inv, run_id, prompt, seq, tix, ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text)
+            for emb, inv, run_id, prompt, seq, tix, medoid, text in part
+        ]
+
+
+@dataclass(frozen=True)
+class Labelled:
+    """One result as arrays: per sampled embedding its invocation, run, text position and cluster rank."""
+
+    invocation_ids: np.ndarray  # (n,) object: uuid.UUID
+    run_ids: np.ndarray  # (n,) object: uuid.UUID
+    prompts: np.ndarray  # (n,) object: the run's initial prompt
+    text_index: np.ndarray  # (n,) int64
+    clusters: np.ndarray  # (n,) int64 rank, -1 outlier
+    medoids: dict[int, uuid.UUID]  # rank -> medoid embedding id
+
+
+def labelled(conn: sa.Connection, result_id: uuid.UUID) -> Labelled:
+    """The whole result in memory as arrays (no texts), in run and sequence order."""
+    inv, runs, prompts, tix, clusters = [], [], [], [], []
+    for part in iter_memberships(conn, result_id):
+        for _emb, inv_id, run_id, prompt, _seq, pos, rank, _medoid, _text in part:
+            inv.append(inv_id)
+            runs.append(run_id)
+            prompts.append(prompt)
+            tix.append(-1 if pos is None else pos)
+            clusters.append(rank)
+    ranks = cluster_ranks(conn, result_id)
+    return Labelled(
+        invocation_ids=np.array(inv, dtype=object),
+        run_ids=np.array(runs, dtype=object),
+        prompts=np.array(prompts, dtype=object),
+        text_index=np.array(tix, dtype=np.int64),
+        clusters=np.array(clusters, dtype=np.int64),
+        medoids={rank: medoid for medoid, rank in ranks.items()},
+    )
+
+
+def texts_of(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
+    """The output text behind each embedding id."""
+    out: dict[uuid.UUID, str | None] = {}
+    for start in range(0, len(embedding_ids), 500):
+        chunk = embedding_ids[start : start + 500]
+        rows = conn.execute(
+            sa.select(embedding.c.id, invocation.c.output_text)
+            .join(invocation, invocation.c.id == embedding.c.invocation_id)
+            .where(embedding.c.id.in_(chunk))
+        )
+        out.update(dict(rows.all()))
+    return out
+
+
+def vectors_of(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
+    """The float32 vectors of a few embeddings (a plot's sample), looked up by primary key."""
+    out: dict[uuid.UUID, np.ndarray] = {}
+    for start in range(0, len(embedding_ids), 500):
+        chunk = embedding_ids[start : start + 500]
+        for emb_id, blob in conn.execute(sa.select(embedding.c.id, embedding.c.vector).where(embedding.c.id.in_(chunk))):
+            if blob is not None:
+                out[emb_id] = np.frombuffer(blob, dtype="<f4")
+    return out
+
+
+def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, seed: int = 0) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+    """Up to ``limit`` ``(embedding id, medoid id)`` of the result, a seeded random sample (Python side)."""
+    ec = embedding_cluster
+    rows = conn.execute(
+        sa.select(ec.c.embedding_id, ec.c.medoid_embedding_id).where(ec.c.clustering_result_id == result_id)
+    ).all()
+    if len(rows) <= limit:
+        return [tuple(r) for r in rows]
+    pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
+    return [tuple(rows[i]) for i in sorted(pick.tolist())]

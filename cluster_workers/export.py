@@ -1,0 +1,107 @@
+"""One result as a table: a CSV or Parquet file (streamed), or a pandas DataFrame.
+
+One row per sampled embedding, columns :data:`~cluster_workers.db.memberships.EXPORT_COLUMNS`;
+``cluster`` is the rank by size (1 = largest, -1 = outlier), as ``show`` numbers them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import uuid
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from cluster_workers.db.memberships import EXPORT_COLUMNS, iter_memberships
+from cluster_workers.db.results import find_result
+from cluster_workers.errors import ClusterWorkersError
+from cluster_workers.report import read_with
+
+INTEGER_COLUMNS = ("sequence_number", "text_index", "cluster")
+
+
+def _cell(value: Any) -> Any:
+    return str(value) if isinstance(value, uuid.UUID) else value
+
+
+def _with_result(url: str, result_id: str, busy_timeout: float, fn: Callable[[sa.Connection, uuid.UUID], Any]) -> Any:
+    """``fn(conn, id)`` for the result named by a full id or unique prefix, on a read-only connection."""
+    return read_with(url, busy_timeout, lambda conn: fn(conn, find_result(conn, result_id).id))
+
+
+def _require(module: str, extra: str, what: str) -> Any:
+    try:
+        return __import__(module)
+    except ImportError:
+        raise ClusterWorkersError(f"{what} needs {module}: pip install 'cluster-workers[{extra}]'") from None
+
+
+def _write_csv(path: Path, batches) -> int:  # type: ignore[no-untyped-def]
+    rows = 0
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(EXPORT_COLUMNS)
+        for batch in batches:
+            writer.writerows([tuple(_cell(v) for v in row) for row in batch])
+            rows += len(batch)
+    return rows
+
+
+def _arrow_schema(pa):  # type: ignore[no-untyped-def]
+    return pa.schema([(name, pa.int64() if name in INTEGER_COLUMNS else pa.string()) for name in EXPORT_COLUMNS])
+
+
+def _write_parquet(path: Path, batches, pa, pq) -> int:  # type: ignore[no-untyped-def]
+    schema = _arrow_schema(pa)
+    rows = 0
+    with pq.ParquetWriter(str(path), schema) as writer:
+        for batch in batches:
+            columns = list(zip(*batch)) if batch else [[] for _ in EXPORT_COLUMNS]
+            arrays = [pa.array([_cell(v) for v in col], type=field.type) for col, field in zip(columns, schema)]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
+            rows += len(batch)
+    return rows
+
+
+def export_result(url: str, result_id: str, output: Path, busy_timeout: float = 30.0) -> int:
+    """Write the result to ``output`` (Parquet when it ends in ``.parquet``, else CSV); returns the row count.
+
+    Written to a temporary name beside ``output`` and renamed when complete, so a
+    failure leaves no partial file.
+    """
+    output = Path(output)
+    parquet = output.suffix.lower() == ".parquet"
+    if parquet:
+        pa = _require("pyarrow", "frames", "Parquet export")
+        import pyarrow.parquet as pq
+    if not output.parent.is_dir():
+        raise ClusterWorkersError(f"cannot write {output}: directory {output.parent} does not exist")
+    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
+
+    def write(conn: sa.Connection, rid: uuid.UUID) -> int:
+        batches = iter_memberships(conn, rid)
+        return _write_parquet(partial, batches, pa, pq) if parquet else _write_csv(partial, batches)
+
+    try:
+        rows = _with_result(url, result_id, busy_timeout, write)
+        os.replace(partial, output)
+    finally:
+        partial.unlink(missing_ok=True)
+    return rows
+
+
+def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0):  # type: ignore[no-untyped-def]
+    """The result as a ``pandas.DataFrame`` with the export's columns (ids as strings).
+
+    ``result_id`` is a full id or a unique prefix, as ``results`` prints it.
+    """
+    pd = _require("pandas", "frames", "load_result")
+
+    def read(conn: sa.Connection, rid: uuid.UUID):  # type: ignore[no-untyped-def]
+        rows = [tuple(_cell(v) for v in row) for batch in iter_memberships(conn, rid) for row in batch]
+        frame = pd.DataFrame.from_records(rows, columns=list(EXPORT_COLUMNS))
+        return frame.astype({name: "int64" for name in INTEGER_COLUMNS})
+
+    return _with_result(database_url, result_id, busy_timeout, read)

@@ -1,0 +1,175 @@
+"""export, load_result, compare and trajectories on a hand-built database whose answers are known."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+
+import pytest
+from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
+
+from tests.conftest import file_hash, run_cli
+from tests.known_results import A_RUNS, B_RUNS, build_known
+
+COLUMNS = ["embedding_id", "invocation_id", "run_id", "initial_prompt", "sequence_number", "text_index", "cluster",
+           "medoid_embedding_id", "output_text"]
+
+
+@pytest.fixture()
+def known(tmp_path):
+    return build_known(tmp_path / "known.db")
+
+
+def _db(known) -> str:
+    return known.url.removeprefix("sqlite:///")
+
+
+# --- export / load_result ---------------------------------------------------------------
+
+
+def test_export_csv_rows_match_the_database_exactly(known, tmp_path):
+    out = run_cli("export", known.result_ids["A"].hex[:8], "-d", _db(known), "-o", str(tmp_path / "a.csv"))
+    assert out.returncode == 0, out.stderr
+    assert f"wrote {len(known.rows['A']):,} rows" in out.stdout
+    with open(tmp_path / "a.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == COLUMNS
+    expected = {tuple("" if v is None else str(v) for v in row) for row in known.rows["A"]}
+    assert len(rows) - 1 == len(expected)
+    assert {tuple(r) for r in rows[1:]} == expected
+    # run order, then steps in order, as documented
+    keys = [(r[2], int(r[4])) for r in rows[1:]]
+    assert keys == sorted(keys)
+
+
+def test_parquet_and_load_result_hold_the_same_rows(known, tmp_path):
+    import pandas as pd
+
+    import cluster_workers
+
+    out = run_cli("export", str(known.result_ids["B"]), "-d", _db(known), "-o", str(tmp_path / "b.parquet"))
+    assert out.returncode == 0, out.stderr
+    frame = pd.read_parquet(tmp_path / "b.parquet")
+    loaded = cluster_workers.load_result(known.url, known.result_ids["B"].hex[:10])
+    assert list(frame.columns) == COLUMNS == list(loaded.columns)
+    assert frame.dtypes["cluster"] == "int64" and loaded.dtypes["text_index"] == "int64"
+    expected = set(known.rows["B"])
+    for df in (frame, loaded):
+        got = {tuple(None if pd.isna(v) else v for v in row) for row in df.itertuples(index=False, name=None)}
+        assert got == expected
+
+
+def test_export_bad_input_is_one_line_and_writes_nothing(known, tmp_path, monkeypatch):
+    db = _db(known)
+    before = file_hash(db)
+    out = run_cli("export", "ffffffff", "-d", db, "-o", str(tmp_path / "x.csv"))
+    assert out.returncode == 1 and out.stderr.strip() == "error: no clustering result with id 'ffffffff'"
+    a = known.result_ids["A"].hex
+    out = run_cli("export", a[:8], "-d", db, "-o", str(tmp_path / "missing-dir" / "x.csv"))
+    assert out.returncode == 1 and "does not exist" in out.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["known.db"]
+    assert file_hash(db) == before
+
+    # a missing extra: one clear line, no file
+    from cluster_workers.errors import ClusterWorkersError
+    from cluster_workers.export import export_result, load_result
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ClusterWorkersError, match=r"pip install 'cluster-workers\[frames\]'"):
+        export_result(known.url, a[:8], tmp_path / "x.parquet")
+    with pytest.raises(ClusterWorkersError, match=r"load_result needs pandas"):
+        load_result(known.url, a[:8])
+    assert not (tmp_path / "x.parquet").exists()
+
+
+def test_an_ambiguous_prefix_is_refused(tmp_path):
+    # many results make a shared one-character prefix certain
+    models = {f"M{i}": {0: [1, 1, 1]} for i in range(40)}
+    known = build_known(tmp_path / "many.db", models)
+    first = {}
+    for model, rid in known.result_ids.items():
+        first.setdefault(rid.hex[0], []).append(model)
+    prefix = next(p for p, ms in first.items() if len(ms) > 1)
+    out = run_cli("export", prefix, "-d", _db(known), "-o", str(tmp_path / "x.csv"))
+    assert out.returncode == 1 and f"matches {len(first[prefix])} results" in out.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+# --- compare ----------------------------------------------------------------------------
+
+
+def _flat(spec: dict[int, list[int]], runs) -> list[int]:
+    return [label for r in runs for label in spec[r]]
+
+
+def test_compare_gives_scikit_learns_scores_on_the_shared_invocations(known):
+    out = run_cli("compare", "-d", _db(known), "--json")
+    assert out.returncode == 0, out.stderr
+    (pair,) = json.loads(out.stdout)
+    shared = sorted(B_RUNS)  # run 5 has no B embedding
+    a, b = _flat(A_RUNS, shared), _flat(B_RUNS, shared)
+    assert (pair["model_a"], pair["model_b"], pair["downsample"], pair["n"]) == ("A", "B", 1, len(a))
+    assert pair["ari"] == pytest.approx(adjusted_rand_score(a, b), abs=1e-12)
+    assert pair["ami"] == pytest.approx(adjusted_mutual_info_score(a, b), abs=1e-12)
+    assert 0.0 < pair["ari"] < 1.0
+    # A's cluster 1 (15 shared members) lies inside B's 1 (19): Jaccard 15/19; A's 3 (4) also inside B's 1: 4/19
+    matches = {m["cluster_a"]: m for m in pair["matches"]}
+    sets_a = {k: {i for i, x in enumerate(a) if x == k} for k in (1, 2, 3)}
+    sets_b = {k: {i for i, x in enumerate(b) if x == k} for k in (1, 2, 3)}
+    for ka in (1, 2, 3):
+        best = max(sets_b, key=lambda kb: (len(sets_a[ka] & sets_b[kb]) / len(sets_a[ka] | sets_b[kb]), -kb))
+        jacc = len(sets_a[ka] & sets_b[best]) / len(sets_a[ka] | sets_b[best])
+        assert (matches[ka]["cluster_b"], matches[ka]["jaccard"]) == (best, pytest.approx(jacc))
+        assert matches[ka]["size_a"] == len(sets_a[ka])
+    assert matches[1]["medoid_text_a"] == "text of run 0 step 2"
+    table = run_cli("compare", "-d", _db(known))
+    assert table.returncode == 0 and f"{adjusted_rand_score(a, b):.3f}" in table.stdout
+
+
+def test_compare_bad_input(tmp_path):
+    apart = build_known(tmp_path / "apart.db", {"A": {0: [1, 1, 1]}, "B": {1: [1, 1, 1]}})
+    db = apart.url.removeprefix("sqlite:///")
+    before = file_hash(db)
+    out = run_cli("compare", "-d", db)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1
+    assert "models A and B share no clustered invocation at downsample 1" in out.stderr
+    out = run_cli("compare", "-d", db, "--downsample", "7")
+    assert out.returncode == 1 and "nothing to compare: fewer than two models have results at downsample 7" in out.stderr
+    assert file_hash(db) == before
+
+
+# --- trajectories -----------------------------------------------------------------------
+
+
+def test_trajectories_report_the_built_in_answers(known):
+    out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    by_cluster = {row["cluster"]: row for row in data["clusters"]}
+    # runs 0, 1 end in 1 (for good from steps 2 and 4); run 3 never settles; run 5 (short) ends with the outliers
+    assert {k: (v["runs"], v["settled"], v["unsettled"], v["short"], v["median_entry_step"]) for k, v in by_cluster.items()} == {
+        1: (2, 2, 0, 0, 3.0),
+        2: (2, 1, 1, 0, 0.0),
+        -1: (2, 1, 0, 1, 3.0),
+    }
+    runs = [row["runs"] for row in data["clusters"]]
+    assert runs == sorted(runs, reverse=True)  # most runs first
+    assert by_cluster[2]["unsettled_share"] == 0.5
+    assert by_cluster[1]["medoid_text"] == "text of run 0 step 2"
+    overall = data["overall"]
+    assert (overall["runs"], overall["unsettled"], overall["short"], overall["median_entry_step"]) == (6, 1, 1, 2.5)  # settled entries 2, 4, 0, 3
+    prompts = {row["initial_prompt"]: row for row in data["prompts"]}
+    assert (prompts["p0"]["runs"], prompts["p0"]["unsettled_share"], prompts["p0"]["top_end"]) == (3, 0.0, 1)
+    assert prompts["p0"]["top_end_share"] == pytest.approx(2 / 3) and prompts["p0"]["median_entry_step"] == 2.0
+    assert (prompts["p1"]["runs"], prompts["p1"]["unsettled_share"], prompts["p1"]["top_end"]) == (3, 0.5, -1)
+
+
+def test_trajectories_last_k_changes_who_settles(known):
+    out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--json", "--last-k", "1")
+    data = json.loads(out.stdout)
+    assert data["overall"]["unsettled"] == 0 and data["overall"]["short"] == 0
+    out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--last-k", "5")
+    assert out.returncode == 0
+    assert "last 5 sampled texts" in out.stdout and "where runs end" in out.stdout and "per initial prompt" in out.stdout
