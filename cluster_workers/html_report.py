@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import html
-import io
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cluster_workers.db.results import ClusterSummary, ResultSummary
+import numpy as np
+import sqlalchemy as sa
+
+from cluster_workers import plots
+from cluster_workers.analysis.projection import pca_2d, umap_2d
+from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids, vectors_of
+from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.report import load_all_clusters
+from cluster_workers.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
+from cluster_workers.report import read_with
 
 TOP_CLUSTERS = 10
+MAP_SAMPLE = 3_000  # points per 2-D map
+PANEL_RUNS = 40  # runs per trajectory panel
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
@@ -21,53 +32,132 @@ th { text-align: left; background: #f4f4f4; } td.num { text-align: right; font-v
 """
 
 
-def _pyplot():
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ClusterWorkersError("the report needs matplotlib: pip install 'cluster-workers[report]'") from None
-    return plt
+@dataclass(frozen=True)
+class ClusterMap:
+    points: np.ndarray  # (n, 2)
+    clusters: np.ndarray  # (n,) rank, -1 outlier
+    medoids: dict[int, np.ndarray]  # rank -> (2,)
+    axes: tuple[str, str]
 
 
-def _svg(fig) -> str:  # type: ignore[no-untyped-def]
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
-    _pyplot().close(fig)
-    text = buf.getvalue()
-    return text[text.index("<svg") :]
+@dataclass(frozen=True)
+class Detail:
+    """The heavier panels, for each model's latest result at each downsample."""
+
+    trajectories: TrajectoryReport
+    panel_runs: list  # RunPath, the sampled runs shown
+    cluster_map: ClusterMap | None
 
 
-def size_plot(summary: ResultSummary, clusters: list[ClusterSummary]) -> str:
-    plt = _pyplot()
-    sizes = sorted((c.size for c in clusters if c.medoid_embedding_id is not None), reverse=True)
-    fig, ax = plt.subplots(figsize=(6, 2.8))
-    ax.bar(range(1, len(sizes) + 1), sizes, color="#3b75af", width=1.0)
-    ax.set_yscale("log")
-    ax.set_xlabel("cluster rank")
-    ax.set_ylabel("members (log)")
-    ax.set_title(f"{summary.model}: {len(sizes)} clusters, {summary.outlier_share:.1%} outliers", fontsize=10)
-    return _svg(fig)
+@dataclass
+class ReportData:
+    entries: list[tuple[ResultSummary, list[ClusterSummary]]]
+    comparisons: dict[int | None, list[Comparison]] = field(default_factory=dict)
+    details: dict[uuid.UUID, Detail] = field(default_factory=dict)
 
 
-def comparison_plot(latest: list[ResultSummary]) -> str:
-    plt = _pyplot()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
-    names = [r.model for r in latest]
-    a.bar(names, [r.clusters for r in latest], color="#3b75af")
-    a.set_title("clusters", fontsize=10)
-    b.bar(names, [100 * r.outlier_share for r in latest], color="#d9822b")
-    b.set_title("outliers (%)", fontsize=10)
-    for ax in (a, b):
-        ax.tick_params(axis="x", labelrotation=20)
-    return _svg(fig)
+def _panel_runs(report: TrajectoryReport, limit: int = PANEL_RUNS, seed: int = 0) -> list:
+    """A seeded sample of runs with at least two sampled texts, ordered by where and when they settle."""
+    runs = [p for p in report.trajectories.runs if len(p.clusters) >= 2]
+    if len(runs) > limit:
+        pick = np.random.default_rng(seed).choice(len(runs), size=limit, replace=False)
+        runs = [runs[i] for i in sorted(pick.tolist())]
+    return sorted(runs, key=lambda p: (p.end == -1, p.end, p.entry_step))
 
 
-def render(entries: list[tuple[ResultSummary, list[ClusterSummary]]], source: str) -> str:
+def _cluster_map(conn: sa.Connection, result_id: uuid.UUID, medoid_ids: dict[int, uuid.UUID], seed: int = 0) -> ClusterMap | None:
+    sample = sample_embedding_ids(conn, result_id, MAP_SAMPLE, seed)
+    top = {rank: mid for rank, mid in medoid_ids.items() if rank <= TOP_CLUSTERS}
+    vectors = vectors_of(conn, [emb for emb, _ in sample] + list(top.values()))
+    if not vectors:
+        return None
+    dim = Counter(len(v) for v in vectors.values()).most_common(1)[0][0]
+    rank_of = {mid: rank for rank, mid in medoid_ids.items()}
+    rows = [(emb, rank_of.get(medoid, -1)) for emb, medoid in sample if len(vectors.get(emb, ())) == dim]
+    tops = [(rank, mid) for rank, mid in sorted(top.items()) if len(vectors.get(mid, ())) == dim]
+    stacked = np.stack([vectors[emb] for emb, _ in rows] + [vectors[mid] for _, mid in tops])
+    points = umap_2d(stacked, seed)
+    if points is None:
+        points, share = pca_2d(stacked)
+        axes = (f"PC1 ({share[0]:.0%} of variance)", f"PC2 ({share[1]:.0%})")
+    else:
+        axes = ("UMAP 1", "UMAP 2")
+    n = len(rows)
+    return ClusterMap(points[:n], np.array([r for _, r in rows], dtype=np.int64),
+                      {rank: points[n + i] for i, (rank, _) in enumerate(tops)}, axes)
+
+
+def report_data(conn: sa.Connection) -> ReportData:
+    """Everything the page shows, read in one connection."""
+    data = ReportData([(r, cluster_summaries(conn, r.id)) for r in list_results(conn)])
+    cache: dict[uuid.UUID, Labelled] = {}
+    for downsample, results in latest_by_downsample([r for r, _ in data.entries]).items():
+        if downsample is not None and len(results) >= 2:
+            try:
+                data.comparisons[downsample] = compare_in(conn, downsample, cache)
+            except ClusterWorkersError:
+                pass  # models without shared invocations: no heatmap for this downsample
+        for r in results:
+            if r.id not in cache:
+                cache[r.id] = labelled(conn, r.id)
+            traj = trajectories_in(conn, r, data=cache[r.id])
+            data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids))
+    return data
+
+
+def _heatmap(downsample: int | None, comparisons: list[Comparison]) -> str:
+    models = sorted({c.a.model for c in comparisons} | {c.b.model for c in comparisons})
+    ari = np.eye(len(models))
+    for c in comparisons:
+        i, j = models.index(c.a.model), models.index(c.b.model)
+        ari[i, j] = ari[j, i] = c.agreement.ari
+    return plots.agreement_heatmap(models, ari, downsample)
+
+
+def _agreement_section(comparisons: dict[int | None, list[Comparison]]) -> list[str]:
+    e = html.escape
+    if not comparisons:
+        return []
+    parts = ["<h2 id='agreement'>Do the models agree?</h2><p class='params'>Each model's latest result per downsample, "
+             "on the invocations both clustered; outliers count as one group.</p>"]
+    for downsample, comps in comparisons.items():
+        parts.append("<table><tr><th>model a</th><th>model b</th><th>downsample</th><th>shared</th><th>ARI</th><th>AMI</th></tr>")
+        for c in comps:
+            parts.append(f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
+                         f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>"
+                         f"<td class='num'>{c.agreement.ami:.3f}</td></tr>")
+        parts.append(f"</table><figure>{_heatmap(downsample, comps)}</figure>")
+    return parts
+
+
+def _detail_section(detail: Detail, model: str) -> list[str]:
+    e = html.escape
+    t = detail.trajectories
+    o = t.trajectories.overall
+    share = "-" if o.unsettled_share is None else f"{o.unsettled_share:.0%}"
+    parts = [f"<h3>Where runs end</h3><p>{o.runs:,} runs; {share} never settle (their last {t.trajectories.last_k} sampled "
+             f"texts span more than one cluster; {o.short:,} shorter runs not judged).</p>"
+             "<table class='ends'><tr><th>cluster</th><th>runs ending</th><th>unsettled</th><th>median entry step</th>"
+             "<th>medoid text</th></tr>"]
+    for row in t.trajectories.by_cluster[:TOP_CLUSTERS]:
+        unsettled = "-" if row.unsettled_share is None else f"{row.unsettled_share:.0%}"
+        step = "-" if row.median_entry_step is None else f"{row.median_entry_step:g}"
+        name = "outliers" if row.key == -1 else str(row.key)
+        parts.append(f"<tr><td class='num'>{name}</td><td class='num'>{row.runs:,}</td><td class='num'>{unsettled}</td>"
+                     f"<td class='num'>{step}</td><td>{e(t.medoid_texts.get(row.key) or '')}</td></tr>")
+    parts.append("</table>")
+    if detail.panel_runs:
+        parts.append(f"<figure class='trajectories'>{plots.trajectory_panel(detail.panel_runs, model)}</figure>")
+    if detail.cluster_map is not None:
+        m = detail.cluster_map
+        parts.append(f"<figure class='map'>{plots.cluster_map(m.points, m.clusters, m.medoids, m.axes, model)}</figure>")
+    return parts
+
+
+def render(data: ReportData, source: str) -> str:
     """The whole page as one HTML string."""
     e = html.escape
+    entries = data.entries
     latest: dict[str, ResultSummary] = {}
     for summary, _ in entries:
         if summary.model not in latest:  # newest first
@@ -94,33 +184,36 @@ def render(entries: list[tuple[ResultSummary, list[ClusterSummary]]], source: st
             f"<td class='num'>{e(str(summary.parameters.get('downsample', '')))}</td></tr>"
         )
     parts.append("</table>")
-    parts.append(f"<figure>{comparison_plot(list(latest.values()))}</figure>")
+    parts.append(f"<figure>{plots.comparison_plot(list(latest.values()))}</figure>")
+    parts.extend(_agreement_section(data.comparisons))
     for summary, clusters in entries:
         params = ", ".join(
             f"{k}={v}" for k, v in summary.parameters.items() if not isinstance(v, dict) and k != "run_key"
         )
+        sizes = f"<figure>{plots.size_plot(summary, clusters)}</figure>" if summary.clusters else "<p>No clusters: every embedding is an outlier.</p>"
         parts.append(
             f"<h2 id='r{summary.id.hex}'>{e(summary.model)} &middot; result {summary.id.hex[:8]}</h2>"
             f"<p>{summary.sample_count:,} embeddings, {summary.clusters} clusters, "
             f"{summary.outliers:,} outliers ({summary.outlier_share:.1%}), {(summary.duration_s or 0):.1f} s, "
-            f"made {summary.created_at:%Y-%m-%d %H:%M} UTC</p><p class='params'>{e(params)}</p>"
-            f"<figure>{size_plot(summary, clusters)}</figure>"
+            f"made {summary.created_at:%Y-%m-%d %H:%M} UTC</p><p class='params'>{e(params)}</p>{sizes}"
             "<table><tr><th>#</th><th>size</th><th>medoid text</th></tr>"
         )
         real = [c for c in clusters if c.medoid_embedding_id is not None]
         for rank, c in enumerate(real[:TOP_CLUSTERS], 1):
             parts.append(f"<tr><td class='num'>{rank}</td><td class='num'>{c.size:,}</td><td>{e(c.medoid_text or '')}</td></tr>")
         parts.append("</table>")
+        if summary.id in data.details and summary.clusters:
+            parts.extend(_detail_section(data.details[summary.id], summary.model))
     parts.append("</body></html>")
     return "".join(parts)
 
 
 def write_report(url: str, output_dir: Path, busy_timeout: float = 30.0) -> Path:
     """Read every result and write ``output_dir/report.html``; returns its path."""
-    entries = load_all_clusters(url, busy_timeout)
+    data = read_with(url, busy_timeout, report_data)
     from cluster_workers.db.connect import describe
 
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "report.html"
-    path.write_text(render(entries, describe(url)), encoding="utf-8")
+    path.write_text(render(data, describe(url)), encoding="utf-8")
     return path

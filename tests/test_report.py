@@ -11,7 +11,9 @@ import pytest
 
 from cluster_workers.config import Settings
 from cluster_workers.coordinator import run_clustering
-from cluster_workers.report import load_all_clusters
+from cluster_workers.explore import compare
+from cluster_workers.html_report import report_data
+from cluster_workers.report import load_all_clusters, read_with
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -29,15 +31,47 @@ def test_report_numbers_match_the_database(clustered, tmp_path):
     page = (tmp_path / "report.html").read_text()
     entries = load_all_clusters(str(clustered))
     assert len(entries) == 4
-    assert page.count("<svg") == len(entries) + 1  # one size plot per result, one comparison
+    assert page.count("<svg") == expected_plots(clustered)
     assert "http" not in re.sub(r'xmlns(:\w+)?="http[^"]+"|https?://www\.w3\.org[^"\s]*|http://purl[^"\s]*|https://matplotlib\S*', "", page)  # self-contained
     for summary, clusters in entries:
-        section = page.split(f"id='r{summary.id.hex}'")[1].split("<h2")[0]
+        section = page.split(f"id='r{summary.id.hex}'")[1].split("<h2")[0].split("<h3>")[0]  # up to "Where runs end"
         assert f"{summary.sample_count:,} embeddings, {summary.clusters} clusters" in section
         assert f"({summary.outlier_share:.1%})" in section
         top = [c for c in clusters if c.medoid_embedding_id is not None][:10]
         rows = re.findall(r"<tr><td class='num'>(\d+)</td><td class='num'>([\d,]+)</td>", section)
         assert [int(size.replace(",", "")) for _, size in rows] == [c.size for c in top]
+
+
+def expected_plots(db) -> int:
+    """Size plots (results with clusters), the comparison, one heatmap per downsample, trajectories + map per latest result."""
+    data = read_with(str(db), 30.0, report_data)
+    with_clusters = [r for r, _ in data.entries if r.clusters]
+    details = [rid for rid in data.details if any(r.id == rid for r in with_clusters)]
+    return len(with_clusters) + 1 + len(data.comparisons) + 2 * len(details)
+
+
+def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
+    out = run_cli("report", "-d", str(clustered), "--output", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    page = (tmp_path / "report.html").read_text()
+    agreement = page.split("id='agreement'")[1].split("<h2")[0]
+    comparisons = compare(str(clustered))
+    assert len(comparisons) == 6  # 4 models at downsample 2
+    for c in comparisons:
+        assert (f"<tr><td>{c.a.model}</td><td>{c.b.model}</td><td class='num'>2</td>"
+                f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>") in agreement
+    data = read_with(str(clustered), 30.0, report_data)
+    for summary, _ in data.entries:
+        section = page.split(f"id='r{summary.id.hex}'")[1].split("<h2")[0]
+        if not summary.clusters:
+            assert "No clusters" in section and "Where runs end" not in section
+            continue
+        detail = data.details[summary.id]
+        assert f"{detail.trajectories.trajectories.overall.runs:,} runs;" in section
+        top = detail.trajectories.trajectories.by_cluster[0]
+        assert f"<td class='num'>{top.runs:,}</td>" in section.split("class='ends'")[1]
+        assert "class='trajectories'" in section and "class='map'" in section
+        assert detail.cluster_map is not None and len(detail.cluster_map.points) == summary.sample_count  # < 3,000: all
 
 
 def test_report_without_results(demo_db, tmp_path):
@@ -57,7 +91,8 @@ def test_report_renders_in_a_headless_browser(clustered, tmp_path):
     url = (tmp_path / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False).stdout
     entries = load_all_clusters(str(clustered))
-    assert "<h1>Clustering results</h1>" in dom and dom.count("<svg") == len(entries) + 1
+    assert "<h1>Clustering results</h1>" in dom and dom.count("<svg") == expected_plots(clustered)
+    assert "Do the models agree?" in dom and "Where runs end" in dom
     for summary, clusters in entries:
         assert f"result {summary.id.hex[:8]}" in dom  # every result's own section, as the browser built it
         top = next((c for c in clusters if c.medoid_embedding_id is not None), None)

@@ -13,13 +13,17 @@ def pca_2d(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = x - x.mean(axis=0)
     if x.shape[0] < 2:
         return np.zeros((x.shape[0], 2)), np.zeros(2)
-    _, s, vt = np.linalg.svd(x, full_matrices=False)
-    k = min(2, vt.shape[0])
+    from scipy.linalg import eigh
+
+    cov = x.T @ x  # (d, d): only the top two eigenvectors are needed
+    k = min(2, cov.shape[0])
+    values, vectors = eigh(cov, subset_by_index=[cov.shape[0] - k, cov.shape[0] - 1])
+    values, vectors = values[::-1], vectors[:, ::-1]
     points = np.zeros((x.shape[0], 2))
-    points[:, :k] = x @ vt[:k].T
-    total = float((s**2).sum())
+    points[:, :k] = x @ vectors
+    total = float(np.trace(cov))
     share = np.zeros(2)
-    share[:k] = (s[:k] ** 2) / total if total > 0 else 0.0
+    share[:k] = np.clip(values, 0, None) / total if total > 0 else 0.0
     return points, share
 
 

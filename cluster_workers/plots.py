@@ -1,0 +1,124 @@
+"""The report's figures (matplotlib, rendered to inline SVG): pure, data in, SVG text out."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from cluster_workers.analysis.trajectories import RunPath
+from cluster_workers.db.results import ClusterSummary, ResultSummary
+from cluster_workers.errors import ClusterWorkersError
+
+TOP_COLOURS = 10  # clusters 1..10 get their own colour; others are grey, outliers pale
+
+
+def _pyplot():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ClusterWorkersError("the report needs matplotlib: pip install 'cluster-workers[report]'") from None
+    return plt
+
+
+def _integer_ticks():  # type: ignore[no-untyped-def]
+    from matplotlib.ticker import MaxNLocator
+
+    return MaxNLocator(integer=True)
+
+
+def _svg(fig) -> str:  # type: ignore[no-untyped-def]
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    _pyplot().close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def size_plot(summary: ResultSummary, clusters: list[ClusterSummary]) -> str:
+    plt = _pyplot()
+    sizes = sorted((c.size for c in clusters if c.medoid_embedding_id is not None), reverse=True)
+    fig, ax = plt.subplots(figsize=(6, 2.8))
+    ax.bar(range(1, len(sizes) + 1), sizes, color="#3b75af", width=1.0)
+    ax.set_yscale("log")
+    ax.set_xlabel("cluster rank")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_ylabel("members (log)")
+    ax.set_title(f"{summary.model}: {len(sizes)} clusters, {summary.outlier_share:.1%} outliers", fontsize=10)
+    return _svg(fig)
+
+
+def comparison_plot(latest: list[ResultSummary]) -> str:
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.8))
+    names = [r.model for r in latest]
+    a.bar(names, [r.clusters for r in latest], color="#3b75af")
+    a.set_title("clusters", fontsize=10)
+    b.bar(names, [100 * r.outlier_share for r in latest], color="#d9822b")
+    b.set_title("outliers (%)", fontsize=10)
+    a.yaxis.set_major_locator(_integer_ticks())
+    for ax in (a, b):
+        ax.tick_params(axis="x", labelrotation=20)
+    return _svg(fig)
+
+
+def _cluster_colours(clusters: np.ndarray) -> np.ndarray:
+    """RGBA per label: tab10 for ranks 1..10, grey for the rest, pale for outliers (-1)."""
+    plt = _pyplot()
+    tab = plt.get_cmap("tab10")
+    out = np.tile(np.array([0.55, 0.55, 0.55, 0.6]), (len(clusters), 1))
+    out[clusters == -1] = (0.85, 0.85, 0.85, 0.5)
+    for rank in range(1, TOP_COLOURS + 1):
+        out[clusters == rank] = tab(rank - 1)
+    return out
+
+
+def agreement_heatmap(models: list[str], ari: np.ndarray, downsample: int | None) -> str:
+    """Models x models adjusted Rand index, values written in the cells."""
+    plt = _pyplot()
+    size = 1.2 + 0.7 * len(models)
+    fig, ax = plt.subplots(figsize=(size + 1.2, size))
+    image = ax.imshow(ari, vmin=0, vmax=1, cmap="viridis")
+    ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+    ax.set_yticks(range(len(models)), models)
+    for i in range(len(models)):
+        for j in range(len(models)):
+            ax.text(j, i, f"{ari[i, j]:.2f}", ha="center", va="center", color="white" if ari[i, j] < 0.6 else "black", fontsize=9)
+    fig.colorbar(image, ax=ax, label="ARI")
+    ax.set_title(f"model agreement (ARI), downsample {downsample}", fontsize=10)
+    return _svg(fig)
+
+
+def trajectory_panel(paths: list[RunPath], model: str) -> str:
+    """Runs as rows, their sampled texts as columns, coloured by cluster (outliers pale, no text white)."""
+    plt = _pyplot()
+    width = max(len(p.clusters) for p in paths)
+    colours = np.ones((len(paths), width, 4))
+    for row, p in enumerate(paths):
+        colours[row, : len(p.clusters)] = _cluster_colours(p.clusters)
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.14 * len(paths)))
+    ax.imshow(colours, aspect="auto", interpolation="nearest")
+    ax.set_xlabel("sampled text of the run (0 = first)")
+    ax.set_ylabel("run")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_yticks([])
+    ax.set_title(f"{model}: {len(paths)} runs, coloured by cluster (1-{TOP_COLOURS} in colour, grey other, pale outlier)", fontsize=9)
+    return _svg(fig)
+
+
+def cluster_map(points: np.ndarray, clusters: np.ndarray, medoids: dict[int, np.ndarray], axes: tuple[str, str], model: str) -> str:
+    """A 2-D map of a sample coloured by cluster, the top clusters' medoids marked with their rank."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 5))
+    order = np.argsort(clusters != -1, kind="stable")  # outliers underneath
+    ax.scatter(points[order, 0], points[order, 1], s=5, c=_cluster_colours(clusters[order]), linewidths=0)
+    for rank, (x, y) in sorted(medoids.items()):
+        ax.scatter([x], [y], s=60, marker="X", c="black")
+        ax.annotate(str(rank), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=9, weight="bold")
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
+    ax.set_title(f"{model}: {len(points):,} sampled embeddings, medoids of clusters 1-{len(medoids)} marked", fontsize=9)
+    return _svg(fig)
