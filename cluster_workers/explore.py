@@ -100,6 +100,9 @@ def compare_table(comparisons: list[Comparison]) -> str:
     )
     parts = [head]
     for c in comparisons:
+        if not c.agreement.matches:
+            parts.append(f"\n{c.a.model} -> {c.b.model} (downsample {c.downsample}): {c.a.model} has no cluster among the shared invocations")
+            continue
         rows = [
             [str(m.cluster_a), f"{m.size_a:,}", "-" if m.cluster_b is None else str(m.cluster_b), f"{m.size_b:,}", f"{m.jaccard:.2f}",
              _short(c.medoid_texts_a.get(m.cluster_a), 50)]

@@ -44,6 +44,11 @@ def size_plot(summary: ResultSummary, clusters: list[ClusterSummary]) -> str:
     fig, ax = plt.subplots(figsize=(6, 2.8))
     ax.bar(range(1, len(sizes) + 1), sizes, color="#3b75af", width=1.0)
     ax.set_yscale("log")
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else ""))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
     ax.set_xlabel("cluster rank")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_ylabel("members (log)")
