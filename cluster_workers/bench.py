@@ -25,7 +25,7 @@ from loguru import logger
 
 from cluster_workers.config import Settings
 from cluster_workers.coordinator import RunReport, cluster_models, run_clustering
-from cluster_workers.errors import ClusterWorkersError
+from cluster_workers.errors import ClusterWorkersError, Interrupted
 from cluster_workers.worker import ModelResult, peak_rss_mb
 
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "hdbscan", "joblib", "sqlalchemy", "psycopg", "numba", "threadpoolctl")
@@ -200,6 +200,8 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
     deadline = time.monotonic() + timeout
     try:
         bench.report = run_clustering(settings, deadline=deadline, heartbeat_s=heartbeat_s)
+    except Interrupted:
+        raise  # exit 130 with its message, no table
     except ClusterWorkersError as exc:
         bench.status, bench.error = "failed", str(exc)
         return bench
@@ -215,6 +217,8 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
                 deadline=time.monotonic() + timeout,
                 heartbeat_s=heartbeat_s,
             )
+        except Interrupted:
+            raise
         except ClusterWorkersError as exc:
             bench.status, bench.error = "baseline failed", str(exc)
             return bench

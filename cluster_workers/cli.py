@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 from loguru import logger
 
-from cluster_workers import __version__
+from cluster_workers import __version__, stopping
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.progress import progress_bar, setup_logging
 
@@ -52,6 +52,7 @@ def main_options(
 ) -> None:
     DEBUG["on"] = debug
     setup_logging("DEBUG" if debug else "INFO")
+    stopping.install()  # Ctrl-C / SIGTERM set a flag; every command stops at its next safe point (exit 130)
 
 
 def _settings(config: Optional[Path], **overrides):  # type: ignore[no-untyped-def]
@@ -86,7 +87,7 @@ def cluster(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
-    from cluster_workers.coordinator import raise_on_sigterm, run_clustering
+    from cluster_workers.coordinator import run_clustering
 
     try:
         settings = _settings(
@@ -109,7 +110,6 @@ def cluster(
             backend=backend,
             scheduler=scheduler,
         )
-        raise_on_sigterm()
         done: list[str] = []
         with progress_bar(0, "models clustered") as advance:
 
@@ -118,11 +118,7 @@ def cluster(
                 advance(len(done))
 
             report = run_clustering(settings, on_result=on_result, on_plan=lambda models: advance(0, len(models)))
-    except (ClusterWorkersError, KeyboardInterrupt) as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            from cluster_workers.errors import Interrupted
-
-            exc = Interrupted("interrupted; nothing was written")
+    except ClusterWorkersError as exc:
         fail(exc)
     else:
         typer.echo(
@@ -269,14 +265,15 @@ def demo_db(
         with progress_bar(embeddings, "embeddings written") as advance:
 
             def progress(done: int) -> None:
+                stopping.check("while building the database", "nothing was kept")
                 advance(done)
                 if time.monotonic() - last["t"] >= 10 or done == embeddings:
                     last["t"] = time.monotonic()
                     logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
 
             shape = build_demo_database(target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress)
-    except (ClusterWorkersError, KeyboardInterrupt) as exc:
-        fail(exc if isinstance(exc, ClusterWorkersError) else ClusterWorkersError("interrupted; nothing kept"))
+    except ClusterWorkersError as exc:
+        fail(exc)
     from cluster_workers.db.connect import describe
 
     typer.echo(f"wrote {describe(target)}: {shape.total:,} embeddings in {shape.runs} runs")
@@ -298,17 +295,15 @@ def bench(
 ) -> None:
     """Benchmark the workflow (forced re-run, then one commit) under a hard time limit; table + JSON."""
     from cluster_workers import bench as bench_mod
-    from cluster_workers.coordinator import raise_on_sigterm
 
     try:
         settings = _settings(
             config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
             min_cluster_size=min_cluster_size, min_samples=min_samples,
         )
-        raise_on_sigterm()
         result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
-    except (ClusterWorkersError, KeyboardInterrupt) as exc:
-        fail(exc if isinstance(exc, ClusterWorkersError) else ClusterWorkersError("interrupted; nothing was written"))
+    except ClusterWorkersError as exc:
+        fail(exc)
     data = result.as_json()
     path = bench_mod.save(data, output_dir)
     typer.echo(bench_mod.format_table(data))
@@ -320,7 +315,11 @@ def bench(
 
 def main() -> None:
     """Console-script entry point."""
-    app()
+    try:
+        app()
+    except KeyboardInterrupt:  # only before the handlers are installed (startup): same message, same status
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

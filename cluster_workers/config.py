@@ -43,7 +43,9 @@ class Settings:
     skip_bad_vectors: bool = False  # skip (and count) bad vectors / orphan embeddings instead of failing
     workers: int = 0  # 0 = one per model, at most the number of cores
     timeout: float = 3600.0  # seconds per model (wall clock, from worker start)
-    busy_timeout: float = 30.0  # seconds to wait for a locked SQLite database
+    busy_timeout: float = 30.0  # seconds to wait for a lock another writer holds (SQLite busy_timeout, PostgreSQL lock_timeout)
+    statement_timeout: float = 3600.0  # PostgreSQL: longest single SQL statement, seconds (0 = no limit)
+    connect_timeout: float = 10.0  # PostgreSQL: seconds to wait for the server to answer
     backend: str = "loky"
     scheduler: str = ""
     log_dir: str = "logs"  # where bin/cluster writes clustering_<timestamp>.log
@@ -64,6 +66,11 @@ class Settings:
             medoid=self.medoid,
         )
 
+    @property
+    def db_limits(self) -> dict[str, float]:
+        """The bounded waits, as ``make_engine`` keyword arguments."""
+        return {"busy_timeout": self.busy_timeout, "statement_timeout": self.statement_timeout, "connect_timeout": self.connect_timeout}
+
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
@@ -82,6 +89,8 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"workers must be >= 0, got {s.workers!r}")
     if s.timeout <= 0 or s.busy_timeout < 0:
         raise ConfigError("timeout must be > 0 and busy_timeout >= 0")
+    if s.statement_timeout < 0 or s.connect_timeout <= 0:
+        raise ConfigError("statement_timeout must be >= 0 and connect_timeout > 0")
     if not s.database_url:
         raise ConfigError("database_url is empty")
 

@@ -12,7 +12,6 @@ import contextlib
 import os
 import queue
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -23,6 +22,7 @@ import sqlalchemy as sa
 from joblib import Parallel, delayed, parallel_config
 from loguru import logger
 
+from cluster_workers import faults, stopping
 from cluster_workers.config import Settings
 from cluster_workers.db import sampling
 from cluster_workers.db.connect import describe, enable_wal, make_engine
@@ -55,8 +55,15 @@ def run_key(settings: Settings) -> dict:
     return {"downsample": settings.downsample, **settings.clustering.key()}
 
 
-def _db_error(exc: Exception, url: str) -> DatabaseError:
+def _db_error(exc: Exception, url: str, doing: str = "") -> ClusterWorkersError:
+    """A one-line error for a failed statement (a stop request that aborted it says so)."""
+    if stopping.requested():
+        return Interrupted(f"{stopping.signal_name()}: interrupted {doing or 'a database statement'}; nothing was written")
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
+    if "lock timeout" in text:
+        return DatabaseError(f"database {describe(url)} is locked by another session (waited busy_timeout for it): {text}")
+    if "statement timeout" in text:
+        return DatabaseError(f"a statement on {describe(url)} ran past statement_timeout and was cancelled: {text}")
     if "locked" in text or "busy" in text:
         return DatabaseError(f"database {describe(url)} is locked by another writer (waited for it): {text}")
     return DatabaseError(f"database error on {describe(url)}: {text}")
@@ -127,7 +134,7 @@ def make_tasks(
             downsample=settings.downsample,
             expected_count=after[m],
             clustering=settings.clustering,
-            busy_timeout=settings.busy_timeout,
+            db_limits=settings.db_limits,
             skip_bad_vectors=settings.skip_bad_vectors,
             threads=threads,
             status_dir=status_dir,
@@ -163,10 +170,11 @@ def _backend(backend: str, scheduler: str) -> Iterator[object]:
 
 
 def _bounded(results: Iterator[ModelResult], monitor: WorkerMonitor) -> Iterator[ModelResult]:
-    """Consume ``results`` in a helper thread so that a monitor verdict ends the wait.
+    """Consume ``results`` in a helper thread so that a monitor verdict or a stop request ends the wait.
 
     joblib's dask backend can wait forever on a task whose worker died; the
-    monitor notices (dead pid, timeout) and we stop waiting.
+    monitor notices (dead pid, timeout) and we stop waiting. A stop request
+    (Ctrl-C, SIGTERM) is noticed within a quarter of a second.
     """
     box: queue.Queue = queue.Queue()
 
@@ -180,6 +188,7 @@ def _bounded(results: Iterator[ModelResult], monitor: WorkerMonitor) -> Iterator
 
     threading.Thread(target=consume, name="result-consumer", daemon=True).start()
     while True:
+        stopping.check(f"while clustering {monitor.running_description()}")
         try:
             kind, value = box.get(timeout=0.25)
         except queue.Empty:
@@ -218,7 +227,7 @@ def dispatch(
             with threads_cap:
                 parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)
             jobs = (delayed(cluster_model)(task) for task in tasks)
-            stream = parallel(jobs) if backend == "loky" else _bounded(parallel(jobs), monitor)
+            stream = _bounded(parallel(jobs), monitor)
             for result in stream:
                 if monitor.timed_out():
                     break
@@ -231,19 +240,29 @@ def dispatch(
                     on_result(result)
         if monitor.timed_out():
             raise WorkerFailed(monitor.timed_out())
-    except KeyboardInterrupt:
+    except Interrupted:
         monitor.kill_all("interrupted")
-        raise Interrupted(f"interrupted while clustering {monitor.running_description()}; nothing was written") from None
+        raise
     except ConfigError:
         raise
     except ClusterWorkersError as exc:
         monitor.kill_all("a worker failed")
         raise WorkerFailed(monitor.timed_out() or str(exc)) from exc
     except Exception as exc:  # TerminatedWorkerError (a worker died), KilledWorker (dask), ...
+        stopped = stopping.wait(0.5)  # Ctrl-C reaches the workers too: their death is the stop, not a crash
         reason = monitor.failure_reason()
         monitor.kill_all("a worker failed")
+        if stopped:
+            raise Interrupted(
+                f"{stopping.signal_name()}: interrupted while clustering {monitor.running_description()}; nothing was written"
+            ) from None
         if reason:
             raise WorkerFailed(reason) from exc
+        if type(exc).__name__ == "TerminatedWorkerError":  # killed before it reported which model it had
+            raise WorkerFailed(
+                f"a worker process died (killed, out of memory or crashed) while running {monitor.running_description()}; "
+                "nothing was written"
+            ) from exc
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise WorkerFailed(
             f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}; nothing was written"
@@ -300,14 +319,24 @@ def commit(
             result.parameters["sample"] = fingerprints[result.model]
     total_rows = sum(r.n for r in results)
     logger.info("committing {} result(s), {:,} memberships in one transaction", len(results), total_rows)
+    rolled_back = "the transaction was rolled back, nothing was written"
+
+    def between_batches(_rows: int) -> None:
+        faults.rows_written()
+        stopping.check("during the commit", rolled_back)
+
+    stopping.check("before the commit")
     try:
         enable_wal(engine)
         with engine.begin() as conn:
-            return write_results(conn, results, run_key(settings), replace=settings.force)
-    except KeyboardInterrupt:
-        raise Interrupted("interrupted during the commit; the transaction was rolled back, nothing was written") from None
+            faults.commit_started(conn)
+            written = write_results(conn, results, run_key(settings), replace=settings.force, progress=between_batches)
+            stopping.check("during the commit", rolled_back)
     except sa.exc.SQLAlchemyError as exc:
-        raise _db_error(exc, settings.database_url) from exc
+        raise _db_error(exc, settings.database_url, "during the commit") from exc
+    if stopping.requested():  # COMMIT had returned: the results are in the database, say so
+        logger.warning("{} arrived after the commit had finished: the results are written", stopping.signal_name())
+    return written
 
 
 def run_clustering(
@@ -325,9 +354,9 @@ def run_clustering(
     report = RunReport()
     url = settings.database_url
     logger.info("database {}", describe(url))
-    engine = make_engine(url, busy_timeout=settings.busy_timeout)
+    engine = make_engine(url, **settings.db_limits)
     try:
-        with run_lock(url, settings.busy_timeout):
+        with run_lock(url, settings.db_limits):
             _run_locked(engine, settings, report, deadline, heartbeat_s, on_result, on_plan)
     finally:
         engine.dispose()
@@ -354,6 +383,7 @@ def _run_locked(
     try:
         with run_snapshot(engine) as (conn, bound):
             models = plan(conn, settings, report, bound)
+            stopping.check("while counting")
             if bound.pg_snapshot is None:
                 conn.rollback()  # SQLite: the rowid bound is enough; hold no lock while the workers run
             if deadline is not None and time.monotonic() > deadline:
@@ -370,19 +400,9 @@ def _run_locked(
             )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:
-        raise _db_error(exc, settings.database_url) from exc
+        raise _db_error(exc, settings.database_url, "while counting") from exc
     t0 = time.perf_counter()
     report.written = commit(engine, settings, report.results, report.fingerprints)
     report.timings["commit_s"] = time.perf_counter() - t0
     rows = report.written["memberships"]
     logger.info("committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9))
-
-
-def raise_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so `kill PID` stops a run like Ctrl-C does."""
-
-    def _handler(signum, frame):  # type: ignore[no-untyped-def]
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, _handler)

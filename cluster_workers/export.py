@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
+from cluster_workers import stopping
 from cluster_workers.db.memberships import EXPORT_COLUMNS, iter_memberships
 from cluster_workers.db.results import find_result
 from cluster_workers.errors import ClusterWorkersError
@@ -44,6 +45,7 @@ def _write_csv(path: Path, batches) -> int:  # type: ignore[no-untyped-def]
         writer = csv.writer(fh)
         writer.writerow(EXPORT_COLUMNS)
         for batch in batches:
+            stopping.check("while exporting", "no file was written")
             writer.writerows([tuple(_cell(v) for v in row) for row in batch])
             rows += len(batch)
     return rows
@@ -58,6 +60,7 @@ def _write_parquet(path: Path, batches, pa, pq) -> int:  # type: ignore[no-untyp
     rows = 0
     with pq.ParquetWriter(str(path), schema) as writer:
         for batch in batches:
+            stopping.check("while exporting", "no file was written")
             columns = list(zip(*batch)) if batch else [[] for _ in EXPORT_COLUMNS]
             arrays = [pa.array([_cell(v) for v in col], type=field.type) for col, field in zip(columns, schema)]
             writer.write_table(pa.Table.from_arrays(arrays, schema=schema))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers import plots
+from cluster_workers import plots, stopping
 from cluster_workers.analysis.projection import pca_2d, umap_2d
 from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids, vectors_of
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
@@ -213,7 +213,9 @@ def write_report(url: str, output_dir: Path, busy_timeout: float = 30.0) -> Path
     data = read_with(url, busy_timeout, report_data)
     from cluster_workers.db.connect import describe
 
+    page = render(data, describe(url))
+    stopping.check("while building the report", "no report was written")
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "report.html"
-    path.write_text(render(data, describe(url)), encoding="utf-8")
+    path.write_text(page, encoding="utf-8")
     return path

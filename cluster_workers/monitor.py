@@ -34,6 +34,14 @@ def _died(dead: list[str]) -> str:
     )
 
 
+def _alive(pid: int) -> bool:
+    """A running process (a killed worker not yet reaped by its parent is a zombie: dead)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
 class WorkerMonitor:
     def __init__(
         self,
@@ -100,7 +108,7 @@ class WorkerMonitor:
         dead = []
         for model in self.unfinished():
             st = self.status(model)
-            if st and st["phase"] != "done" and st.get("host", HOST) == HOST and not psutil.pid_exists(st["pid"]):
+            if st and st["phase"] != "done" and st.get("host", HOST) == HOST and not _alive(st["pid"]):
                 dead.append(f"{model} (phase {st['phase']})")
         return dead
 

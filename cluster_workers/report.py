@@ -6,6 +6,7 @@ import dataclasses
 
 import sqlalchemy as sa
 
+from cluster_workers import stopping
 from cluster_workers.db import sampling
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
@@ -21,6 +22,7 @@ def read_with(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def
         with engine.connect() as conn:
             return fn(conn)
     except sa.exc.SQLAlchemyError as exc:
+        stopping.check("while reading the database")  # a stop request aborted the statement
         raise DatabaseError(f"cannot read results: {str(getattr(exc, 'orig', exc)).splitlines()[0]}") from exc
     finally:
         engine.dispose()

@@ -36,7 +36,7 @@ class ModelTask:
     downsample: int
     expected_count: int
     clustering: ClusteringParams = field(default_factory=ClusteringParams)
-    busy_timeout: float = 30.0
+    db_limits: dict = field(default_factory=dict)  # make_engine's bounded waits (Settings.db_limits)
     skip_bad_vectors: bool = False
     bound: SampleBound = field(default_factory=SampleBound)  # read what the coordinator counted, nothing newer
     threads: int = 1
@@ -152,7 +152,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     started = time.time()
     report_phase(task, "fetch", started)
     t0 = time.perf_counter()
-    engine = make_engine(task.database_url, busy_timeout=task.busy_timeout, read_only=True)
+    engine = make_engine(task.database_url, read_only=True, **task.db_limits)
     try:
         with engine.connect() as conn:
             conn = enter_snapshot(conn, task.bound)

@@ -58,7 +58,7 @@ def test_a_worker_killed_hard_fails_the_run_and_writes_nothing(mid_db):
     workers[0].kill()  # what the OOM killer does
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1
-    assert "died" in err and "nothing was written" in err
+    assert "died" in err and "nothing was written" in err, err
     assert any(m in err for m in ("STSBMpnet", "STSBRoberta", "Nomic"))
     assert_gone(workers)
     assert file_hash(mid_db) == digest

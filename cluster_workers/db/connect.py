@@ -17,6 +17,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from cluster_workers.db.snapshot import SQLITE_HASH_FUNCTION, id_hash
+from cluster_workers import stopping
 from cluster_workers.errors import DatabaseError
 
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -59,8 +60,23 @@ def check_sqlite_file(url: str) -> None:
         raise DatabaseError(f"not a SQLite database: {path}")
 
 
-def make_engine(url: str, *, busy_timeout: float = 30.0, read_only: bool = False, create: bool = False) -> Engine:
-    """Create an engine; SQLite files must exist unless ``create``."""
+def make_engine(
+    url: str,
+    *,
+    busy_timeout: float = 30.0,
+    read_only: bool = False,
+    create: bool = False,
+    statement_timeout: float = 3600.0,
+    connect_timeout: float = 10.0,
+) -> Engine:
+    """Create an engine; SQLite files must exist unless ``create``.
+
+    Every wait is bounded. ``busy_timeout``: how long to wait for a lock another
+    writer holds (SQLite ``busy_timeout``; PostgreSQL ``lock_timeout``).
+    PostgreSQL also gets ``statement_timeout`` (0 = none) and ``connect_timeout``.
+    A SQLite statement in progress is aborted when a stop is requested (see
+    :mod:`cluster_workers.stopping`).
+    """
     url = normalise_url(url)
     if is_sqlite(url):
         if not create:
@@ -68,7 +84,8 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, read_only: bool = False
         engine = sa.create_engine(url, connect_args={"timeout": busy_timeout}, poolclass=sa.pool.NullPool)
         _install_sqlite_hooks(engine, busy_timeout=busy_timeout, read_only=read_only)
         return engine
-    connect_args = {"connect_timeout": max(1, int(busy_timeout))}
+    options = f"-c lock_timeout={int(busy_timeout * 1000)} -c statement_timeout={int(statement_timeout * 1000)}"
+    connect_args = {"connect_timeout": max(1, int(round(connect_timeout))), "options": options}
     try:
         engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
@@ -77,6 +94,13 @@ def make_engine(url: str, *, busy_timeout: float = 30.0, read_only: bool = False
     if read_only:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
+
+
+STOP_CHECK_OPS = 100_000  # SQLite VM steps between checks for a stop request
+
+
+def _abort_on_stop() -> int:
+    return 1 if stopping.requested() else 0
 
 
 def _install_sqlite_hooks(engine: Engine, *, busy_timeout: float, read_only: bool) -> None:
@@ -89,6 +113,8 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout: float, read_only: boo
             cur.execute("PRAGMA query_only = 1")
         cur.close()
         dbapi_conn.create_function(SQLITE_HASH_FUNCTION, 1, id_hash, deterministic=True)
+        # a stop request (Ctrl-C, SIGTERM) aborts a long statement instead of waiting for it to end
+        dbapi_conn.set_progress_handler(_abort_on_stop, STOP_CHECK_OPS)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

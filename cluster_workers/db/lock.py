@@ -28,7 +28,7 @@ def _busy(url: str) -> DatabaseError:
 
 
 @contextlib.contextmanager
-def run_lock(url: str, busy_timeout: float = 30.0) -> Iterator[None]:
+def run_lock(url: str, db_limits: dict | None = None) -> Iterator[None]:
     """Hold the database's run lock for the ``with`` block; refuse at once if another run holds it."""
     url = normalise_url(url)
     path = sqlite_path(url)
@@ -47,7 +47,7 @@ def run_lock(url: str, busy_timeout: float = 30.0) -> Iterator[None]:
     if sa.make_url(normalise_url(url)).get_backend_name() != "postgresql":
         yield
         return
-    engine = make_engine(url, busy_timeout=busy_timeout)
+    engine = make_engine(url, **(db_limits or {}))
     try:
         try:
             conn = engine.connect()

@@ -1,0 +1,45 @@
+"""Faults injected on purpose, for the tests that prove a failure inside the commit loses nothing.
+
+Set ``CLUSTER_WORKERS_FAULT`` in the environment of a run:
+
+- ``pause-in-commit=SECONDS``: after the first batch of rows is written inside the
+  commit's transaction, log ``fault: pausing inside the commit`` and wait (a test
+  then kills the process there);
+- ``disk-full-in-commit``: on SQLite, forbid the file to grow (``max_page_count``),
+  so the commit's inserts fail with SQLite's own "database or disk is full".
+
+Unset (always, outside tests), every hook here does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+
+import sqlalchemy as sa
+from loguru import logger
+
+from cluster_workers import stopping
+
+ENV = "CLUSTER_WORKERS_FAULT"
+
+
+def _fault() -> tuple[str, str]:
+    name, _, value = os.environ.get(ENV, "").partition("=")
+    return name.strip(), value.strip()
+
+
+def commit_started(conn: sa.Connection) -> None:
+    """Called first thing inside the commit's transaction."""
+    name, _ = _fault()
+    if name == "disk-full-in-commit" and conn.dialect.name == "sqlite":
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        conn.exec_driver_sql(f"PRAGMA max_page_count = {int(pages)}")
+        logger.warning("fault: the database file may not grow past {} pages", pages)
+
+
+def rows_written() -> None:
+    """Called after each batch of rows inside the commit's transaction."""
+    name, value = _fault()
+    if name == "pause-in-commit":
+        logger.warning("fault: pausing inside the commit for {} s", value)
+        stopping.wait(float(value or 60))
