@@ -25,7 +25,7 @@ from loguru import logger
 from cluster_workers import faults, stopping
 from cluster_workers.config import Settings
 from cluster_workers.db import sampling
-from cluster_workers.db.connect import describe, enable_wal, make_engine
+from cluster_workers.db.connect import db_error, describe, enable_wal, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_results, write_results
 from cluster_workers.db.schema import EXPERIMENT_TABLES
@@ -53,20 +53,6 @@ class RunReport:
 def run_key(settings: Settings) -> dict:
     """The settings that define a result: a second run with the same key is skipped unless forced."""
     return {"downsample": settings.downsample, **settings.clustering.key()}
-
-
-def _db_error(exc: Exception, url: str, doing: str = "") -> ClusterWorkersError:
-    """A one-line error for a failed statement (a stop request that aborted it says so)."""
-    if stopping.requested():
-        return Interrupted(f"{stopping.signal_name()}: interrupted {doing or 'a database statement'}; nothing was written")
-    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-    if "lock timeout" in text:
-        return DatabaseError(f"database {describe(url)} is locked by another session (waited busy_timeout for it): {text}")
-    if "statement timeout" in text:
-        return DatabaseError(f"a statement on {describe(url)} ran past statement_timeout and was cancelled: {text}")
-    if "locked" in text or "busy" in text:
-        return DatabaseError(f"database {describe(url)} is locked by another writer (waited for it): {text}")
-    return DatabaseError(f"database error on {describe(url)}: {text}")
 
 
 def check_tables(conn: sa.Connection) -> None:
@@ -333,7 +319,7 @@ def commit(
             written = write_results(conn, results, run_key(settings), replace=settings.force, progress=between_batches)
             stopping.check("during the commit", rolled_back)
     except sa.exc.SQLAlchemyError as exc:
-        raise _db_error(exc, settings.database_url, "during the commit") from exc
+        raise db_error(exc, settings.database_url, "during the commit") from exc
     if stopping.requested():  # COMMIT had returned: the results are in the database, say so
         logger.warning("{} arrived after the commit had finished: the results are written", stopping.signal_name())
     return written
@@ -400,7 +386,7 @@ def _run_locked(
             )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:
-        raise _db_error(exc, settings.database_url, "while counting") from exc
+        raise db_error(exc, settings.database_url, "while counting") from exc
     t0 = time.perf_counter()
     report.written = commit(engine, settings, report.results, report.fingerprints)
     report.timings["commit_s"] = time.perf_counter() - t0

@@ -28,6 +28,7 @@ import numpy as np
 import sqlalchemy as sa
 from loguru import logger
 
+from cluster_workers import stopping
 from cluster_workers.db.connect import describe, enable_wal, make_engine, normalise_url, sqlite_path, sqlite_pragma
 from cluster_workers.db.sampling import CALIBRATION_PROMPTS
 from cluster_workers.db.schema import EXPERIMENT_TABLES, embedding, invocation, metadata, run
@@ -294,10 +295,12 @@ def build_demo_database(
                 progress(written)
         if engine.dialect.name == "sqlite":
             enable_wal(engine)
-    except BaseException:
+    except BaseException as exc:
         engine.dispose()
         if path is not None:
             Path(str(sa.make_url(url).database)).unlink(missing_ok=True)
+        if isinstance(exc, sa.exc.SQLAlchemyError):  # a stop request aborts the statement in progress
+            stopping.check("while building the database", "nothing was kept")
         raise
     engine.dispose()
     if path is not None:

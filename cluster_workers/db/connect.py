@@ -18,7 +18,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from cluster_workers.db.snapshot import SQLITE_HASH_FUNCTION, id_hash
 from cluster_workers import stopping
-from cluster_workers.errors import DatabaseError
+from cluster_workers.errors import ClusterWorkersError, DatabaseError, Interrupted
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 
@@ -138,3 +138,20 @@ def enable_wal(engine: Engine) -> None:
 def describe(url: str) -> str:
     """The URL without its password, for logs."""
     return make_url(normalise_url(url)).render_as_string(hide_password=True)
+
+
+def db_error(exc: BaseException, url: str, doing: str = "") -> ClusterWorkersError:
+    """One line for a failed statement or connection; a stop request that aborted the statement says so."""
+    if stopping.requested():
+        return Interrupted(f"{stopping.signal_name()}: interrupted {doing or 'a database statement'}; nothing was written")
+    text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = describe(url)
+    if "lock timeout" in text:
+        return DatabaseError(f"database {where} is locked by another session (waited busy_timeout for it): {text}")
+    if "statement timeout" in text:
+        return DatabaseError(f"a statement on {where} ran past statement_timeout and was cancelled: {text}")
+    if "locked" in text or "busy" in text:
+        return DatabaseError(f"database {where} is locked by another writer (waited for it): {text}")
+    if isinstance(exc, sa.exc.OperationalError) and any(k in text.lower() for k in ("connect", "refused", "timeout expired", "resolve host")):
+        return DatabaseError(f"cannot connect to {where}: {text}")
+    return DatabaseError(f"database error on {where}: {text}")
