@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cluster_workers.analysis.agreement import Agreement, NoSharedInvocations, agreement, align
 from cluster_workers.analysis.trajectories import LAST_K, Trajectories, trajectories
-from cluster_workers.db.memberships import Labelled, labelled, texts_of
+from cluster_workers.db.memberships import Labelled, labelled, text_positions, texts_of
 from cluster_workers.db.results import ResultSummary, find_result, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.report import _short, _table, read_with
@@ -55,8 +55,13 @@ def latest_by_downsample(rows: list[ResultSummary]) -> dict[int | None, list[Res
     return grouped
 
 
-def compare_in(conn: sa.Connection, downsample: int | None = None, cache: dict | None = None) -> list[Comparison]:
-    """Every pair of models clustered at the same downsample (or only at ``downsample``)."""
+def compare_in(
+    conn: sa.Connection, downsample: int | None = None, cache: dict | None = None, positions: dict | None = None
+) -> list[Comparison]:
+    """Every pair of models clustered at the same downsample (or only at ``downsample``).
+
+    ``cache`` (result id -> :class:`Labelled`) and ``positions`` (:func:`text_positions`) are reused when given.
+    """
     groups = latest_by_downsample(list_results(conn))
     if downsample is not None:
         groups = {k: v for k, v in groups.items() if k == downsample}
@@ -67,8 +72,10 @@ def compare_in(conn: sa.Connection, downsample: int | None = None, cache: dict |
     cache = {} if cache is None else cache
 
     def get(r: ResultSummary) -> Labelled:
+        nonlocal positions
         if r.id not in cache:
-            cache[r.id] = labelled(conn, r.id)
+            positions = text_positions(conn) if positions is None else positions
+            cache[r.id] = labelled(conn, r.id, positions)
         return cache[r.id]
 
     out = []

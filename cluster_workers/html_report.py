@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from cluster_workers import plots, stopping
 from cluster_workers.analysis.projection import pca_2d, umap_2d
-from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids, vectors_of
+from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids, text_positions, vectors_of
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
@@ -91,15 +91,17 @@ def report_data(conn: sa.Connection) -> ReportData:
     """Everything the page shows, read in one connection."""
     data = ReportData([(r, cluster_summaries(conn, r.id)) for r in list_results(conn)])
     cache: dict[uuid.UUID, Labelled] = {}
-    for downsample, results in latest_by_downsample([r for r, _ in data.entries]).items():
+    latest = latest_by_downsample([r for r, _ in data.entries])
+    positions = text_positions(conn) if latest else {}
+    for downsample, results in latest.items():
         if downsample is not None and len(results) >= 2:
             try:
-                data.comparisons[downsample] = compare_in(conn, downsample, cache)
+                data.comparisons[downsample] = compare_in(conn, downsample, cache, positions)
             except ClusterWorkersError:
                 pass  # models without shared invocations: no heatmap for this downsample
         for r in results:
             if r.id not in cache:
-                cache[r.id] = labelled(conn, r.id)
+                cache[r.id] = labelled(conn, r.id, positions)
             traj = trajectories_in(conn, r, data=cache[r.id])
             data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids))
     return data

@@ -32,7 +32,7 @@ def _integer_ticks():  # type: ignore[no-untyped-def]
 
 def _svg(fig) -> str:  # type: ignore[no-untyped-def]
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    fig.savefig(buf, format="svg", bbox_inches="tight", dpi=110)
     _pyplot().close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]
@@ -42,7 +42,7 @@ def size_plot(summary: ResultSummary, clusters: list[ClusterSummary]) -> str:
     plt = _pyplot()
     sizes = sorted((c.size for c in clusters if c.medoid_embedding_id is not None), reverse=True)
     fig, ax = plt.subplots(figsize=(6, 2.8))
-    ax.bar(range(1, len(sizes) + 1), sizes, color="#3b75af", width=1.0)
+    ax.bar(range(1, len(sizes) + 1), sizes, color="#3b75af", width=1.0, rasterized=len(sizes) > 200)
     ax.set_yscale("log")
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -119,7 +119,8 @@ def cluster_map(points: np.ndarray, clusters: np.ndarray, medoids: dict[int, np.
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
     order = np.argsort(clusters != -1, kind="stable")  # outliers underneath
-    ax.scatter(points[order, 0], points[order, 1], s=5, c=_cluster_colours(clusters[order]), linewidths=0)
+    # thousands of dots: drawn as one embedded image inside the SVG (fast to write, small, still self-contained)
+    ax.scatter(points[order, 0], points[order, 1], s=5, c=_cluster_colours(clusters[order]), linewidths=0, rasterized=True)
     for rank, (x, y) in sorted(medoids.items()):
         ax.scatter([x], [y], s=60, marker="X", c="black")
         ax.annotate(str(rank), (x, y), xytext=(4, 4), textcoords="offset points", fontsize=9, weight="bold")

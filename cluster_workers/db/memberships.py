@@ -98,24 +98,68 @@ class Labelled:
     medoids: dict[int, uuid.UUID]  # rank -> medoid embedding id
 
 
-def labelled(conn: sa.Connection, result_id: uuid.UUID) -> Labelled:
-    """The whole result in memory as arrays (no texts), in run and sequence order."""
-    inv, runs, prompts, tix, clusters = [], [], [], [], []
-    for part in iter_memberships(conn, result_id):
-        for _emb, inv_id, run_id, prompt, _seq, pos, rank, _medoid, _text in part:
-            inv.append(inv_id)
-            runs.append(run_id)
-            prompts.append(prompt)
-            tix.append(-1 if pos is None else pos)
-            clusters.append(rank)
-    ranks = cluster_ranks(conn, result_id)
+def _raw(column: sa.ColumnElement) -> sa.ColumnElement:
+    """The column as the driver returns it (hex text on SQLite): no per-row UUID objects for millions of rows."""
+    return sa.type_coerce(column, sa.String)
+
+
+def _hex(value: object) -> str:
+    return value.hex if isinstance(value, uuid.UUID) else str(value).replace("-", "").lower()
+
+
+def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
+    """``invocation id -> (run id, text_index)`` for every text invocation (ids raw): one table scan, ranked in numpy.
+
+    Measured on the production shape (1.1M text invocations): 3 s, where the window
+    function joined into each result's query took 10-20 s per result.
+    """
+    rows = conn.execute(
+        sa.select(_raw(invocation.c.id), _raw(invocation.c.run_id), invocation.c.sequence_number).where(is_text())
+    ).all()
+    if not rows:
+        return {}
+    ids, runs, seqs = zip(*rows)
+    codes: dict[object, int] = {}
+    run_codes = np.fromiter((codes.setdefault(r, len(codes)) for r in runs), dtype=np.int64, count=len(runs))
+    seq = np.array(seqs, dtype=np.int64)
+    order = np.lexsort((seq, run_codes))  # run, then sequence
+    if np.any((np.diff(run_codes[order]) == 0) & (np.diff(seq[order]) == 0)):  # a repeated sequence number: by id too
+        order = np.array(sorted(range(len(rows)), key=lambda i: (run_codes[i], seq[i], _hex(ids[i]))))
+    sorted_runs = run_codes[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_runs)) + 1]
+    first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    position = np.empty(len(order), dtype=np.int64)
+    position[order] = np.arange(len(order)) - first
+    return dict(zip(ids, zip(runs, position.tolist())))
+
+
+def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, tuple[object, int]] | None = None) -> Labelled:
+    """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given)."""
+    positions = text_positions(conn) if positions is None else positions
+    ec = embedding_cluster
+    rows = conn.execute(
+        sa.select(_raw(embedding.c.invocation_id), _raw(ec.c.medoid_embedding_id))
+        .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
+        .where(ec.c.clustering_result_id == result_id)
+    ).all()
+    prompt_of = dict(conn.execute(sa.select(_raw(run.c.id), run.c.initial_prompt)).all())
+    inv, medoids = (list(col) for col in zip(*rows)) if rows else ([], [])
+    where = [positions.get(i, (None, -1)) for i in inv]  # sampled invocations are text invocations
+    runs = [r for r, _ in where]
+    prompts = [prompt_of.get(r) for r in runs]
+    sizes: dict[str, int] = {}
+    medoid_hex = [None if m is None else _hex(m) for m in medoids]
+    for m in medoid_hex:
+        if m is not None:
+            sizes[m] = sizes.get(m, 0) + 1
+    ranks = {m: rank for rank, m in enumerate(sorted(sizes, key=lambda m: (-sizes[m], m)), 1)}
     return Labelled(
         invocation_ids=np.array(inv, dtype=object),
         run_ids=np.array(runs, dtype=object),
         prompts=np.array(prompts, dtype=object),
-        text_index=np.array(tix, dtype=np.int64),
-        clusters=np.array(clusters, dtype=np.int64),
-        medoids={rank: medoid for medoid, rank in ranks.items()},
+        text_index=np.array([k for _, k in where], dtype=np.int64),
+        clusters=np.array([OUTLIER if m is None else ranks[m] for m in medoid_hex], dtype=np.int64),
+        medoids={rank: uuid.UUID(hex=m) for m, rank in ranks.items()},
     )
 
 
@@ -148,9 +192,9 @@ def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, 
     """Up to ``limit`` ``(embedding id, medoid id)`` of the result, a seeded random sample (Python side)."""
     ec = embedding_cluster
     rows = conn.execute(
-        sa.select(ec.c.embedding_id, ec.c.medoid_embedding_id).where(ec.c.clustering_result_id == result_id)
+        sa.select(_raw(ec.c.embedding_id), _raw(ec.c.medoid_embedding_id)).where(ec.c.clustering_result_id == result_id)
     ).all()
-    if len(rows) <= limit:
-        return [tuple(r) for r in rows]
-    pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
-    return [tuple(rows[i]) for i in sorted(pick.tolist())]
+    if len(rows) > limit:
+        pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
+        rows = [rows[i] for i in sorted(pick.tolist())]
+    return [(uuid.UUID(hex=_hex(e)), None if m is None else uuid.UUID(hex=_hex(m))) for e, m in rows]
