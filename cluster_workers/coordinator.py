@@ -24,7 +24,7 @@ from loguru import logger
 
 from cluster_workers import faults, stopping
 from cluster_workers.config import Settings
-from cluster_workers.db import sampling
+from cluster_workers.db import indexes, sampling
 from cluster_workers.db.connect import db_error, describe, enable_wal, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_results, write_results
@@ -77,6 +77,9 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
             )
         models = [m for m in models if m in settings.models]
     logger.info("counts at downsample={} ({:.2f} s, in SQL):", settings.downsample, report.timings["counts_s"])
+    if report.timings["counts_s"] > indexes.SLOW_COUNT_S and indexes.missing(conn):
+        logger.info("hint: counting took {:.0f} s; `cluster-workers index` adds covering indexes that make it fast "
+                    "on a cold cache (results do not change)", report.timings["counts_s"])
     for model in models:
         logger.info("  {:<14} {:>10,} embeddings -> {:>10,} sampled", model, report.before[model], report.after.get(model, 0))
     orphans = sampling.orphan_embeddings(conn, models)

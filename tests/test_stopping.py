@@ -55,8 +55,11 @@ def result_rows(url: str) -> tuple[int, int]:
 
 
 def integrity(path: Path) -> str:
-    with sqlite3.connect(path) as conn:
+    conn = sqlite3.connect(path)
+    try:
         return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

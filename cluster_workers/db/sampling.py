@@ -18,9 +18,10 @@ from cluster_workers.db.snapshot import SampleBound, embedding_rowid, id_digest
 CALIBRATION_PROMPTS = ("yeah", "nah")
 
 
-def is_text() -> sa.ColumnElement[bool]:
-    # The enum name is stored ('TEXT'); accept lower case, and cast so native PG enums compare too.
-    return sa.func.upper(sa.cast(invocation.c.type, sa.String)) == "TEXT"
+def is_text(table: sa.Table = invocation) -> sa.ColumnElement[bool]:
+    """A text invocation. The enum name is stored ('TEXT'); lower case is accepted, and the cast lets
+    native PostgreSQL enums compare too."""
+    return sa.func.upper(sa.cast(table.c.type, sa.String)) == "TEXT"
 
 
 def _not_calibration():
@@ -40,14 +41,20 @@ def kept_invocations(downsample: int) -> sa.Subquery:
     """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample``."""
     if downsample < 1:
         raise ValueError("downsample must be >= 1")
-    base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
-    base = base.where(is_text(), _not_calibration())
     if downsample == 1:
-        return base.subquery("kept")
-    numbered = base.add_columns(text_index().label("text_index")).subquery("text_invocation")
+        base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
+        return base.where(is_text(), _not_calibration()).subquery("kept")
+    # number every run's text invocations first, then keep every N-th of the non-calibration runs: the
+    # numbering is per run, so filtering runs afterwards keeps the same set and looks up N times fewer runs
+    numbered = (
+        sa.select(invocation.c.id.label("invocation_id"), invocation.c.run_id, text_index().label("text_index"))
+        .where(is_text())
+        .subquery("text_invocation")
+    )
     return (
         sa.select(numbered.c.invocation_id)
-        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0)
+        .join(run, run.c.id == numbered.c.run_id)
+        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0, _not_calibration())
         .subquery("kept")
     )
 
