@@ -25,9 +25,11 @@ app = typer.Typer(
 DEBUG = {"on": False}
 
 DatabaseUrl = typer.Option(
-    None, "--database-url", "--db-path", "-d", help="SQLAlchemy URL or SQLite file path [env CLUSTER_WORKERS_DATABASE_URL, config]."
+    None, "--database-url", "--db-path", "-d", help="SQLAlchemy URL or SQLite file path (env CLUSTER_WORKERS_DATABASE_URL, or the config)."
 )
-ConfigFile = typer.Option(None, "--config", help="TOML config file [default: config/cluster_workers.toml].")
+ConfigFile = typer.Option(None, "--config", help="TOML config file (default: config/cluster_workers.toml).")
+ResultId = typer.Argument(..., help="A result id (or a unique prefix) from `results`.")
+AsJson = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 def fail(exc: BaseException) -> None:
@@ -66,14 +68,14 @@ def cluster(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Keep every N-th text output of every run."),
     database_url: Optional[str] = DatabaseUrl,
     force: bool = typer.Option(False, "--force", help="Replace results already made with the same parameters."),
-    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon [default 0.5]."),
-    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0, help="0 = max(2, int(n * 0.001)) [default]."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon (default 0.5)."),
+    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0, help="0 = max(2, int(n * 0.001)) (the default)."),
     min_samples: Optional[int] = typer.Option(
         None, "--min-samples", min=0,
-        help="0 = same as min_cluster_size [default]. scikit-learn's convention: the point itself counts "
+        help="0 = same as min_cluster_size (the default). scikit-learn's convention: the point itself counts "
         "(the hdbscan package and the fast engine are given min_samples - 1).",
     ),
-    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="[default: allow]"),
+    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow a single cluster (default: allow)."),
     medoid: Optional[str] = typer.Option(None, "--medoid", help="weighted (scikit-learn's store_centers='medoid', default) or mean."),
     min_samples_to_cluster: Optional[int] = typer.Option(None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Cluster only this embedding model (repeatable)."),
@@ -130,7 +132,7 @@ def cluster(
 @app.command()
 def results(
     database_url: Optional[str] = DatabaseUrl,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = AsJson,
     stale_check: bool = typer.Option(
         True, "--stale-check/--no-stale-check", help="Compare each result's sample with the database now (one count per downsample)."
     ),
@@ -149,9 +151,9 @@ def results(
 
 @app.command()
 def show(
-    result_id: str = typer.Argument(..., help="A result id (or a unique prefix) from `results`."),
+    result_id: str = ResultId,
     database_url: Optional[str] = DatabaseUrl,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = AsJson,
     limit: int = typer.Option(20, "--limit", min=0, help="Show at most this many clusters (0 = all)."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
@@ -171,7 +173,7 @@ def show(
 
 @app.command()
 def export(
-    result_id: str = typer.Argument(..., help="A result id (or a unique prefix) from `results`."),
+    result_id: str = ResultId,
     output: Path = typer.Option(..., "--output", "-o", help="File to write: CSV, or Parquet when it ends in .parquet."),
     database_url: Optional[str] = DatabaseUrl,
     config: Optional[Path] = ConfigFile,
@@ -191,7 +193,7 @@ def export(
 def compare(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Only models clustered at this downsample."),
     database_url: Optional[str] = DatabaseUrl,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Do the models agree? ARI and AMI for each pair of models clustered at the same downsample, and cluster matches."""
@@ -210,10 +212,10 @@ def compare(
 
 @app.command()
 def trajectories(
-    result_id: str = typer.Argument(..., help="A result id (or a unique prefix) from `results`."),
+    result_id: str = ResultId,
     database_url: Optional[str] = DatabaseUrl,
     last_k: int = typer.Option(3, "--last-k", min=1, help="A run never settles when its last K sampled texts span more than one cluster."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    as_json: bool = AsJson,
     limit: int = typer.Option(20, "--limit", min=0, help="Rows per table (0 = all)."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
