@@ -22,8 +22,10 @@ from pathlib import Path
 
 import numpy as np
 from loguru import logger
+from sqlalchemy import make_url
 
 from cluster_workers.config import Settings
+from cluster_workers.db.connect import describe, normalise_url
 from cluster_workers.coordinator import RunReport, cluster_models, run_clustering
 from cluster_workers.errors import ClusterWorkersError, Interrupted
 from cluster_workers.worker import ModelResult, peak_rss_mb
@@ -82,6 +84,7 @@ class BenchResult:
     status: str
     settings: dict
     machine: dict
+    database: str = ""  # which database (kind and URL, password masked)
     report: RunReport | None = None
     baseline: dict[str, ModelResult] = field(default_factory=dict)
     baseline_wall_s: float = 0.0
@@ -93,6 +96,7 @@ class BenchResult:
             "status": self.status,
             "error": self.error,
             "started": self.started,
+            "database": self.database,
             "settings": self.settings,
             "machine": self.machine,
         }
@@ -153,6 +157,8 @@ def format_table(data: dict) -> str:
         f"machine: {data['machine']['cores']} cores, {data['machine']['cpu']}, BLAS "
         + ", ".join(f"{b['internal_api']} {b.get('architecture') or ''}".strip() for b in data["machine"]["blas"]),
     ]
+    if data.get("database"):
+        lines.insert(1, f"database: {data['database']}")
     if data.get("error"):
         lines.append(f"error: {data['error']}")
     if "models" not in data:
@@ -195,6 +201,7 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
         status="ok",
         settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout", "min_cluster_size", "min_samples", "epsilon", "allow_single_cluster")},
         machine=machine_info(),
+        database=f"{make_url(normalise_url(settings.database_url)).get_backend_name()}: {describe(settings.database_url)}",
         started=dt.datetime.now().isoformat(timespec="seconds"),
     )
     deadline = time.monotonic() + timeout
