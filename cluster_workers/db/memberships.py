@@ -41,8 +41,13 @@ def cluster_ranks(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, 
         .where(ec.c.clustering_result_id == result_id, ec.c.medoid_embedding_id.is_not(None))
         .group_by(ec.c.medoid_embedding_id)
     ).all()
-    ordered = sorted(sizes, key=lambda row: (-row[1], row[0].hex))
-    return {medoid: rank for rank, (medoid, _) in enumerate(ordered, 1)}
+    return rank_by_size({medoid: n for medoid, n in sizes}, key=lambda medoid: medoid.hex)
+
+
+def rank_by_size(sizes: dict, key=str) -> dict:  # type: ignore[no-untyped-def]
+    """``medoid -> rank``: 1 for the largest cluster, ties in ``key(medoid)`` order (the order ``show`` prints)."""
+    ordered = sorted(sizes, key=lambda medoid: (-sizes[medoid], key(medoid)))
+    return {medoid: rank for rank, medoid in enumerate(ordered, 1)}
 
 
 def _text_positions() -> sa.Subquery:
@@ -152,7 +157,7 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
     for m in medoid_hex:
         if m is not None:
             sizes[m] = sizes.get(m, 0) + 1
-    ranks = {m: rank for rank, m in enumerate(sorted(sizes, key=lambda m: (-sizes[m], m)), 1)}
+    ranks = rank_by_size(sizes)
     return Labelled(
         invocation_ids=np.array(inv, dtype=object),
         run_ids=np.array(runs, dtype=object),
