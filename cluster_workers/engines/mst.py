@@ -9,10 +9,21 @@ property, so the result is HDBSCAN's tree, not a kNN-graph approximation.
 Finding a component's lightest edge cheaply: point ``a``'s exact ``k``-nearest
 list gives its best listed edge to another component; any unlisted point ``b``
 is at least ``r_a`` (the ``k``-th neighbour distance) away, so
-``mrd(a, b) >= max(core[a], r_a)``. Points whose bound is below their
-component's best known edge are searched against every point outside the
-component (float32 GEMM screen, then the chosen edge recomputed in float64),
-in order of their bound, stopping as soon as the bound passes the best edge.
+``mrd(a, b) >= max(core[a], r_a)``: a's *bound*. Points whose bound is below
+their component's best known edge are searched against every point outside
+the component (float32 GEMM screen, chosen edges recomputed in float64), in
+order of their bound, stopping as soon as the bound passes the best edge.
+
+A search keeps, per point, its lightest edges into ``SLOTS`` distinct
+components (of that round). Components only grow, so in later rounds a slot
+whose component is still outside stays exact, and every other outside point is
+at least the heaviest slot away: the point's bound rises to it, and the point
+is searched again only when merges have used up its slots. When a quarter of
+all points need a search in the same round (tight, well-separated clusters:
+every point of a cluster needs one as soon as the cluster is one component),
+*every* point is searched in one symmetric pass (block ``(I, J)`` serves the
+rows of both): half the arithmetic of searching them one block at a time, and
+their slots then settle almost every later round without a search.
 """
 
 from __future__ import annotations
@@ -22,9 +33,12 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from cluster_workers.engines.neighbours import exact_distances
+from cluster_workers.engines.neighbours import CHUNK, _span_max, exact_distances
 
-SEARCH_ROWS = 1024  # rows of one search block (SEARCH_ROWS x n float32)
+SEARCH_ROWS = 1024  # rows of one ordered search block (SEARCH_ROWS x n float32)
+PAIR_ROWS = 2048  # rows and columns of one symmetric search block
+SLOTS = 8  # lightest edges into distinct components kept per searched point
+SYMMETRIC_SHARE = 0.25  # search in one symmetric pass when this share of all points needs a search
 SCREEN_SLACK = 1e-5  # float32 GEMM error on a squared distance of unit vectors, with room to spare
 
 
@@ -46,9 +60,18 @@ def _roots(parent: np.ndarray) -> np.ndarray:
     return out
 
 
+@njit(cache=True, inline="always")
+def _consider(best_w: np.ndarray, best_b: np.ndarray, a: int, w: float, b: int) -> None:
+    if w < best_w[a] or (w == best_w[a] and b < best_b[a]):
+        best_w[a] = w
+        best_b[a] = b
+
+
 @njit(cache=True)
-def _best_listed(idx: np.ndarray, mrd: np.ndarray, comp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per point: the lightest kNN-graph edge (either direction) to another component (inf/-1 if none)."""
+def _best_known(
+    idx: np.ndarray, mrd: np.ndarray, slot_w: np.ndarray, slot_b: np.ndarray, comp: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per point: the lightest known edge (neighbour lists and slots, either direction) to another component."""
     n, k = idx.shape
     best_w = np.full(n, np.inf)
     best_b = np.full(n, -1, dtype=np.int64)
@@ -56,40 +79,112 @@ def _best_listed(idx: np.ndarray, mrd: np.ndarray, comp: np.ndarray) -> tuple[np
         ca = comp[a]
         for j in range(k):
             b = idx[a, j]
-            if comp[b] == ca:
-                continue
-            w = mrd[a, j]
-            if w < best_w[a] or (w == best_w[a] and b < best_b[a]):
-                best_w[a] = w
-                best_b[a] = b
-            if w < best_w[b] or (w == best_w[b] and a < best_b[b]):
-                best_w[b] = w
-                best_b[b] = a
+            if comp[b] != ca:
+                _consider(best_w, best_b, a, mrd[a, j], b)
+                _consider(best_w, best_b, b, mrd[a, j], a)
+        for t in range(slot_b.shape[1]):
+            b = slot_b[a, t]
+            if b >= 0 and comp[b] != ca:
+                _consider(best_w, best_b, a, slot_w[a, t], b)
+                _consider(best_w, best_b, b, slot_w[a, t], a)
     return best_w, best_b
 
 
-@njit(parallel=True, cache=True)
-def _best_outside(
-    sims: np.ndarray, rows: np.ndarray, core: np.ndarray, comp: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of ``sims`` (rows ``rows`` against every point): the lightest screened mrd edge leaving its component."""
-    m, n = sims.shape
-    best_w = np.full(m, np.inf)
-    best_b = np.full(m, -1, dtype=np.int64)
-    for i in prange(m):
+@njit(cache=True, nogil=True, inline="always")
+def _offer(slot_w: np.ndarray, slot_b: np.ndarray, slot_c: np.ndarray, a: int, w: float, b: int, c: int) -> float:
+    """Offer edge ``(a, b)`` (weight ``w``, into component ``c``) to a's slots; returns a's new threshold."""
+    slots = slot_w.shape[1]
+    j = -1
+    for t in range(slots):
+        if slot_c[a, t] == c:
+            j = t
+            break
+    if j < 0:  # a new component: it takes the heaviest slot (an empty one weighs inf)
+        j = 0
+        for t in range(1, slots):
+            if slot_w[a, t] > slot_w[a, j]:
+                j = t
+        if w < slot_w[a, j]:
+            slot_c[a, j] = c
+            slot_w[a, j] = w
+            slot_b[a, j] = b
+    elif w < slot_w[a, j]:
+        slot_w[a, j] = w
+        slot_b[a, j] = b
+    top = slot_w[a, 0]
+    for t in range(1, slots):
+        top = max(top, slot_w[a, t])
+    return top
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _sim_floor(threshold: float) -> float:
+    """Inner products at or below this give a distance of at least ``threshold`` (unit vectors)."""
+    return 1.0 - 0.5 * threshold * threshold if threshold < 2.0 else -np.inf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _weight(s: float, ka: float, kb: float) -> float:
+    d2 = 2.0 - 2.0 * np.float64(s)
+    return max(ka, kb, np.sqrt(d2) if d2 > 0.0 else 0.0)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _offer_rows(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None:  # type: ignore[no-untyped-def]
+    """Offer ``sims[i, j]`` (point ``rows[i]`` to ``cols[j]``) to the slots of ``rows[i]``."""
+    n_cols = sims.shape[1]
+    for i in prange(sims.shape[0]):
         a = rows[i]
-        ca = comp[a]
-        ka = core[a]
-        for b in range(n):
-            if comp[b] == ca:
+        ca, ka = comp[a], core[a]
+        top = slot_w[a].max()
+        if ka >= top:
+            continue
+        floor = _sim_floor(top)
+        for start in range(0, n_cols, CHUNK):
+            stop = min(n_cols, start + CHUNK)
+            if _span_max(sims, i, start, stop) <= floor:
                 continue
-            d2 = 2.0 - 2.0 * np.float64(sims[i, b])
-            d = np.sqrt(d2) if d2 > 0.0 else 0.0
-            w = max(ka, core[b], d)
-            if w < best_w[i]:
-                best_w[i] = w
-                best_b[i] = b
-    return best_w, best_b
+            for j in range(start, stop):
+                b = cols[j]
+                if sims[i, j] <= floor or comp[b] == ca or core[b] >= top:
+                    continue
+                w = _weight(sims[i, j], ka, core[b])
+                if w < top:
+                    top = _offer(slot_w, slot_b, slot_c, a, w, b, comp[b])
+                    if ka >= top:
+                        break
+                    floor = _sim_floor(top)
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _offer_columns(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None:  # type: ignore[no-untyped-def]
+    """Offer ``sims[i, j]`` to the slots of ``cols[j]`` (the transposed direction, no copy; tiles of columns in parallel)."""
+    n_rows, n_cols = sims.shape
+    n_tiles = (n_cols + CHUNK - 1) // CHUNK
+    for t in prange(n_tiles):
+        start = t * CHUNK
+        stop = min(n_cols, start + CHUNK)
+        tops = np.empty(stop - start)
+        floors = np.empty(stop - start)
+        for j in range(start, stop):
+            tops[j - start] = slot_w[cols[j]].max()
+            floors[j - start] = _sim_floor(tops[j - start])
+        lowest = floors.min()
+        for i in range(n_rows):
+            if _span_max(sims, i, start, stop) <= lowest:
+                continue
+            a = rows[i]
+            ca, ka = comp[a], core[a]
+            for j in range(start, stop):
+                b = cols[j]
+                top = tops[j - start]
+                if sims[i, j] <= floors[j - start] or comp[b] == ca or ka >= top:
+                    continue
+                w = _weight(sims[i, j], core[b], ka)
+                if w < top:
+                    tops[j - start] = _offer(slot_w, slot_b, slot_c, b, w, a, ca)
+                    floors[j - start] = _sim_floor(tops[j - start])
+            lowest = floors.min()
 
 
 def _component_minimum(comp: np.ndarray, weights: np.ndarray, n_roots: int) -> np.ndarray:
@@ -101,6 +196,71 @@ def _component_minimum(comp: np.ndarray, weights: np.ndarray, n_roots: int) -> n
     first[comp_sorted[starts]] = order[starts]
     first[(first >= 0) & ~np.isfinite(weights[np.maximum(first, 0)])] = -1
     return first
+
+
+class _Search:
+    """Searches of points against every point outside their component, remembered in slots."""
+
+    def __init__(self, x: np.ndarray, core: np.ndarray, reach: np.ndarray, on_block: Callable[[], object] | None) -> None:
+        n = x.shape[0]
+        self.x, self.core, self.reach, self.on_block = x, core, reach, on_block
+        self.bound = reach.copy()  # no outside point missing from a's neighbour list and slots is lighter
+        self.slot_w = np.full((n, SLOTS), np.inf)
+        self.slot_b = np.full((n, SLOTS), -1, dtype=np.int64)
+        self.slot_c = np.full((n, SLOTS), -1, dtype=np.int64)
+        self.searched = 0
+
+    def _tick(self) -> None:
+        if self.on_block is not None:
+            self.on_block()
+
+    def _start(self, points: np.ndarray) -> None:
+        self.slot_w[points] = np.inf
+        self.slot_b[points] = -1
+        self.slot_c[points] = -1
+        self.searched += int(points.size)
+
+    def _finish(self, points: np.ndarray) -> None:
+        """Slots of freshly searched ``points`` recomputed in float64; their bounds raised to the heaviest slot."""
+        screened = self.slot_w[points]
+        ids = self.slot_b[points]
+        found = ids >= 0
+        exact = exact_distances(self.x, points, np.where(found, ids, points[:, None]))
+        weights = np.maximum(np.maximum(self.core[points][:, None], self.core[np.maximum(ids, 0)]), exact)
+        self.slot_w[points] = np.where(found, weights, np.inf)
+        full = found.all(axis=1)  # fewer than SLOTS components outside: every one of them is in a slot
+        heaviest = np.where(full, screened.max(axis=1) - SCREEN_SLACK, np.inf)
+        self.bound[points] = np.maximum(self.reach[points], heaviest)
+
+    def block(self, points: np.ndarray, comp: np.ndarray) -> None:
+        """Search ``points`` against every point."""
+        self._tick()
+        self._start(points)
+        sims = self.x[points] @ self.x.T
+        _offer_rows(sims, points, np.arange(self.x.shape[0]), self.core, comp, self.slot_w, self.slot_b, self.slot_c)
+        self._finish(points)
+
+    def symmetric(self, points: np.ndarray, comp: np.ndarray) -> None:
+        """Search ``points`` against every point; pairs inside ``points`` are computed once for both ends."""
+        n = self.x.shape[0]
+        self._start(points)
+        points = np.sort(points)
+        others = np.setdiff1d(np.arange(n), points, assume_unique=True)
+        blocks = [points[s : s + PAIR_ROWS] for s in range(0, points.size, PAIR_ROWS)]
+        rest = [others[s : s + PAIR_ROWS] for s in range(0, others.size, PAIR_ROWS)]
+        args = (self.core, comp, self.slot_w, self.slot_b, self.slot_c)
+        for bi, rows in enumerate(blocks):
+            xr = self.x[rows]
+            for cols in blocks[bi:]:
+                self._tick()
+                sims = xr @ self.x[cols].T
+                _offer_rows(sims, rows, cols, *args)
+                if cols is not rows:
+                    _offer_columns(sims, rows, cols, *args)
+            for cols in rest:
+                self._tick()
+                _offer_rows(xr @ self.x[cols].T, rows, cols, *args)
+        self._finish(points)
 
 
 def mutual_reachability_mst(
@@ -115,7 +275,7 @@ def mutual_reachability_mst(
 
     ``idx``/``dist``: each point's exact nearest neighbours (sorted, float64);
     ``core``: core distances (float64). ``exact=False`` (the default path):
-    a component takes its lightest kNN-graph edge when it has one, and only
+    a component takes its lightest known edge when it has one, and only
     components the graph leaves apart are searched -- the MST of the kNN graph,
     its pieces joined by their true lightest edges. ``exact=True``: every
     component's lightest edge is proven lightest over *all* pairs.
@@ -123,18 +283,19 @@ def mutual_reachability_mst(
     x = np.ascontiguousarray(data, dtype=np.float32)
     n = x.shape[0]
     mrd = np.maximum(np.maximum(core[:, None], core[idx]), dist)
-    reach = np.maximum(core, dist[:, -1])  # no unlisted edge of a is lighter than this
+    search = _Search(x, core, np.maximum(core, dist[:, -1]), on_block)
+    bound = search.bound
     parent = np.arange(n, dtype=np.int64)
     edges: list[np.ndarray] = []
-    stats = {"rounds": 0, "searched_points": 0, "joined_components": 0}
+    stats = {"rounds": 0, "searched_points": 0, "joined_components": 0, "symmetric_searches": 0}
     n_edges = 0
     while n_edges < n - 1:
         stats["rounds"] += 1
         roots = _roots(parent)
         _, comp = np.unique(roots, return_inverse=True)
         n_comp = int(comp.max()) + 1
-        best_w, best_b = _best_listed(idx, mrd, comp)
-        settled = best_w <= reach if exact else np.isfinite(best_w)
+        best_w, best_b = _best_known(idx, mrd, search.slot_w, search.slot_b, comp)
+        settled = best_w <= bound if exact else np.isfinite(best_w)
         known = np.where(settled, best_w, np.inf)
         first = _component_minimum(comp, known, n_comp)
         comp_best = np.where(first >= 0, known[np.maximum(first, 0)], np.inf)
@@ -142,32 +303,40 @@ def mutual_reachability_mst(
         largest = int(np.argmax(sizes))
         # points that could still hold a lighter edge than their component's best known one
         if exact:
-            todo = np.flatnonzero(~settled & (reach < comp_best[comp]) & (comp != largest))
+            todo = np.flatnonzero(~settled & (bound < comp_best[comp]) & (comp != largest))
         else:  # only the pieces the kNN graph leaves apart
             apart = ~np.isfinite(comp_best)
             apart[largest] = False
             stats["joined_components"] += int(apart.sum())
             todo = np.flatnonzero(apart[comp])
-        todo = todo[np.argsort(reach[todo], kind="stable")]
-        while todo.size:
-            if on_block is not None:
-                on_block()
-            block, todo = todo[:SEARCH_ROWS], todo[SEARCH_ROWS:]
-            sims = x[block] @ x.T
-            w, b = _best_outside(sims, block, core, comp)
-            stats["searched_points"] += int(block.size)
-            # the float32 screen picked b: recompute that edge exactly
-            found = b >= 0
-            w[found] = np.maximum(np.maximum(core[block[found]], core[b[found]]), exact_distances(x, block[found], b[found][:, None])[:, 0])
+
+        def absorb(block: np.ndarray) -> None:
+            """Searched points' lightest slots become their (exact) best edges; components' bests follow."""
+            nonlocal first, comp_best
+            j = np.argmin(search.slot_w[block], axis=1)
+            w, b = search.slot_w[block, j], search.slot_b[block, j]
             better = w < best_w[block]
             best_w[block[better]], best_b[block[better]] = w[better], b[better]
             known[block] = best_w[block]
             first = _component_minimum(comp, known, n_comp)
             comp_best = np.where(first >= 0, known[np.maximum(first, 0)], np.inf)
-            todo = todo[reach[todo] < comp_best[comp[todo]] + SCREEN_SLACK]
-        # the largest component's own listed edge counts only if nothing unsearched could beat it
+
+        if todo.size >= max(SYMMETRIC_SHARE * n, 2 * PAIR_ROWS):
+            # most points need a search: search them all at once, symmetrically; their slots then serve later rounds
+            stats["symmetric_searches"] += 1
+            everyone = np.arange(n)
+            search.symmetric(everyone, comp)
+            absorb(everyone)
+            todo = todo[:0]
+        todo = todo[np.argsort(bound[todo], kind="stable")]
+        while todo.size:  # in order of bound, until no unsearched point could beat its component's best
+            block, todo = todo[:SEARCH_ROWS], todo[SEARCH_ROWS:]
+            search.block(block, comp)
+            absorb(block)
+            todo = todo[bound[todo] < comp_best[comp[todo]] + SCREEN_SLACK]
+        # the largest component's own known edge counts only if nothing unsearched could beat it
         unsure = ~settled & (comp == largest)
-        if exact and unsure.any() and comp_best[largest] > reach[unsure].min():
+        if exact and unsure.any() and comp_best[largest] > bound[unsure].min():
             first[largest] = -1
         chosen = first[first >= 0]
         chosen = chosen[np.lexsort((chosen, known[chosen]))]
@@ -181,5 +350,6 @@ def mutual_reachability_mst(
             raise RuntimeError("minimum spanning tree made no progress (a component found no outgoing edge)")
         edges.append(np.array(round_edges, dtype=np.float64))
         n_edges += len(round_edges)
+    stats["searched_points"] = search.searched
     tree = np.vstack(edges) if edges else np.empty((0, 3))
     return tree[np.argsort(tree[:, 2], kind="stable")], stats

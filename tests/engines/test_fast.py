@@ -79,10 +79,31 @@ def test_selection_options_follow_the_reference(params):
     assert adjusted_rand_score(reference.cluster(data, params).labels, fast.cluster(data, params).labels) >= 0.999
 
 
-def test_exact_mst_equals_a_brute_force_mst():
+# The MST search's paths, forced on small data: one block at a time in order of bound; one symmetric pass over
+# every point (the path tight clusters take at production size); and slots so few that merges use them up.
+SEARCH_PATHS = {
+    "ordered": {},
+    "symmetric": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0},
+    "symmetric-two-slots": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, "SLOTS": 2},
+}
+
+
+def force_search_path(monkeypatch, path: str) -> None:
+    for name, value in SEARCH_PATHS[path].items():
+        monkeypatch.setattr(mst_mod, name, value)
+
+
+def check_search_path(stats: dict, path: str) -> None:
+    assert (stats["symmetric_searches"] > 0) == (path != "ordered"), stats
+    assert stats["searched_points"] > 0, stats
+
+
+@pytest.mark.parametrize("path", list(SEARCH_PATHS))
+def test_exact_mst_equals_a_brute_force_mst(path, monkeypatch):
     """The Borůvka MST has the weight of the MST of the full mutual-reachability matrix."""
     from scipy.sparse.csgraph import minimum_spanning_tree
 
+    force_search_path(monkeypatch, path)
     data = diffuse_data(n=600, seed=7)
     idx, dist = neighbours.knn(data, 8)
     core = neighbours.core_distances(dist, 5)
@@ -91,20 +112,24 @@ def test_exact_mst_equals_a_brute_force_mst():
     mrd = np.maximum(full, np.maximum(core[:, None], core[None, :]))
     np.fill_diagonal(mrd, 0)
     want = minimum_spanning_tree(mrd + 1e-12 * (mrd > 0)).data.sum()  # keep zero-weight edges
-    tree, _ = mst_mod.mutual_reachability_mst(data, idx, dist, core, exact=True)
+    tree, stats = mst_mod.mutual_reachability_mst(data, idx, dist, core, exact=True)
+    check_search_path(stats, path)
     assert tree.shape == (599, 3)
     assert tree[:, 2].sum() == pytest.approx(want, rel=1e-9, abs=1e-6)
 
 
+@pytest.mark.parametrize("path", list(SEARCH_PATHS))
 @pytest.mark.parametrize("make", [attractor_data, diffuse_data], ids=["attractors", "diffuse"])
-def test_mst_weights_are_hdbscans(make):
+def test_mst_weights_are_hdbscans(make, path, monkeypatch):
     """The engine's tree has exactly the edge weights of the hdbscan package's own MST."""
     import hdbscan
 
+    force_search_path(monkeypatch, path)
     data = make(seed=11)
     ref = hdbscan.HDBSCAN(min_cluster_size=15, min_samples=9, gen_min_span_tree=True).fit(data.astype(np.float64))
     idx, dist = neighbours.knn(data, 9 + 1 + fast.GRAPH_EXTRA)
-    tree, _ = mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, 9), exact=True)
+    tree, stats = mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, 9), exact=True)
+    check_search_path(stats, path)
     want = np.sort(ref.minimum_spanning_tree_.to_numpy()[:, 2])
     assert np.allclose(np.sort(tree[:, 2]), want, rtol=1e-12, atol=1e-12)
 
