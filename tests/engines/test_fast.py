@@ -134,12 +134,16 @@ def test_mst_weights_are_hdbscans(make, path, monkeypatch):
     assert np.allclose(np.sort(tree[:, 2]), want, rtol=1e-12, atol=1e-12)
 
 
-def test_knn_is_exact_in_float64():
+@pytest.mark.parametrize("blocks", [(2048, 8192), (64, 200)], ids=["one-block", "many-blocks"])
+def test_knn_is_exact_in_float64(blocks, monkeypatch):
+    monkeypatch.setattr(neighbours, "BLOCK_ROWS", blocks[0])
+    monkeypatch.setattr(neighbours, "BLOCK_COLS", blocks[1])
     data = diffuse_data(n=1500, seed=5)
     idx, dist = neighbours.knn(data, 20)
     x = data.astype(np.float64)
-    brute = np.sort(np.sqrt(((x[:60, None, :] - x[None, :, :]) ** 2).sum(-1)), axis=1)[:, :20]
-    assert np.allclose(dist[:60], brute, rtol=1e-12, atol=1e-12)
+    rows = np.r_[0:30, 1470:1500]  # first and last blocks: served by the square block, rows and columns
+    brute = np.sort(np.sqrt(((x[rows, None, :] - x[None, :, :]) ** 2).sum(-1)), axis=1)[:, :20]
+    assert np.allclose(dist[rows], brute, rtol=1e-12, atol=1e-12)
     assert np.all(np.diff(dist, axis=1) >= 0)
 
 

@@ -24,6 +24,36 @@ def test_weighted_medoid_is_scikit_learns():
     assert np.allclose(data[ours].astype(np.float64), model.medoids_, atol=1e-7)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_screened_medoid_equals_the_full_float64_rule(seed):
+    """The float32 screen only narrows the field: the medoid is the full float64 argmin, duplicates included."""
+    rng = np.random.default_rng(seed)
+    data = blobs(n=700, dim=[24, 96, 384][seed % 3], seed=seed)
+    data[350:420] = data[:70]  # exact duplicates: tied sums, the first in row order wins
+    labels = rng.integers(0, 3, 700).astype(np.int32)
+    probabilities = rng.uniform(0.05, 1.0, 700) if seed % 2 else np.ones(700)
+    ours = medoid_indices(data, labels, probabilities)[0]
+    x = data.astype(np.float64)
+    for c, m in enumerate(ours):
+        members = np.flatnonzero(labels == c)
+        xm = x[members]
+        sq = (xm**2).sum(1)
+        d = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * xm @ xm.T, 0))
+        np.fill_diagonal(d, 0)
+        sums = d @ probabilities[members]
+        assert m == members[np.argmin(sums)] or np.isclose(sums[members.tolist().index(m)], sums.min(), rtol=1e-13)
+
+
+def test_the_screen_bound_holds_and_narrows_the_field():
+    data = blobs(n=2000, dim=384, seed=9)
+    members = np.arange(2000)
+    weights = np.random.default_rng(1).uniform(0.1, 1, 2000)
+    low, high = medoids_mod._blocked_sums(data, members, members, weights, np.float32)
+    exact = medoids_mod.weighted_distance_sums(data, members, members, weights)
+    assert np.all(low <= exact) and np.all(exact <= high)
+    assert np.count_nonzero(low <= high.min()) < 100  # the exact pass scores only a few contenders
+
+
 def test_weighted_medoid_uses_the_probabilities():
     """Same members, other weights: the medoid moves towards the heavy members."""
     data = blobs(n=200, seed=1)
