@@ -33,10 +33,10 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from cluster_workers.engines.neighbours import CHUNK, _span_max, exact_distances
+from cluster_workers.engines.neighbours import BLOCK_COLS, CHUNK, _span_max, exact_distances
 
 SEARCH_ROWS = 1024  # rows of one ordered search block (SEARCH_ROWS x n float32)
-PAIR_ROWS = 2048  # rows and columns of one symmetric search block
+PAIR_ROWS = 2048  # rows of one symmetric search block (BLOCK_COLS wide)
 SLOTS = 8  # lightest edges into distinct components kept per searched point
 SYMMETRIC_SHARE = 0.25  # search in one symmetric pass when this share of all points needs a search
 SCREEN_SLACK = 1e-5  # float32 GEMM error on a squared distance of unit vectors, with room to spare
@@ -241,24 +241,30 @@ class _Search:
         self._finish(points)
 
     def symmetric(self, points: np.ndarray, comp: np.ndarray) -> None:
-        """Search ``points`` against every point; pairs inside ``points`` are computed once for both ends."""
+        """Search ``points`` against every point; pairs inside ``points`` are computed once for both ends.
+
+        As the neighbour screen: each chunk of rows meets itself, then the later
+        points in wide blocks that serve rows and columns, then the other points.
+        """
         n = self.x.shape[0]
         self._start(points)
         points = np.sort(points)
         others = np.setdiff1d(np.arange(n), points, assume_unique=True)
-        blocks = [points[s : s + PAIR_ROWS] for s in range(0, points.size, PAIR_ROWS)]
-        rest = [others[s : s + PAIR_ROWS] for s in range(0, others.size, PAIR_ROWS)]
         args = (self.core, comp, self.slot_w, self.slot_b, self.slot_c)
-        for bi, rows in enumerate(blocks):
+        for s in range(0, points.size, PAIR_ROWS):
+            rows = points[s : s + PAIR_ROWS]
             xr = self.x[rows]
-            for cols in blocks[bi:]:
+            self._tick()
+            _offer_rows(xr @ xr.T, rows, rows, *args)
+            for c in range(s + PAIR_ROWS, points.size, BLOCK_COLS):
                 self._tick()
+                cols = points[c : c + BLOCK_COLS]
                 sims = xr @ self.x[cols].T
                 _offer_rows(sims, rows, cols, *args)
-                if cols is not rows:
-                    _offer_columns(sims, rows, cols, *args)
-            for cols in rest:
+                _offer_columns(sims, rows, cols, *args)
+            for c in range(0, others.size, BLOCK_COLS):
                 self._tick()
+                cols = others[c : c + BLOCK_COLS]
                 _offer_rows(xr @ self.x[cols].T, rows, cols, *args)
         self._finish(points)
 
