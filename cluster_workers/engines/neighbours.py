@@ -27,6 +27,7 @@ BLOCK_ROWS = 2048  # rows of one similarity block
 BLOCK_COLS = 8192  # its columns: 2048 x 8192 float32 = 64 MiB
 MARGIN = 8  # extra screened candidates, reranked exactly
 CHUNK = 64  # values tested at once against a row's threshold
+COLUMN_TILE = 16  # columns one thread serves at once in the transposed direction (one cache line)
 
 
 @njit(cache=True, nogil=True)
@@ -84,25 +85,33 @@ def _push_block(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals:
                     threshold = vals[0]
 
 
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _max_excess(sims: np.ndarray, i: int, start: int, stop: int, thresholds: np.ndarray) -> float:
+    """``max(sims[i, start:stop] - thresholds)`` as a SIMD reduction: positive when any value beats its threshold."""
+    top = sims[i, start] - thresholds[0]
+    for j in range(start + 1, stop):
+        top = max(top, sims[i, j] - thresholds[j - start])
+    return top
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
     """Offer ``sims[i, j]`` to the heap of ``cols[j]`` (candidate ``rows[i]``): the transposed direction, no copy.
 
-    Tiles of ``CHUNK`` columns are independent (each owns its heaps); inside a
-    tile the rows are read contiguously, and a row is skipped at once when its
-    tile maximum does not beat the tile's lowest threshold.
+    Tiles of ``COLUMN_TILE`` columns are independent (each owns its heaps);
+    inside a tile the rows are read in order, and a row is skipped at once when
+    no value beats its column's threshold (one SIMD reduction over the tile).
     """
     n_rows, n_cols = sims.shape
-    n_tiles = (n_cols + CHUNK - 1) // CHUNK
+    n_tiles = (n_cols + COLUMN_TILE - 1) // COLUMN_TILE
     for t in prange(n_tiles):
-        start = t * CHUNK
-        stop = min(n_cols, start + CHUNK)
+        start = t * COLUMN_TILE
+        stop = min(n_cols, start + COLUMN_TILE)
         thresholds = np.empty(stop - start, dtype=np.float32)
         for j in range(start, stop):
             thresholds[j - start] = heap_vals[cols[j], 0]
-        lowest = thresholds.min()
         for i in range(n_rows):
-            if _span_max(sims, i, start, stop) <= lowest:
+            if _max_excess(sims, i, start, stop, thresholds) <= 0:
                 continue
             for j in range(start, stop):
                 s = sims[i, j]
@@ -112,7 +121,6 @@ def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, he
                     heap_ids[c, 0] = rows[i]
                     _sift_down(heap_vals[c], heap_ids[c], 0)
                     thresholds[j - start] = heap_vals[c, 0]
-            lowest = thresholds.min()
 
 
 # reassociation lets the float64 sum run in SIMD lanes (4x here); it moves a distance by at most a few ulps
@@ -145,7 +153,7 @@ def screen(x: np.ndarray, m: int, on_block: Callable[[], object] | None = None) 
     heap_ids = np.zeros((n, m), dtype=np.int64)
     for a in range(0, n, block_rows):
         rows = np.arange(a, min(n, a + block_rows))
-        xa = x[rows]
+        xa = x[a : a + block_rows]  # views, not copies
         if on_block is not None:
             on_block()
         _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids)
@@ -153,7 +161,7 @@ def screen(x: np.ndarray, m: int, on_block: Callable[[], object] | None = None) 
             if on_block is not None:
                 on_block()
             cols = np.arange(b, min(n, b + block_cols))
-            sims = xa @ x[cols].T
+            sims = xa @ x[b : b + block_cols].T
             _push_block(sims, rows, cols, heap_vals, heap_ids)
             _push_block_columns(sims, rows, cols, heap_vals, heap_ids)
     return heap_ids
@@ -185,12 +193,12 @@ def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: 
     """Core distances of ``rows`` against every row, independently of :func:`knn` (float64 GEMM, exact rerank)."""
     x = np.ascontiguousarray(data, dtype=np.float32)
     x64 = x.astype(np.float64)
-    m = min(x.shape[0], min_samples + 1 + margin)
+    n = x.shape[0]
+    m = min(n, min_samples + 1 + margin)
     out = np.empty(rows.size, dtype=np.float64)
-    for s in range(0, rows.size, 256):
-        q = rows[s : s + 256]
-        sims = x64[q] @ x64.T
-        cand = np.argpartition(-sims, m - 1, axis=1)[:, :m]
+    for s in range(0, rows.size, 128):
+        q = rows[s : s + 128]
+        cand = np.argpartition(x64[q] @ x64.T, n - m, axis=1)[:, n - m :]  # the m largest inner products
         dist = np.sort(exact_distances(x, q, cand), axis=1)
-        out[s : s + 256] = dist[:, min(min_samples, m - 1)]
+        out[s : s + 128] = dist[:, min(min_samples, m - 1)]
     return out
