@@ -134,6 +134,27 @@ def make_tasks(
     ]
 
 
+def _quiet_resource_tracker() -> None:
+    """Start loky's resource tracker with its stderr on /dev/null (once per process).
+
+    When a run is stopped, the tracker can print a traceback of its own while it
+    deletes joblib's temporary folder a second time (a known, harmless loky
+    race: joblib issue #1595); the user must see our one-line message, not that.
+    """
+    from joblib.externals.loky.backend import resource_tracker
+
+    if getattr(resource_tracker._resource_tracker, "_pid", None) is not None:
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            resource_tracker.ensure_running()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 @contextlib.contextmanager
 def _backend(backend: str, scheduler: str) -> Iterator[object]:
     """loky: nothing to set up. dask: a ``distributed.Client`` on ``scheduler``, joblib's dask backend."""
@@ -212,6 +233,8 @@ def dispatch(
             options = {"max_nbytes": None} if backend == "loky" else {}
             # the dask backend has had bugs with unordered generators: take results in order there
             return_as = "generator_unordered" if backend == "loky" else "generator"
+            if backend == "loky":
+                _quiet_resource_tracker()
             threads_cap = parallel_config(backend="loky", inner_max_num_threads=cores) if backend == "loky" else contextlib.nullcontext()
             with threads_cap:
                 parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)

@@ -85,6 +85,20 @@ def test_an_interrupt_stops_the_workers_and_writes_nothing(mid_db, sig):
     assert file_hash(mid_db) == digest
 
 
+def test_loky_resource_tracker_cannot_print_over_our_message(mid_db):
+    """loky's tracker can print a KeyError traceback when a stopped run's temporary folder is deleted twice
+    (joblib issue #1595; it failed this file's interrupt test once in CI): it runs with stderr on /dev/null."""
+    proc = start_cli("cluster", "-d", str(mid_db), *SLOW)
+    try:
+        wait_for_workers(proc)
+        trackers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "loky.backend.resource_tracker" in " ".join(p.cmdline())]
+        assert trackers, "no loky resource tracker found"
+        assert all(os.readlink(f"/proc/{t.pid}/fd/2") == os.devnull for t in trackers)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+
+
 def test_bin_cluster_run_stops_with_kill_pid(mid_db, tmp_path):
     import re
 

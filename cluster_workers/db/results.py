@@ -48,12 +48,15 @@ def _utc(ts: float) -> dt.datetime:
 
 
 def time_ordered_ids(n: int, when: float) -> np.ndarray:
-    """``n`` new UUIDs (version 7 layout: 48-bit millisecond time, 12 random bits, then a counter),
-    increasing in order, as ``(n, 16)`` bytes: appended at the end of the primary-key index, not scattered."""
+    """``n`` new UUIDs (version 7 layout: 48-bit millisecond time, 26 random bits, then a 48-bit counter
+    from a random start), increasing in order, as ``(n, 16)`` bytes: appended at the end of the primary-key
+    index, not scattered. Batches made in the same millisecond differ in the random bits and counter range."""
     ids = np.zeros((n, 16), dtype=np.uint8)
     ids[:, :6] = np.frombuffer(int(when * 1000).to_bytes(6, "big"), dtype=np.uint8)
-    ids[:, 6:9] = np.frombuffer(os.urandom(3), dtype=np.uint8)
-    ids[:, 8:] = np.arange(n, dtype=">u8").view(np.uint8).reshape(n, 8)
+    ids[:, 6:10] = np.frombuffer(os.urandom(4), dtype=np.uint8)
+    start = int.from_bytes(os.urandom(5), "big")  # < 2**40: the counter never wraps its 48 bits
+    counter = (start + np.arange(n, dtype=np.uint64)).astype(">u8").view(np.uint8).reshape(n, 8)
+    ids[:, 10:] = counter[:, 2:]  # the low 48 bits
     ids[:, 6] = (ids[:, 6] & 0x0F) | 0x70  # version 7
     ids[:, 8] = (ids[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     return ids
