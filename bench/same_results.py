@@ -20,7 +20,7 @@ from cluster_workers.report import read_with
 
 
 def memberships(url: str, downsample: int) -> dict[str, dict[str, int]]:
-    """model -> {invocation id (hex): medoid rank}, for the latest result at ``downsample``."""
+    """model -> {invocation id (hex): its medoid's embedding id (hex), None for an outlier}, latest result at ``downsample``."""
 
     def read(conn):  # type: ignore[no-untyped-def]
         out = {}
