@@ -25,10 +25,12 @@ import numpy as np
 from cluster_workers.engines import Clustering, HDBSCANParams
 from cluster_workers.engines.fidelity import core_distance_fidelity
 from cluster_workers.engines.mst import mutual_reachability_mst
-from cluster_workers.engines.neighbours import core_distances, knn
+from cluster_workers.engines.neighbours import core_distances, group_size, knn
+from cluster_workers.engines.order import cell_order
 from cluster_workers.engines.tree import labels_from_mst
 
 GRAPH_EXTRA = 16  # neighbours beyond min_samples + 1: wider lists settle more MST edges without a search
+GROUP_MAXIMA_BYTES = 512 * 2**20  # per-point group maxima kept from the neighbour screen for the MST searches
 EXACT_MST = True  # prove every MST edge lightest over all pairs; False: the kNN graph's MST with its pieces joined exactly
 
 
@@ -44,11 +46,20 @@ def cluster(
         raise ValueError(f"need at least 2 vectors to cluster, got {n}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    idx, dist = knn(data, params.min_samples + 1 + GRAPH_EXTRA, on_block=on_block)
+    group = group_size(n, GROUP_MAXIMA_BYTES)
+    order = cell_order(np.ascontiguousarray(data, dtype=np.float32)) if group else np.arange(n)
+    x = np.ascontiguousarray(data[order], dtype=np.float32) if group else data
+    maxima = np.full((n, -(-n // group)), -np.inf, dtype=np.float32) if group else None
+    timings["order_s"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    idx, dist = knn(x, params.min_samples + 1 + GRAPH_EXTRA, on_block=on_block, maxima=maxima, group=group)
     core = core_distances(dist, params.min_samples)
     timings["neighbours_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mst, mst_stats = mutual_reachability_mst(data, idx, dist, core, exact=EXACT_MST, on_block=on_block)
+    mst, mst_stats = mutual_reachability_mst(x, idx, dist, core, exact=EXACT_MST, on_block=on_block, maxima=maxima, group=group)
+    del maxima, x
+    mst[:, :2] = order[mst[:, :2].astype(np.int64)]
+    core = core[np.argsort(order)]
     timings["mst_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     labels, probabilities = labels_from_mst(mst, params)
@@ -61,6 +72,7 @@ def cluster(
         "mst_joined_components": mst_stats["joined_components"],
         "mst_searched_points": mst_stats["searched_points"],
         "mst_rounds": mst_stats["rounds"],
+        "mst_searched_pair_share": mst_stats["searched_pair_share"],
     }
     if fidelity:
         t0 = time.perf_counter()

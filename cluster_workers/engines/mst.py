@@ -28,10 +28,13 @@ their slots then settle almost every later round without a search.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
+import numba
 from numba import njit, prange
+from threadpoolctl import threadpool_limits
 
 from cluster_workers.engines.neighbours import BLOCK_COLS, CHUNK, _span_max, exact_distances
 
@@ -40,6 +43,11 @@ PAIR_ROWS = 2048  # rows of one symmetric search block (BLOCK_COLS wide)
 SLOTS = 8  # lightest edges into distinct components kept per searched point
 SYMMETRIC_SHARE = 0.25  # search in one symmetric pass when this share of all points needs a search
 SCREEN_SLACK = 1e-5  # float32 GEMM error on a squared distance of unit vectors, with room to spare
+LEADING_GROUPS = 16  # groups a point meets first (its largest maxima), to fill its slots before bounding the rest
+GROUP_ROWS = 128  # points searched together against the groups any of them needs
+GROUP_STEP = 16  # groups met at once before the points' bounds are tightened again
+CLOSED = -2  # slot_c of a slot closed because fewer than SLOTS other components exist
+SIM_SLACK = 1e-5  # float32 error on an inner product of unit vectors (GEMM or a plain dot), with room to spare
 
 
 @njit(cache=True)
@@ -129,8 +137,7 @@ def _weight(s: float, ka: float, kb: float) -> float:
     return max(ka, kb, np.sqrt(d2) if d2 > 0.0 else 0.0)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _offer_rows(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None:  # type: ignore[no-untyped-def]
+def _offer_rows_body(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None:  # type: ignore[no-untyped-def]
     """Offer ``sims[i, j]`` (point ``rows[i]`` to ``cols[j]``) to the slots of ``rows[i]``."""
     n_cols = sims.shape[1]
     for i in prange(sims.shape[0]):
@@ -154,6 +161,10 @@ def _offer_rows(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None:  
                     if ka >= top:
                         break
                     floor = _sim_floor(top)
+
+
+_offer_rows = njit(parallel=True, cache=True, nogil=True)(_offer_rows_body)
+_offer_rows_serial = njit(cache=True, nogil=True)(_offer_rows_body)  # for many small blocks, one per thread
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -187,6 +198,78 @@ def _offer_columns(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None
             lowest = floors.min()
 
 
+@njit(cache=True)
+def _leading_groups(points, maxima, group_comp, comp, count):  # type: ignore[no-untyped-def]
+    """Groups that are among some point's ``count`` largest maxima (groups wholly inside its component left out)."""
+    n_groups = maxima.shape[1]
+    chosen = np.zeros(n_groups, dtype=np.bool_)
+    best = np.empty(count, dtype=np.int64)
+    for a in points:
+        ca = comp[a]
+        row = maxima[a]
+        m = 0
+        for g in range(n_groups):
+            if group_comp[g] == ca:
+                continue
+            if m < count:
+                best[m] = g
+                m += 1
+            else:
+                low = 0
+                for t in range(1, count):
+                    if row[best[t]] < row[best[low]]:
+                        low = t
+                if row[g] > row[best[low]]:
+                    best[low] = g
+        for t in range(m):
+            chosen[best[t]] = True
+    return chosen
+
+
+@njit(cache=True)
+def _reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w, slot_b, slot_c, done):  # type: ignore[no-untyped-def]
+    """Groups not in ``done`` that could still hold an edge into one of some point's slots.
+
+    A point's heaviest slot is bounded from above by its slots and by the
+    groups wholly inside other components (the group's best member is as close
+    as its maximum says, its core at most the group's largest): the ``SLOTS``
+    lightest such bounds over distinct components. A group whose maximum cannot
+    beat that bound holds no edge for the slots.
+    """
+    n_groups = maxima.shape[1]
+    slots = slot_w.shape[1]
+    chosen = np.zeros(n_groups, dtype=np.bool_)
+    ub_w = np.empty((1, slots))
+    ub_b = np.empty((1, slots), dtype=np.int64)
+    ub_c = np.empty((1, slots), dtype=np.int64)
+    for a in points:
+        ca, ka = comp[a], core[a]
+        row = maxima[a]
+        ub_w[0], ub_b[0], ub_c[0] = slot_w[a], slot_b[a], slot_c[a]
+        ceiling = ub_w[0].max()
+        for g in range(n_groups):
+            c = group_comp[g]
+            if c >= 0 and c != ca:
+                w = _weight(row[g] - SIM_SLACK, ka, group_core[g])
+                if w < ceiling:
+                    ceiling = _offer(ub_w, ub_b, ub_c, 0, w, -1, c)
+        if ka >= ceiling:
+            continue
+        floor = _sim_floor(ceiling)
+        for g in range(n_groups):
+            if not done[g] and row[g] + SIM_SLACK > floor and group_comp[g] != ca:
+                chosen[g] = True
+    return chosen
+
+
+def _group_components(comp: np.ndarray, group: int) -> np.ndarray:
+    """Per group of ``group`` consecutive points: their component if they share one, else -1."""
+    n = comp.size
+    starts = np.arange(0, n, group)
+    low, high = np.minimum.reduceat(comp, starts), np.maximum.reduceat(comp, starts)
+    return np.where(low == high, low, -1)
+
+
 def _component_minimum(comp: np.ndarray, weights: np.ndarray, n_roots: int) -> np.ndarray:
     """Index of each component's lightest entry (ties: smallest index), -1 if all inf."""
     order = np.lexsort((np.arange(weights.size), weights, comp))
@@ -209,15 +292,20 @@ class _Search:
         self.slot_b = np.full((n, SLOTS), -1, dtype=np.int64)
         self.slot_c = np.full((n, SLOTS), -1, dtype=np.int64)
         self.searched = 0
+        self.pairs = 0  # point pairs computed by the searches
 
     def _tick(self) -> None:
         if self.on_block is not None:
             self.on_block()
 
-    def _start(self, points: np.ndarray) -> None:
+    def _start(self, points: np.ndarray, n_comp: int) -> None:
+        """Empty the slots of ``points``; with fewer than ``SLOTS`` other components, the spare slots are closed."""
         self.slot_w[points] = np.inf
         self.slot_b[points] = -1
         self.slot_c[points] = -1
+        spare = max(0, self.slot_w.shape[1] - (n_comp - 1))
+        self.slot_w[points[:, None], np.arange(spare)] = -np.inf  # never the heaviest: it takes no edge
+        self.slot_c[points[:, None], np.arange(spare)] = CLOSED
         self.searched += int(points.size)
 
     def _finish(self, points: np.ndarray) -> None:
@@ -228,17 +316,79 @@ class _Search:
         exact = exact_distances(self.x, points, np.where(found, ids, points[:, None]))
         weights = np.maximum(np.maximum(self.core[points][:, None], self.core[np.maximum(ids, 0)]), exact)
         self.slot_w[points] = np.where(found, weights, np.inf)
-        full = found.all(axis=1)  # fewer than SLOTS components outside: every one of them is in a slot
-        heaviest = np.where(full, screened.max(axis=1) - SCREEN_SLACK, np.inf)
+        closed = self.slot_c[points] == CLOSED
+        # every slot filled: no edge left out is lighter than the heaviest slot; with closed slots, every other
+        # component has its slot, and so will every later one (a union of them): nothing left out can matter
+        heaviest = np.where(found.all(axis=1), screened.max(axis=1) - SCREEN_SLACK, np.inf)
+        heaviest[~(found | closed).all(axis=1)] = -np.inf
         self.bound[points] = np.maximum(self.reach[points], heaviest)
 
     def block(self, points: np.ndarray, comp: np.ndarray) -> None:
         """Search ``points`` against every point."""
         self._tick()
-        self._start(points)
+        self._start(points, int(comp.max()) + 1)
         sims = self.x[points] @ self.x.T
+        self.pairs += points.size * self.x.shape[0]
         _offer_rows(sims, points, np.arange(self.x.shape[0]), self.core, comp, self.slot_w, self.slot_b, self.slot_c)
         self._finish(points)
+
+    def by_group_maxima(self, points: np.ndarray, comp: np.ndarray, maxima: np.ndarray, group: int) -> None:
+        """Search ``points`` against only the groups (``group`` consecutive points) that could hold a slot.
+
+        ``maxima[a, g]``: a's largest inner product with group ``g``, from the
+        neighbour screen. ``GROUP_ROWS`` consecutive points at a time meet
+        first their ``LEADING_GROUPS`` best groups, then every group whose
+        maximum could still beat one of their slots (:func:`_reachable_groups`),
+        ``GROUP_STEP`` groups at a time, best first, each step tightening the bounds.
+        """
+        self._start(points, int(comp.max()) + 1)
+        group_comp = _group_components(comp, group)
+        group_core = np.maximum.reduceat(self.core, np.arange(0, self.core.size, group))
+        ordered = np.sort(points)
+        batches = [ordered[s : s + GROUP_ROWS] for s in range(0, ordered.size, GROUP_ROWS)]
+        workers = numba.get_num_threads()
+
+        def search(rows: np.ndarray) -> int:
+            return self._search_batch(rows, comp, maxima, group, group_comp, group_core)
+
+        # many small GEMMs: one thread each (BLAS and numba threads spinning between them would starve each other),
+        # batches side by side (each writes only its own points' slots)
+        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            for s in range(0, len(batches), 16 * workers):
+                self._tick()
+                self.pairs += sum(pool.map(search, batches[s : s + 16 * workers]))
+        self._finish(points)
+
+    def _search_batch(self, rows, comp, maxima, group, group_comp, group_core) -> int:  # type: ignore[no-untyped-def]
+        """Search ``rows`` (sorted) against the groups they need; returns the pairs computed."""
+        xr = self.x[rows]
+        done = _leading_groups(rows, maxima, group_comp, comp, LEADING_GROUPS)
+        pairs = self._offer_groups(xr, rows, done, group, comp)
+        while True:  # the most promising of the groups still reachable, until none is
+            rest = np.flatnonzero(_reachable_groups(
+                rows, maxima, group_comp, group_core, self.core, comp, self.slot_w, self.slot_b, self.slot_c, done
+            ))  # fmt: skip
+            if not rest.size:
+                return pairs
+            if rest.size > GROUP_STEP:
+                rest = rest[np.argsort(-maxima[rows][:, rest].max(axis=0), kind="stable")[:GROUP_STEP]]
+            step = np.zeros_like(done)
+            step[rest] = True
+            pairs += self._offer_groups(xr, rows, step, group, comp)
+            done |= step
+
+    def _offer_groups(self, xr: np.ndarray, rows: np.ndarray, chosen: np.ndarray, group: int, comp: np.ndarray) -> int:
+        """Offer every pair of ``rows`` with a member of a ``chosen`` group (GEMMs over runs of them); returns the pairs."""
+        n = self.x.shape[0]
+        edges = np.flatnonzero(np.diff(np.r_[0, chosen.astype(np.int8), 0]))
+        pairs = 0
+        for g0, g1 in zip(edges[::2], edges[1::2]):
+            for lo in range(g0 * group, min(n, g1 * group), BLOCK_COLS):
+                hi = min(n, g1 * group, lo + BLOCK_COLS)
+                pairs += rows.size * (hi - lo)
+                sims = xr @ self.x[lo:hi].T
+                _offer_rows_serial(sims, rows, np.arange(lo, hi), self.core, comp, self.slot_w, self.slot_b, self.slot_c)
+        return pairs
 
     def symmetric(self, points: np.ndarray, comp: np.ndarray) -> None:
         """Search ``points`` against every point; pairs inside ``points`` are computed once for both ends.
@@ -247,8 +397,9 @@ class _Search:
         points in wide blocks that serve rows and columns, then the other points.
         """
         n = self.x.shape[0]
-        self._start(points)
+        self._start(points, int(comp.max()) + 1)
         points = np.sort(points)
+        self.pairs += points.size * n - points.size * (points.size - 1) // 2
         others = np.setdiff1d(np.arange(n), points, assume_unique=True)
         args = (self.core, comp, self.slot_w, self.slot_b, self.slot_c)
         for s in range(0, points.size, PAIR_ROWS):
@@ -276,6 +427,8 @@ def mutual_reachability_mst(
     core: np.ndarray,
     exact: bool = False,
     on_block: Callable[[], object] | None = None,
+    maxima: np.ndarray | None = None,
+    group: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """MST edges ``(a, b, weight)`` (n - 1 rows, sorted by weight) and search statistics.
 
@@ -293,7 +446,7 @@ def mutual_reachability_mst(
     bound = search.bound
     parent = np.arange(n, dtype=np.int64)
     edges: list[np.ndarray] = []
-    stats = {"rounds": 0, "searched_points": 0, "joined_components": 0, "symmetric_searches": 0}
+    stats = {"rounds": 0, "searched_points": 0, "joined_components": 0, "symmetric_searches": 0, "group_searches": 0}
     n_edges = 0
     while n_edges < n - 1:
         stats["rounds"] += 1
@@ -327,17 +480,26 @@ def mutual_reachability_mst(
             first = _component_minimum(comp, known, n_comp)
             comp_best = np.where(first >= 0, known[np.maximum(first, 0)], np.inf)
 
-        if todo.size >= max(SYMMETRIC_SHARE * n, 2 * PAIR_ROWS):
+        many = todo.size >= max(SYMMETRIC_SHARE * n, 2 * PAIR_ROWS)
+        if many and maxima is None:
             # most points need a search: search them all at once, symmetrically; their slots then serve later rounds
             stats["symmetric_searches"] += 1
             everyone = np.arange(n)
             search.symmetric(everyone, comp)
             absorb(everyone)
             todo = todo[:0]
+        elif many:  # the same, each against only the groups that could hold its slots
+            stats["group_searches"] += 1
+            search.by_group_maxima(todo, comp, maxima, group)
+            absorb(todo)
+            todo = todo[:0]
         todo = todo[np.argsort(bound[todo], kind="stable")]
         while todo.size:  # in order of bound, until no unsearched point could beat its component's best
             block, todo = todo[:SEARCH_ROWS], todo[SEARCH_ROWS:]
-            search.block(block, comp)
+            if maxima is None:
+                search.block(block, comp)
+            else:
+                search.by_group_maxima(block, comp, maxima, group)
             absorb(block)
             todo = todo[bound[todo] < comp_best[comp[todo]] + SCREEN_SLACK]
         # the largest component's own known edge counts only if nothing unsearched could beat it
@@ -357,5 +519,6 @@ def mutual_reachability_mst(
         edges.append(np.array(round_edges, dtype=np.float64))
         n_edges += len(round_edges)
     stats["searched_points"] = search.searched
+    stats["searched_pair_share"] = round(search.pairs / max(1.0, n * (n - 1) / 2), 4)
     tree = np.vstack(edges) if edges else np.empty((0, 3))
     return tree[np.argsort(tree[:, 2], kind="stable")], stats

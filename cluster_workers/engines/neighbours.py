@@ -123,6 +123,44 @@ def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, he
                     thresholds[j - start] = heap_vals[c, 0]
 
 
+def _maxima_along_rows(sims: np.ndarray, group: int) -> np.ndarray:
+    """``out[i, g] = max(sims[i, g*group : (g+1)*group])`` (the last group may be shorter)."""
+    n_rows, n_cols = sims.shape
+    full = n_cols - n_cols % group
+    out = np.empty((n_rows, -(-n_cols // group)), dtype=sims.dtype)
+    out[:, : full // group] = sims[:, :full].reshape(n_rows, -1, group).max(axis=2)
+    if full < n_cols:
+        out[:, -1] = sims[:, full:].max(axis=1)
+    return out
+
+
+def _group_maxima(sims: np.ndarray, row0: int, col0: int, group: int, out: np.ndarray, transposed: bool) -> None:
+    """``out[i, g]``: the largest inner product of row ``i`` with a member of group ``g`` (rows ``g*group ...``).
+
+    ``sims`` is the block of rows ``row0 ...`` against rows ``col0 ...`` (both
+    multiples of ``group``). Each row takes its maxima over the column groups;
+    with ``transposed``, each column also takes its maxima over the row groups.
+    """
+    n_rows, n_cols = sims.shape
+    out[row0 : row0 + n_rows, col0 // group : -(-(col0 + n_cols) // group)] = _maxima_along_rows(sims, group)
+    if transposed:
+        full = n_rows - n_rows % group
+        g0 = row0 // group
+        out[col0 : col0 + n_cols, g0 : g0 + full // group] = sims[:full].reshape(-1, group, n_cols).max(axis=1).T
+        if full < n_rows:
+            out[col0 : col0 + n_cols, g0 + full // group] = sims[full:].max(axis=0)
+
+
+def group_size(n: int, budget: int) -> int:
+    """The smallest group (a power of two, 64 to ``BLOCK_ROWS``) whose ``n × groups`` float32 maxima fit ``budget`` bytes; 0 if none."""
+    group = CHUNK
+    while group <= BLOCK_ROWS:
+        if n * (-(-n // group)) * 4 <= budget:
+            return group
+        group *= 2
+    return 0
+
+
 # reassociation lets the float64 sum run in SIMD lanes (4x here); it moves a distance by at most a few ulps
 @njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
@@ -141,22 +179,30 @@ def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndar
     return out
 
 
-def screen(x: np.ndarray, m: int, on_block: Callable[[], object] | None = None) -> np.ndarray:
+def screen(
+    x: np.ndarray, m: int, on_block: Callable[[], object] | None = None, maxima: np.ndarray | None = None, group: int = 0
+) -> np.ndarray:
     """Ids of each row's ``m`` largest inner products (itself included), unordered, by symmetric float32 GEMM.
 
     Row chunk ``I`` meets itself (one square block) and then every later row in
     ``BLOCK_COLS``-wide blocks, each serving both its rows and its columns: the
     upper triangle of ``X @ X.T`` in wide GEMMs (narrow ones run slower at 384-d).
+    With ``maxima`` (``n × ceil(n / group)`` float32), the same blocks also fill
+    each row's largest inner product with every group of ``group`` consecutive rows.
     """
     n, block_rows, block_cols = x.shape[0], BLOCK_ROWS, BLOCK_COLS
     heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
     heap_ids = np.zeros((n, m), dtype=np.int64)
+    record = maxima is not None
     for a in range(0, n, block_rows):
         rows = np.arange(a, min(n, a + block_rows))
         xa = x[a : a + block_rows]  # views, not copies
         if on_block is not None:
             on_block()
-        _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids)
+        sims = xa @ xa.T
+        _push_block(sims, rows, rows, heap_vals, heap_ids)
+        if record:
+            _group_maxima(sims, a, a, group, maxima, False)
         for b in range(rows[-1] + 1, n, block_cols):
             if on_block is not None:
                 on_block()
@@ -164,21 +210,29 @@ def screen(x: np.ndarray, m: int, on_block: Callable[[], object] | None = None) 
             sims = xa @ x[b : b + block_cols].T
             _push_block(sims, rows, cols, heap_vals, heap_ids)
             _push_block_columns(sims, rows, cols, heap_vals, heap_ids)
+            if record:
+                _group_maxima(sims, a, b, group, maxima, True)
     return heap_ids
 
 
 def knn(
-    data: np.ndarray, k: int, margin: int = MARGIN, on_block: Callable[[], object] | None = None
+    data: np.ndarray,
+    k: int,
+    margin: int = MARGIN,
+    on_block: Callable[[], object] | None = None,
+    maxima: np.ndarray | None = None,
+    group: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, distances)`` of each row's ``k`` nearest rows (itself included), sorted, float64 distances.
 
-    Exact: every pair is screened, the best ``k + margin`` per row are reranked in float64.
+    Exact: every pair is screened, the best ``k + margin`` per row are reranked
+    in float64. ``maxima``/``group``: see :func:`screen` (filled on the way).
     """
     x = np.ascontiguousarray(data, dtype=np.float32)
     n = x.shape[0]
     k = min(k, n)
     m = min(n, k + margin)
-    candidates = screen(x, m, on_block=on_block)
+    candidates = screen(x, m, on_block=on_block, maxima=maxima, group=group)
     dist = exact_distances(x, np.arange(n), candidates)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(dist, order, axis=1)

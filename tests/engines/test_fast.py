@@ -9,6 +9,7 @@ from sklearn.metrics import adjusted_rand_score
 from cluster_workers.engines import HDBSCANParams, fast, l2_normalise, reference
 from cluster_workers.engines import mst as mst_mod
 from cluster_workers.engines import neighbours
+from cluster_workers.engines.order import cell_order
 from cluster_workers.errors import BadVectorError
 
 
@@ -80,12 +81,18 @@ def test_selection_options_follow_the_reference(params):
 
 
 # The MST search's paths, forced on small data: one block at a time in order of bound; one symmetric pass over
-# every point (the path tight clusters take at production size); and slots so few that merges use them up.
+# every point; slots so few that merges use them up; and the default at production size: points searched only
+# against the groups whose maximum inner product (kept by the neighbour screen) could beat their slots.
+FEW_GROUPS_AT_ONCE = {"LEADING_GROUPS": 1, "GROUP_ROWS": 8, "GROUP_STEP": 2}  # the bounds decide, not a wide first step
 SEARCH_PATHS = {
     "ordered": {},
     "symmetric": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0},
     "symmetric-two-slots": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, "SLOTS": 2},
+    "group-maxima": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, **FEW_GROUPS_AT_ONCE},
+    "group-maxima-two-slots": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, "SLOTS": 2, **FEW_GROUPS_AT_ONCE},
+    "group-maxima-ordered": FEW_GROUPS_AT_ONCE,
 }
+GROUP = 16  # small groups, so that small data has many
 
 
 def force_search_path(monkeypatch, path: str) -> None:
@@ -93,29 +100,56 @@ def force_search_path(monkeypatch, path: str) -> None:
         monkeypatch.setattr(mst_mod, name, value)
 
 
-def check_search_path(stats: dict, path: str) -> None:
-    assert (stats["symmetric_searches"] > 0) == (path != "ordered"), stats
+def mst_by_path(data: np.ndarray, k: int, min_samples: int, path: str) -> tuple[np.ndarray, dict]:
+    """The exact MST of ``data`` on ``path`` (group paths: rows in cell order, maxima from the screen; ids mapped back)."""
+    if not path.startswith("group"):
+        idx, dist = neighbours.knn(data, k)
+        return mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, min_samples), exact=True)
+    order = cell_order(data)
+    x = np.ascontiguousarray(data[order])
+    maxima = np.full((x.shape[0], -(-x.shape[0] // GROUP)), -np.inf, dtype=np.float32)
+    idx, dist = neighbours.knn(x, k, maxima=maxima, group=GROUP)
+    core = neighbours.core_distances(dist, min_samples)
+    tree, stats = mst_mod.mutual_reachability_mst(x, idx, dist, core, exact=True, maxima=maxima, group=GROUP)
+    tree[:, :2] = order[tree[:, :2].astype(np.int64)]
+    return tree, stats
+
+
+def check_search_path(stats: dict, path: str, n: int) -> None:
+    assert (stats["symmetric_searches"] > 0) == path.startswith("symmetric"), stats
+    assert (stats["group_searches"] > 0) == (path in ("group-maxima", "group-maxima-two-slots")), stats
     assert stats["searched_points"] > 0, stats
+    assert stats["searched_pair_share"] > 0, stats
+
+
+def pruned_share(stats: dict, n: int) -> float:
+    """Pairs the searches computed, as a share of full searches of the points searched."""
+    return stats["searched_pair_share"] * (n - 1) / 2 / stats["searched_points"]
 
 
 @pytest.mark.parametrize("path", list(SEARCH_PATHS))
 def test_exact_mst_equals_a_brute_force_mst(path, monkeypatch):
     """The Borůvka MST has the weight of the MST of the full mutual-reachability matrix."""
-    from scipy.sparse.csgraph import minimum_spanning_tree
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
     force_search_path(monkeypatch, path)
     data = diffuse_data(n=600, seed=7)
-    idx, dist = neighbours.knn(data, 8)
+    tree, stats = mst_by_path(data, 8, 5, path)
+    _, dist = neighbours.knn(data, 8)
     core = neighbours.core_distances(dist, 5)
     x = data.astype(np.float64)
     full = np.sqrt(np.maximum(0, ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)))
     mrd = np.maximum(full, np.maximum(core[:, None], core[None, :]))
     np.fill_diagonal(mrd, 0)
     want = minimum_spanning_tree(mrd + 1e-12 * (mrd > 0)).data.sum()  # keep zero-weight edges
-    tree, stats = mst_mod.mutual_reachability_mst(data, idx, dist, core, exact=True)
-    check_search_path(stats, path)
+    check_search_path(stats, path, 600)
     assert tree.shape == (599, 3)
     assert tree[:, 2].sum() == pytest.approx(want, rel=1e-9, abs=1e-6)
+    a, b = tree[:, 0].astype(int), tree[:, 1].astype(int)
+    assert np.allclose(tree[:, 2], mrd[a, b], rtol=1e-12)  # each edge weighs what its (original) ends say
+    graph = np.zeros((600, 600))
+    graph[a, b] = 1
+    assert connected_components(graph, directed=False)[0] == 1  # a spanning tree
 
 
 @pytest.mark.parametrize("path", list(SEARCH_PATHS))
@@ -127,11 +161,42 @@ def test_mst_weights_are_hdbscans(make, path, monkeypatch):
     force_search_path(monkeypatch, path)
     data = make(seed=11)
     ref = hdbscan.HDBSCAN(min_cluster_size=15, min_samples=9, gen_min_span_tree=True).fit(data.astype(np.float64))
-    idx, dist = neighbours.knn(data, 9 + 1 + fast.GRAPH_EXTRA)
-    tree, stats = mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, 9), exact=True)
-    check_search_path(stats, path)
+    tree, stats = mst_by_path(data, 9 + 1 + fast.GRAPH_EXTRA, 9, path)
+    check_search_path(stats, path, data.shape[0])
     want = np.sort(ref.minimum_spanning_tree_.to_numpy()[:, 2])
     assert np.allclose(np.sort(tree[:, 2]), want, rtol=1e-12, atol=1e-12)
+    if path.startswith("group") and make is attractor_data:  # clusters: most groups cannot beat the slots
+        assert pruned_share(stats, data.shape[0]) < 0.85, stats
+
+
+@pytest.mark.parametrize("blocks", [(2048, 8192), (64, 192)], ids=["one-block", "many-blocks"])
+@pytest.mark.parametrize("group", [16, 64])
+def test_group_maxima_are_the_largest_inner_products(blocks, group, monkeypatch):
+    monkeypatch.setattr(neighbours, "BLOCK_ROWS", blocks[0])
+    monkeypatch.setattr(neighbours, "BLOCK_COLS", blocks[1])
+    data = diffuse_data(n=1000, seed=2)  # 1000 is no multiple of either group: the last group is short
+    maxima = np.full((1000, -(-1000 // group)), -np.inf, dtype=np.float32)
+    neighbours.knn(data, 10, maxima=maxima, group=group)
+    sims = data.astype(np.float64) @ data.astype(np.float64).T
+    want = np.stack([sims[:, g : g + group].max(axis=1) for g in range(0, 1000, group)], axis=1)
+    assert np.abs(maxima - want).max() < 1e-5  # float32 GEMM rounding only
+
+
+def test_cell_order_is_a_permutation_that_keeps_clusters_together():
+    data = attractor_data(n=2000, seed=9)
+    order = cell_order(data)
+    assert np.array_equal(np.sort(order), np.arange(2000))
+    # consecutive rows in the order are far closer than random pairs
+    ordered = data[order]
+    near = np.einsum("ij,ij->i", ordered[1:], ordered[:-1]).mean()
+    rng = np.random.default_rng(0)
+    assert near > np.einsum("ij,ij->i", data, data[rng.permutation(2000)]).mean() + 0.2
+
+
+def test_group_size_fits_the_budget():
+    assert neighbours.group_size(1000, 10**9) == 64
+    assert neighbours.group_size(110_000, 512 * 2**20) == 128  # production ds10: 377 MB of maxima
+    assert neighbours.group_size(10**7, 512 * 2**20) == 0  # nothing fits: the search runs without maxima
 
 
 @pytest.mark.parametrize("blocks", [(2048, 8192), (64, 200)], ids=["one-block", "many-blocks"])
