@@ -2,14 +2,18 @@
 
 Steps (rows of ``data`` are L2-normalised):
 
+0. **Row order** (:mod:`.order`): rows of one k-means cell next to each other,
+   so that groups of consecutive rows are compact (no result depends on it).
 1. **Exact neighbours** (:mod:`.neighbours`): every pair screened by symmetric
    float32 GEMM, the best ``k + margin`` per row reranked in float64. ``k =
    min_samples + 1 + GRAPH_EXTRA``: the core distance needs ``min_samples + 1``
-   (self included), the rest make the next step cheap.
+   (self included), the rest make the next step cheap. The same blocks give
+   each row's largest inner product with every group of rows (*group maxima*,
+   at most ``GROUP_MAXIMA_BYTES``).
 2. **Core distances** in float64, as the ``hdbscan`` package defines them.
 3. **The exact mutual-reachability MST** (:mod:`.mst`): Borůvka rounds, each
    component's lightest edge found exactly (neighbour lists first, a bounded
-   brute-force search where they cannot decide).
+   search where they cannot decide, against only the groups whose maximum could matter).
 4. **Condensed tree, selection, labels, probabilities** (:mod:`.tree`): the
    ``hdbscan`` package's code, version-checked.
 5. **Fidelity** (:mod:`.fidelity`): 1,000 sampled core distances against brute force.

@@ -24,6 +24,11 @@ every point of a cluster needs one as soon as the cluster is one component),
 *every* point is searched in one symmetric pass (block ``(I, J)`` serves the
 rows of both): half the arithmetic of searching them one block at a time, and
 their slots then settle almost every later round without a search.
+
+With *group maxima* (each point's largest inner product with every group of
+consecutive rows, kept by the neighbour screen from the blocks it computes
+anyway, rows in cell order: :mod:`.order`), a search meets only the groups whose
+maximum could beat the point's slots, and that replaces the symmetric pass.
 """
 
 from __future__ import annotations
@@ -346,6 +351,7 @@ class _Search:
         group_core = np.maximum.reduceat(self.core, np.arange(0, self.core.size, group))
         ordered = np.sort(points)
         batches = [ordered[s : s + GROUP_ROWS] for s in range(0, ordered.size, GROUP_ROWS)]
+        self._tick()  # not inside: a thread-count change there would be undone on leaving the BLAS limit
         workers = numba.get_num_threads()
 
         def search(rows: np.ndarray) -> int:
@@ -354,9 +360,7 @@ class _Search:
         # many small GEMMs: one thread each (BLAS and numba threads spinning between them would starve each other),
         # batches side by side (each writes only its own points' slots)
         with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
-            for s in range(0, len(batches), 16 * workers):
-                self._tick()
-                self.pairs += sum(pool.map(search, batches[s : s + 16 * workers]))
+            self.pairs += sum(pool.map(search, batches))
         self._finish(points)
 
     def _search_batch(self, rows, comp, maxima, group, group_comp, group_core) -> int:  # type: ignore[no-untyped-def]
