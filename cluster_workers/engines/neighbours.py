@@ -59,22 +59,33 @@ def _span_max(sims: np.ndarray, i: int, start: int, stop: int) -> float:
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def _push_block(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
+def _push_block(
+    sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray,
+    maxima: np.ndarray, group: int,
+) -> None:  # fmt: skip
     """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap.
 
     Chunks of ``CHUNK`` values are skipped at once when their maximum (a SIMD
     reduction) does not beat the row's current threshold, as most do once the
-    heap is full; only the rest are looked at one by one.
+    heap is full; only the rest are looked at one by one. With ``group`` (a
+    power of two; ``cols`` consecutive from a multiple of it), the chunk
+    maxima also go into ``maxima[rows[i], cols[j] // group]``.
     """
     n_cols = sims.shape[1]
+    width = min(CHUNK, group) if group else CHUNK
     for i in prange(sims.shape[0]):
         r = rows[i]
         vals = heap_vals[r]
         ids = heap_ids[r]
         threshold = vals[0]
-        for start in range(0, n_cols, CHUNK):
-            stop = min(n_cols, start + CHUNK)
-            if _span_max(sims, i, start, stop) <= threshold:
+        for start in range(0, n_cols, width):
+            stop = min(n_cols, start + width)
+            top = _span_max(sims, i, start, stop)
+            if group:
+                g = cols[start] // group
+                if start % group == 0 or top > maxima[r, g]:
+                    maxima[r, g] = top
+            if top <= threshold:
                 continue
             for j in range(start, stop):
                 s = sims[i, j]
@@ -123,32 +134,14 @@ def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, he
                     thresholds[j - start] = heap_vals[c, 0]
 
 
-def _maxima_along_rows(sims: np.ndarray, group: int) -> np.ndarray:
-    """``out[i, g] = max(sims[i, g*group : (g+1)*group])`` (the last group may be shorter)."""
+def _column_maxima(sims: np.ndarray, row0: int, col0: int, group: int, out: np.ndarray) -> None:
+    """``out[col0 + j, g]``: the largest of ``sims[:, j]`` over the rows of group ``g`` (rows ``row0 ...``, a multiple of ``group``)."""
     n_rows, n_cols = sims.shape
-    full = n_cols - n_cols % group
-    out = np.empty((n_rows, -(-n_cols // group)), dtype=sims.dtype)
-    out[:, : full // group] = sims[:, :full].reshape(n_rows, -1, group).max(axis=2)
-    if full < n_cols:
-        out[:, -1] = sims[:, full:].max(axis=1)
-    return out
-
-
-def _group_maxima(sims: np.ndarray, row0: int, col0: int, group: int, out: np.ndarray, transposed: bool) -> None:
-    """``out[i, g]``: the largest inner product of row ``i`` with a member of group ``g`` (rows ``g*group ...``).
-
-    ``sims`` is the block of rows ``row0 ...`` against rows ``col0 ...`` (both
-    multiples of ``group``). Each row takes its maxima over the column groups;
-    with ``transposed``, each column also takes its maxima over the row groups.
-    """
-    n_rows, n_cols = sims.shape
-    out[row0 : row0 + n_rows, col0 // group : -(-(col0 + n_cols) // group)] = _maxima_along_rows(sims, group)
-    if transposed:
-        full = n_rows - n_rows % group
-        g0 = row0 // group
-        out[col0 : col0 + n_cols, g0 : g0 + full // group] = sims[:full].reshape(-1, group, n_cols).max(axis=1).T
-        if full < n_rows:
-            out[col0 : col0 + n_cols, g0 + full // group] = sims[full:].max(axis=0)
+    full = n_rows - n_rows % group
+    g0 = row0 // group
+    out[col0 : col0 + n_cols, g0 : g0 + full // group] = sims[:full].reshape(-1, group, n_cols).max(axis=1).T
+    if full < n_rows:
+        out[col0 : col0 + n_cols, g0 + full // group] = sims[full:].max(axis=0)
 
 
 def group_size(n: int, budget: int) -> int:
@@ -194,24 +187,23 @@ def screen(
     heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
     heap_ids = np.zeros((n, m), dtype=np.int64)
     record = maxima is not None
+    if not record:
+        maxima, group = np.empty((1, 1), dtype=np.float32), 0
     for a in range(0, n, block_rows):
         rows = np.arange(a, min(n, a + block_rows))
         xa = x[a : a + block_rows]  # views, not copies
         if on_block is not None:
             on_block()
-        sims = xa @ xa.T
-        _push_block(sims, rows, rows, heap_vals, heap_ids)
-        if record:
-            _group_maxima(sims, a, a, group, maxima, False)
+        _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids, maxima, group)
         for b in range(rows[-1] + 1, n, block_cols):
             if on_block is not None:
                 on_block()
             cols = np.arange(b, min(n, b + block_cols))
             sims = xa @ x[b : b + block_cols].T
-            _push_block(sims, rows, cols, heap_vals, heap_ids)
+            _push_block(sims, rows, cols, heap_vals, heap_ids, maxima, group)
             _push_block_columns(sims, rows, cols, heap_vals, heap_ids)
             if record:
-                _group_maxima(sims, a, b, group, maxima, True)
+                _column_maxima(sims, a, b, group, maxima)
     return heap_ids
 
 
