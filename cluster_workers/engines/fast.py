@@ -28,7 +28,6 @@ import numpy as np
 
 from cluster_workers.engines import Clustering, HDBSCANParams
 from cluster_workers.engines.fidelity import core_distance_fidelity
-from cluster_workers.engines.heaps import GroupMaxima
 from cluster_workers.engines.mst import mutual_reachability_mst
 from cluster_workers.engines.neighbours import core_distances, group_size, knn
 from cluster_workers.engines.order import cell_order
@@ -54,15 +53,14 @@ def cluster(
     group = group_size(n, GROUP_MAXIMA_BYTES)
     order = cell_order(np.ascontiguousarray(data, dtype=np.float32)) if group else np.arange(n)
     x = np.ascontiguousarray(data[order], dtype=np.float32) if group else data
-    maxima = GroupMaxima.empty(n, group) if group else None
+    maxima = np.full((n, -(-n // group)), -np.inf, dtype=np.float32) if group else None
     timings["order_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    screen_stats: dict = {}
-    idx, dist = knn(x, params.min_samples + 1 + GRAPH_EXTRA, on_block=on_block, maxima=maxima, stats=screen_stats)
+    idx, dist = knn(x, params.min_samples + 1 + GRAPH_EXTRA, on_block=on_block, maxima=maxima, group=group)
     core = core_distances(dist, params.min_samples)
     timings["neighbours_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    mst, mst_stats = mutual_reachability_mst(x, idx, dist, core, exact=EXACT_MST, on_block=on_block, maxima=maxima)
+    mst, mst_stats = mutual_reachability_mst(x, idx, dist, core, exact=EXACT_MST, on_block=on_block, maxima=maxima, group=group)
     del maxima, x
     mst[:, :2] = order[mst[:, :2].astype(np.int64)]
     core = core[np.argsort(order)]
@@ -72,12 +70,7 @@ def cluster(
     timings["tree_s"] = time.perf_counter() - t0
     info: dict = {
         "engine": "fast",
-        "neighbour_path": (
-            "exact (float32 GEMM screen pruned by group caps, float64 rerank)"
-            if group
-            else "exact (symmetric float32 GEMM screen, float64 rerank)"
-        ),
-        "neighbour_screened_pair_share": screen_stats["screened_pair_share"],
+        "neighbour_path": "exact (symmetric float32 GEMM screen, float64 rerank)",
         "neighbours": int(idx.shape[1]),
         "mst": "exact Borůvka" if EXACT_MST else "kNN-graph Borůvka, pieces joined exactly",
         "mst_joined_components": mst_stats["joined_components"],

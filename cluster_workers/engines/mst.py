@@ -41,8 +41,7 @@ import numba
 from numba import njit, prange
 from threadpoolctl import threadpool_limits
 
-from cluster_workers.engines.heaps import CHUNK, GroupMaxima, _span_max
-from cluster_workers.engines.neighbours import BLOCK_COLS, exact_distances
+from cluster_workers.engines.neighbours import BLOCK_COLS, CHUNK, _span_max, exact_distances
 
 SEARCH_ROWS = 1024  # rows of one ordered search block (SEARCH_ROWS x n float32)
 PAIR_ROWS = 2048  # rows of one symmetric search block (BLOCK_COLS wide)
@@ -233,15 +232,14 @@ def _leading_groups(points, maxima, group_comp, comp, count):  # type: ignore[no
 
 
 @njit(cache=True)
-def _reachable_groups(points, maxima, exact, size, group_comp, group_core, core, comp, slot_w, slot_b, slot_c, done):  # type: ignore[no-untyped-def]
+def _reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w, slot_b, slot_c, done):  # type: ignore[no-untyped-def]
     """Groups not in ``done`` that could still hold an edge into one of some point's slots.
 
     A point's heaviest slot is bounded from above by its slots and by the
     groups wholly inside other components (the group's best member is as close
     as its maximum says, its core at most the group's largest): the ``SLOTS``
-    lightest such bounds over distinct components (only maxima the screen
-    computed, ``exact[a // size, g]``, are attained; the others are upper
-    bounds). A group whose maximum cannot beat that bound holds no edge for the slots.
+    lightest such bounds over distinct components. A group whose maximum cannot
+    beat that bound holds no edge for the slots.
     """
     n_groups = maxima.shape[1]
     slots = slot_w.shape[1]
@@ -252,12 +250,11 @@ def _reachable_groups(points, maxima, exact, size, group_comp, group_core, core,
     for a in points:
         ca, ka = comp[a], core[a]
         row = maxima[a]
-        attained = exact[a // size]
         ub_w[0], ub_b[0], ub_c[0] = slot_w[a], slot_b[a], slot_c[a]
         ceiling = ub_w[0].max()
         for g in range(n_groups):
             c = group_comp[g]
-            if c >= 0 and c != ca and attained[g]:
+            if c >= 0 and c != ca:
                 w = _weight(row[g] - SIM_SLACK, ka, group_core[g])
                 if w < ceiling:
                     ceiling = _offer(ub_w, ub_b, ub_c, 0, w, -1, c)
@@ -301,7 +298,6 @@ class _Search:
         self.slot_c = np.full((n, SLOTS), -1, dtype=np.int64)
         self.searched = 0
         self.pairs = 0  # point pairs computed by the searches
-        self.group_core: np.ndarray | None = None  # per group of maxima: its largest core distance
 
     def _tick(self) -> None:
         if self.on_block is not None:
@@ -341,27 +337,25 @@ class _Search:
         _offer_rows(sims, points, np.arange(self.x.shape[0]), self.core, comp, self.slot_w, self.slot_b, self.slot_c)
         self._finish(points)
 
-    def by_group_maxima(self, points: np.ndarray, comp: np.ndarray, maxima: GroupMaxima) -> None:
-        """Search ``points`` against only the groups (``maxima.size`` consecutive points) that could hold a slot.
+    def by_group_maxima(self, points: np.ndarray, comp: np.ndarray, maxima: np.ndarray, group: int) -> None:
+        """Search ``points`` against only the groups (``group`` consecutive points) that could hold a slot.
 
-        ``maxima.values[a, g]``: a's largest inner product with group ``g`` (or
-        an upper bound), from the neighbour screen. ``GROUP_ROWS`` consecutive points at a time meet
+        ``maxima[a, g]``: a's largest inner product with group ``g``, from the
+        neighbour screen. ``GROUP_ROWS`` consecutive points at a time meet
         first their ``LEADING_GROUPS`` best groups, then every group whose
         maximum could still beat one of their slots (:func:`_reachable_groups`),
         ``GROUP_STEP`` groups at a time, best first, each step tightening the bounds.
         """
         self._start(points, int(comp.max()) + 1)
-        group_comp = _group_components(comp, maxima.size)
-        if self.group_core is None:  # the cores never change: once per MST
-            self.group_core = np.maximum.reduceat(self.core, np.arange(0, self.core.size, maxima.size))
-        group_core = self.group_core
+        group_comp = _group_components(comp, group)
+        group_core = np.maximum.reduceat(self.core, np.arange(0, self.core.size, group))
         ordered = np.sort(points)
         batches = [ordered[s : s + GROUP_ROWS] for s in range(0, ordered.size, GROUP_ROWS)]
         self._tick()  # not inside: a thread-count change there would be undone on leaving the BLAS limit
         workers = numba.get_num_threads()
 
         def search(rows: np.ndarray) -> int:
-            return self._search_batch(rows, comp, maxima, group_comp, group_core)
+            return self._search_batch(rows, comp, maxima, group, group_comp, group_core)
 
         # many small GEMMs: one thread each (BLAS and numba threads spinning between them would starve each other),
         # batches side by side (each writes only its own points' slots)
@@ -369,21 +363,19 @@ class _Search:
             self.pairs += sum(pool.map(search, batches))
         self._finish(points)
 
-    def _search_batch(self, rows, comp, maxima, group_comp, group_core) -> int:  # type: ignore[no-untyped-def]
+    def _search_batch(self, rows, comp, maxima, group, group_comp, group_core) -> int:  # type: ignore[no-untyped-def]
         """Search ``rows`` (sorted) against the groups they need; returns the pairs computed."""
         xr = self.x[rows]
-        group, values = maxima.size, maxima.values
-        done = _leading_groups(rows, values, group_comp, comp, LEADING_GROUPS)
+        done = _leading_groups(rows, maxima, group_comp, comp, LEADING_GROUPS)
         pairs = self._offer_groups(xr, rows, done, group, comp)
         while True:  # the most promising of the groups still reachable, until none is
             rest = np.flatnonzero(_reachable_groups(
-                rows, values, maxima.exact, group, group_comp, group_core, self.core, comp,
-                self.slot_w, self.slot_b, self.slot_c, done,
+                rows, maxima, group_comp, group_core, self.core, comp, self.slot_w, self.slot_b, self.slot_c, done
             ))  # fmt: skip
             if not rest.size:
                 return pairs
             if rest.size > GROUP_STEP:
-                rest = rest[np.argsort(-values[rows][:, rest].max(axis=0), kind="stable")[:GROUP_STEP]]
+                rest = rest[np.argsort(-maxima[rows][:, rest].max(axis=0), kind="stable")[:GROUP_STEP]]
             step = np.zeros_like(done)
             step[rest] = True
             pairs += self._offer_groups(xr, rows, step, group, comp)
@@ -439,7 +431,8 @@ def mutual_reachability_mst(
     core: np.ndarray,
     exact: bool = False,
     on_block: Callable[[], object] | None = None,
-    maxima: GroupMaxima | None = None,
+    maxima: np.ndarray | None = None,
+    group: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """MST edges ``(a, b, weight)`` (n - 1 rows, sorted by weight) and search statistics.
 
@@ -501,7 +494,7 @@ def mutual_reachability_mst(
             todo = todo[:0]
         elif many:  # the same, each against only the groups that could hold its slots
             stats["group_searches"] += 1
-            search.by_group_maxima(todo, comp, maxima)
+            search.by_group_maxima(todo, comp, maxima, group)
             absorb(todo)
             todo = todo[:0]
         todo = todo[np.argsort(bound[todo], kind="stable")]
@@ -510,7 +503,7 @@ def mutual_reachability_mst(
             if maxima is None:
                 search.block(block, comp)
             else:
-                search.by_group_maxima(block, comp, maxima)
+                search.by_group_maxima(block, comp, maxima, group)
             absorb(block)
             todo = todo[bound[todo] < comp_best[comp[todo]] + SCREEN_SLACK]
         # the largest component's own known edge counts only if nothing unsearched could beat it

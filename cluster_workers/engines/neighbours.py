@@ -23,12 +23,125 @@ from typing import Callable
 import numpy as np
 from numba import njit, prange
 
-from cluster_workers.engines.heaps import CHUNK, GroupMaxima, _column_maxima, _push_block, _push_block_columns
-from cluster_workers.engines.pruned import screen_by_caps
-
 BLOCK_ROWS = 2048  # rows of one similarity block
 BLOCK_COLS = 8192  # its columns: 2048 x 8192 float32 = 64 MiB
 MARGIN = 8  # extra screened candidates, reranked exactly
+CHUNK = 64  # values tested at once against a row's threshold
+COLUMN_TILE = 16  # columns one thread serves at once in the transposed direction (one cache line)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(vals: np.ndarray, ids: np.ndarray, pos: int) -> None:
+    """Restore the min-heap property of ``vals`` (ids move along) from ``pos`` down."""
+    size = vals.shape[0]
+    while True:
+        left = 2 * pos + 1
+        if left >= size:
+            return
+        child = left
+        right = left + 1
+        if right < size and vals[right] < vals[left]:
+            child = right
+        if vals[child] >= vals[pos]:
+            return
+        vals[pos], vals[child] = vals[child], vals[pos]
+        ids[pos], ids[child] = ids[child], ids[pos]
+        pos = child
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _span_max(sims: np.ndarray, i: int, start: int, stop: int) -> float:
+    """``max(sims[i, start:stop])`` as a SIMD reduction."""
+    top = sims[i, start]
+    for j in range(start + 1, stop):
+        top = max(top, sims[i, j])
+    return top
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _push_block(
+    sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray,
+    maxima: np.ndarray, group: int,
+) -> None:  # fmt: skip
+    """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap.
+
+    Chunks of ``CHUNK`` values are skipped at once when their maximum (a SIMD
+    reduction) does not beat the row's current threshold, as most do once the
+    heap is full; only the rest are looked at one by one. With ``group`` (a
+    power of two; ``cols`` consecutive from a multiple of it), the chunk
+    maxima also go into ``maxima[rows[i], cols[j] // group]``.
+    """
+    n_cols = sims.shape[1]
+    width = min(CHUNK, group) if group else CHUNK
+    for i in prange(sims.shape[0]):
+        r = rows[i]
+        vals = heap_vals[r]
+        ids = heap_ids[r]
+        threshold = vals[0]
+        for start in range(0, n_cols, width):
+            stop = min(n_cols, start + width)
+            top = _span_max(sims, i, start, stop)
+            if group:
+                g = cols[start] // group
+                if start % group == 0 or top > maxima[r, g]:
+                    maxima[r, g] = top
+            if top <= threshold:
+                continue
+            for j in range(start, stop):
+                s = sims[i, j]
+                if s > threshold:
+                    vals[0] = s
+                    ids[0] = cols[j]
+                    _sift_down(vals, ids, 0)
+                    threshold = vals[0]
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _max_excess(sims: np.ndarray, i: int, start: int, stop: int, thresholds: np.ndarray) -> float:
+    """``max(sims[i, start:stop] - thresholds)`` as a SIMD reduction: positive when any value beats its threshold."""
+    top = sims[i, start] - thresholds[0]
+    for j in range(start + 1, stop):
+        top = max(top, sims[i, j] - thresholds[j - start])
+    return top
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=True)
+def _push_block_columns(sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
+    """Offer ``sims[i, j]`` to the heap of ``cols[j]`` (candidate ``rows[i]``): the transposed direction, no copy.
+
+    Tiles of ``COLUMN_TILE`` columns are independent (each owns its heaps);
+    inside a tile the rows are read in order, and a row is skipped at once when
+    no value beats its column's threshold (one SIMD reduction over the tile).
+    """
+    n_rows, n_cols = sims.shape
+    n_tiles = (n_cols + COLUMN_TILE - 1) // COLUMN_TILE
+    for t in prange(n_tiles):
+        start = t * COLUMN_TILE
+        stop = min(n_cols, start + COLUMN_TILE)
+        thresholds = np.empty(stop - start, dtype=np.float32)
+        for j in range(start, stop):
+            thresholds[j - start] = heap_vals[cols[j], 0]
+        for i in range(n_rows):
+            if _max_excess(sims, i, start, stop, thresholds) <= 0:
+                continue
+            for j in range(start, stop):
+                s = sims[i, j]
+                if s > thresholds[j - start]:
+                    c = cols[j]
+                    heap_vals[c, 0] = s
+                    heap_ids[c, 0] = rows[i]
+                    _sift_down(heap_vals[c], heap_ids[c], 0)
+                    thresholds[j - start] = heap_vals[c, 0]
+
+
+def _column_maxima(sims: np.ndarray, row0: int, col0: int, group: int, out: np.ndarray) -> None:
+    """``out[col0 + j, g]``: the largest of ``sims[:, j]`` over the rows of group ``g`` (rows ``row0 ...``, a multiple of ``group``)."""
+    n_rows, n_cols = sims.shape
+    full = n_rows - n_rows % group
+    g0 = row0 // group
+    out[col0 : col0 + n_cols, g0 : g0 + full // group] = sims[:full].reshape(-1, group, n_cols).max(axis=1).T
+    if full < n_rows:
+        out[col0 : col0 + n_cols, g0 + full // group] = sims[full:].max(axis=0)
 
 
 def group_size(n: int, budget: int) -> int:
@@ -60,38 +173,37 @@ def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndar
 
 
 def screen(
-    x: np.ndarray, m: int, on_block: Callable[[], object] | None = None, maxima: GroupMaxima | None = None
+    x: np.ndarray, m: int, on_block: Callable[[], object] | None = None, maxima: np.ndarray | None = None, group: int = 0
 ) -> np.ndarray:
     """Ids of each row's ``m`` largest inner products (itself included), unordered, by symmetric float32 GEMM.
 
     Row chunk ``I`` meets itself (one square block) and then every later row in
     ``BLOCK_COLS``-wide blocks, each serving both its rows and its columns: the
     upper triangle of ``X @ X.T`` in wide GEMMs (narrow ones run slower at 384-d).
-    With ``maxima``, the same blocks fill every group maximum (all exact).
+    With ``maxima`` (``n × ceil(n / group)`` float32), the same blocks also fill
+    each row's largest inner product with every group of ``group`` consecutive rows.
     """
     n, block_rows, block_cols = x.shape[0], BLOCK_ROWS, BLOCK_COLS
     heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
     heap_ids = np.zeros((n, m), dtype=np.int64)
-    values, group = (maxima.values, maxima.size) if maxima is not None else (np.empty((1, 1), dtype=np.float32), 0)
-    if maxima is not None:
-        block_rows = max(group, block_rows - block_rows % group)  # row chunks of whole groups
+    record = maxima is not None
+    if not record:
+        maxima, group = np.empty((1, 1), dtype=np.float32), 0
     for a in range(0, n, block_rows):
         rows = np.arange(a, min(n, a + block_rows))
         xa = x[a : a + block_rows]  # views, not copies
         if on_block is not None:
             on_block()
-        _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids, values, group)
+        _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids, maxima, group)
         for b in range(rows[-1] + 1, n, block_cols):
             if on_block is not None:
                 on_block()
             cols = np.arange(b, min(n, b + block_cols))
             sims = xa @ x[b : b + block_cols].T
-            _push_block(sims, rows, cols, heap_vals, heap_ids, values, group)
+            _push_block(sims, rows, cols, heap_vals, heap_ids, maxima, group)
             _push_block_columns(sims, rows, cols, heap_vals, heap_ids)
-            if group:
-                _column_maxima(sims, a, cols, group, values)
-    if maxima is not None:
-        maxima.exact[:] = True
+            if record:
+                _column_maxima(sims, a, b, group, maxima)
     return heap_ids
 
 
@@ -100,29 +212,19 @@ def knn(
     k: int,
     margin: int = MARGIN,
     on_block: Callable[[], object] | None = None,
-    maxima: GroupMaxima | None = None,
-    stats: dict | None = None,
+    maxima: np.ndarray | None = None,
+    group: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(indices, distances)`` of each row's ``k`` nearest rows (itself included), sorted, float64 distances.
 
-    Exact: every pair is screened (or proven unable to matter), the best ``k +
-    margin`` per row are reranked in float64. With ``maxima`` (rows in cell
-    order) the screen is pruned by group caps and fills the group maxima
-    (:mod:`.pruned`); else every pair is computed (:func:`screen`).
-    ``stats["screened_pair_share"]``: the share of pairs computed.
+    Exact: every pair is screened, the best ``k + margin`` per row are reranked
+    in float64. ``maxima``/``group``: see :func:`screen` (filled on the way).
     """
     x = np.ascontiguousarray(data, dtype=np.float32)
     n = x.shape[0]
     k = min(k, n)
     m = min(n, k + margin)
-    if maxima is not None:
-        candidates, share = screen_by_caps(x, m, maxima, on_block=on_block)
-        if candidates is None:  # the caps would prune too little: every pair, in wide blocks
-            candidates, share = screen(x, m, on_block=on_block, maxima=maxima), 1.0 + share
-    else:
-        candidates, share = screen(x, m, on_block=on_block), 1.0
-    if stats is not None:
-        stats["screened_pair_share"] = round(share, 4)
+    candidates = screen(x, m, on_block=on_block, maxima=maxima, group=group)
     dist = exact_distances(x, np.arange(n), candidates)
     order = np.argsort(dist, axis=1, kind="stable")[:, :k]
     return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(dist, order, axis=1)

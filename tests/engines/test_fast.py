@@ -8,9 +8,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.engines import HDBSCANParams, fast, l2_normalise, reference
 from cluster_workers.engines import mst as mst_mod
-from cluster_workers.engines import neighbours, pruned
-from cluster_workers.engines.caps import cap_bounds
-from cluster_workers.engines.heaps import GroupMaxima
+from cluster_workers.engines import neighbours
 from cluster_workers.engines.order import cell_order
 from cluster_workers.errors import BadVectorError
 
@@ -37,14 +35,6 @@ def diffuse_data(n: int = 2000, dim: int = 64, seed: int = 0) -> np.ndarray:
     data = mix @ topics + 0.9 * rng.standard_normal((n, dim))
     data[n // 2 : n // 2 + 60] = data[:60] + 1e-4 * rng.standard_normal((60, dim))  # near-duplicate texts
     return l2_normalise(data.astype(np.float32))
-
-
-def tight_clusters(n: int = 1500, dim: int = 32, clusters: int = 8, seed: int = 0) -> np.ndarray:
-    """Unit vectors in small, well-separated caps: most pairs of groups cannot hold neighbours."""
-    rng = np.random.default_rng(seed)
-    centres = l2_normalise(rng.standard_normal((clusters, dim)))
-    which = rng.integers(0, clusters, n)
-    return l2_normalise((centres[which] + 0.05 * rng.standard_normal((n, dim))).astype(np.float32))
 
 
 # Equal mutual-reachability weights (ubiquitous: many edges weigh exactly a core distance) are merged in
@@ -108,15 +98,6 @@ GROUP = 16  # small groups, so that small data has many
 def force_search_path(monkeypatch, path: str) -> None:
     for name, value in SEARCH_PATHS[path].items():
         monkeypatch.setattr(mst_mod, name, value)
-    force_pruning(monkeypatch)
-
-
-def force_pruning(monkeypatch) -> None:
-    """Batches of one group, few near groups: the cap bounds decide most pairs of the screen (and some are skipped)."""
-    monkeypatch.setattr(pruned, "BATCH_ROWS", GROUP)
-    monkeypatch.setattr(pruned, "NEAR_ROWS", 2 * GROUP)
-    monkeypatch.setattr(pruned, "BLOCK_COLS", 4 * GROUP)
-    monkeypatch.setattr(pruned, "WIDE_SHARE", 2.0)  # never fall back to the full screen
 
 
 def mst_by_path(data: np.ndarray, k: int, min_samples: int, path: str) -> tuple[np.ndarray, dict]:
@@ -126,13 +107,12 @@ def mst_by_path(data: np.ndarray, k: int, min_samples: int, path: str) -> tuple[
         return mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, min_samples), exact=True)
     order = cell_order(data)
     x = np.ascontiguousarray(data[order])
-    maxima = GroupMaxima.empty(x.shape[0], GROUP)
-    screen: dict = {}
-    idx, dist = neighbours.knn(x, k, maxima=maxima, stats=screen)
+    maxima = np.full((x.shape[0], -(-x.shape[0] // GROUP)), -np.inf, dtype=np.float32)
+    idx, dist = neighbours.knn(x, k, maxima=maxima, group=GROUP)
     core = neighbours.core_distances(dist, min_samples)
-    tree, stats = mst_mod.mutual_reachability_mst(x, idx, dist, core, exact=True, maxima=maxima)
+    tree, stats = mst_mod.mutual_reachability_mst(x, idx, dist, core, exact=True, maxima=maxima, group=GROUP)
     tree[:, :2] = order[tree[:, :2].astype(np.int64)]
-    return tree, {**stats, **screen}
+    return tree, stats
 
 
 def check_search_path(stats: dict, path: str, n: int) -> None:
@@ -187,69 +167,19 @@ def test_mst_weights_are_hdbscans(make, path, monkeypatch):
     assert np.allclose(np.sort(tree[:, 2]), want, rtol=1e-12, atol=1e-12)
     if path.startswith("group") and make is attractor_data:  # clusters: most groups cannot beat the slots
         assert pruned_share(stats, data.shape[0]) < 0.85, stats
-        assert stats["screened_pair_share"] < 0.9, stats  # and the screen skipped pairs (their maxima are bounds)
 
 
-@pytest.mark.parametrize("pruning", [False, True], ids=["wide-batches", "one-group-batches"])
+@pytest.mark.parametrize("blocks", [(2048, 8192), (64, 192)], ids=["one-block", "many-blocks"])
 @pytest.mark.parametrize("group", [16, 64])
-def test_group_maxima_are_the_largest_inner_products_or_bounds(group, pruning, monkeypatch):
-    if pruning:
-        force_pruning(monkeypatch)
-    data = attractor_data(n=1000, seed=2)  # 1000 is no multiple of either group: the last group is short
-    x = np.ascontiguousarray(data[cell_order(data)])
-    maxima = GroupMaxima.empty(1000, group)
-    neighbours.knn(x, 10, maxima=maxima)
-    sims = x.astype(np.float64) @ x.astype(np.float64).T
+def test_group_maxima_are_the_largest_inner_products(blocks, group, monkeypatch):
+    monkeypatch.setattr(neighbours, "BLOCK_ROWS", blocks[0])
+    monkeypatch.setattr(neighbours, "BLOCK_COLS", blocks[1])
+    data = diffuse_data(n=1000, seed=2)  # 1000 is no multiple of either group: the last group is short
+    maxima = np.full((1000, -(-1000 // group)), -np.inf, dtype=np.float32)
+    neighbours.knn(data, 10, maxima=maxima, group=group)
+    sims = data.astype(np.float64) @ data.astype(np.float64).T
     want = np.stack([sims[:, g : g + group].max(axis=1) for g in range(0, 1000, group)], axis=1)
-    exact = maxima.exact[np.arange(1000) // group]
-    assert np.array_equal(maxima.exact, maxima.exact.T)
-    assert np.abs(maxima.values - want)[exact].max() < 1e-5  # computed: float32 GEMM rounding only
-    assert np.all(maxima.values[~exact] >= want[~exact])  # skipped: an upper bound
-    if group == GROUP:  # small groups, one per batch: pairs skipped on clustered data
-        assert exact.all() != pruning
-
-
-@pytest.mark.parametrize("make", [tight_clusters, attractor_data, diffuse_data], ids=["tight", "attractors", "diffuse"])
-def test_pruned_screen_finds_every_neighbour(make, monkeypatch):
-    force_pruning(monkeypatch)
-    data = make(n=1500, seed=6)
-    x = np.ascontiguousarray(data[cell_order(data)])
-    want_idx, want_dist = neighbours.knn(x, 25)
-    stats: dict = {}
-    idx, dist = neighbours.knn(x, 25, maxima=GroupMaxima.empty(1500, GROUP), stats=stats)
-    assert np.array_equal(dist, want_dist)  # float64, the same to the last bit
-    # the ids may order exact ties (duplicates) differently: each is as far as its distance says
-    x64 = x.astype(np.float64)
-    assert np.allclose(np.linalg.norm(x64[:, None, :] - x64[idx], axis=2), want_dist, rtol=0, atol=1e-12)
-    if make is tight_clusters:
-        assert stats["screened_pair_share"] < 0.7, stats
-
-
-def test_screen_falls_back_to_wide_blocks_when_the_caps_prune_little(monkeypatch):
-    monkeypatch.setattr(pruned, "BATCH_ROWS", GROUP)
-    monkeypatch.setattr(pruned, "NEAR_ROWS", 2 * GROUP)
-    data = diffuse_data(n=1200, seed=4)  # real-text-like: hardly a pair can be ruled out
-    x = np.ascontiguousarray(data[cell_order(data)])
-    want_idx, want_dist = neighbours.knn(x, 20)
-    maxima, stats = GroupMaxima.empty(1200, GROUP), {}
-    idx, dist = neighbours.knn(x, 20, maxima=maxima, stats=stats)
-    assert 1.0 < stats["screened_pair_share"] < 1.5, stats  # every pair, plus the near pairs tried first
-    assert np.array_equal(dist, want_dist)
-    assert maxima.exact.all()
-    sims = x.astype(np.float64) @ x.astype(np.float64).T
-    want = np.stack([sims[:, g : g + GROUP].max(axis=1) for g in range(0, 1200, GROUP)], axis=1)
-    assert np.abs(maxima.values - want).max() < 1e-5
-
-
-def test_cap_bounds_hold_for_every_member():
-    data = tight_clusters(n=700, clusters=5, seed=8)
-    x = np.ascontiguousarray(data[cell_order(data)])
-    bounds = np.empty((700, -(-700 // 32)), dtype=np.float32)
-    cap_bounds(x, 32, bounds)
-    sims = x.astype(np.float64) @ x.astype(np.float64).T
-    want = np.stack([sims[:, g : g + 32].max(axis=1) for g in range(0, 700, 32)], axis=1)
-    assert np.all(bounds >= want)
-    assert np.median(bounds - want) < 0.5  # and they are bounds worth having
+    assert np.abs(maxima - want).max() < 1e-5  # float32 GEMM rounding only
 
 
 def test_cell_order_is_a_permutation_that_keeps_clusters_together():
