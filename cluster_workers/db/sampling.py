@@ -59,16 +59,26 @@ def kept_invocations(downsample: int) -> sa.Subquery:
     )
 
 
-def _within(query: sa.Select, bound: SampleBound | None) -> sa.Select:
-    """Leave out embeddings inserted after the run's counts (SQLite's rowid bound)."""
+def _within(query: sa.Select, bound: SampleBound | None, covered: bool = False) -> sa.Select:
+    """Leave out embeddings inserted after the run's counts (SQLite's rowid bound).
+
+    ``covered``: the query reads only indexed columns. The bound is then written
+    ``rowid + 0``, which no index can seek on: otherwise SQLite seeks
+    ``ix_embedding_invocation_id`` on ``(invocation_id, rowid)`` and reads every
+    sampled row's 3 KB vector from the table instead of the covering index
+    (measured on the production shape, cold cache: 33.6 s against 3.1 s).
+    """
     if bound is not None and bound.max_rowid is not None:
-        return query.where(embedding_rowid() <= bound.max_rowid)
+        rowid = embedding_rowid() + 0 if covered else embedding_rowid()
+        return query.where(rowid <= bound.max_rowid)
     return query
 
 
 def count_all_query(bound: SampleBound | None = None) -> sa.Select:
     """Embeddings per model before downsampling (every row of ``embedding``)."""
-    return _within(sa.select(embedding.c.embedding_model, sa.func.count()), bound).group_by(embedding.c.embedding_model)
+    return _within(sa.select(embedding.c.embedding_model, sa.func.count()), bound, covered=True).group_by(
+        embedding.c.embedding_model
+    )
 
 
 def count_sampled_query(downsample: int, bound: SampleBound | None = None) -> sa.Select:
@@ -77,7 +87,7 @@ def count_sampled_query(downsample: int, bound: SampleBound | None = None) -> sa
     query = sa.select(embedding.c.embedding_model, sa.func.count(), sa.func.sum(id_digest(embedding.c.id))).join(
         kept, kept.c.invocation_id == embedding.c.invocation_id
     )
-    return _within(query, bound).group_by(embedding.c.embedding_model)
+    return _within(query, bound, covered=True).group_by(embedding.c.embedding_model)
 
 
 def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None = None) -> sa.Select:
