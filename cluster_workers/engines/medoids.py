@@ -5,7 +5,8 @@ the member ``i`` minimising ``sum_j d(i, j) * p_j`` over the cluster's members
 ``j``, with ``p`` HDBSCAN's membership probabilities, euclidean distances
 computed as scikit-learn does (float64, ``|x|² + |y|² - 2 x·y``), the first
 member in row order on ties. It is computed in row blocks, never a full pairwise
-matrix: a float32 GEMM screen gives every member's sum with a proven error bound
+matrix: a float32 GEMM screen (tiles on and above the diagonal only, each
+serving its rows and columns) gives every member's sum with a proven error bound
 (the float32 inner-product error is at most ``d * 2**-24 / (1 - d * 2**-24) *
 |x| |y|``), and only the members whose lower bound does not exceed the best
 upper bound are scored exactly, in float64. Exact up to ``EXACT_LIMIT``
@@ -26,6 +27,7 @@ EXACT_LIMIT = 60_000
 SAMPLE_COLUMNS = 20_000
 CANDIDATES = 64
 BLOCK_BYTES = 128 * 2**20
+TILE = 2048  # rows of one symmetric tile of the float32 screen
 
 
 def _clusters(labels: np.ndarray) -> list[np.ndarray]:
@@ -65,6 +67,56 @@ def _sums(  # type: ignore[no-untyped-def]
         high[i] = hi
 
 
+@njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def _sums_both_ways(  # type: ignore[no-untyped-def]
+    g, sq_r, sq_c, weights_r, weights_c, slack_r, slack_c, low_r, high_r, low_c, high_c
+) -> None:
+    """:func:`_sums` for an off-diagonal tile of a symmetric matrix: each distance serves its row and its column."""
+    for i in range(g.shape[0]):
+        lo = 0.0
+        hi = 0.0
+        for j in range(g.shape[1]):
+            d2 = sq_r[i] + sq_c[j] - 2.0 * np.float64(g[i, j])
+            e = slack_r[i] * slack_c[j]
+            d_lo = np.sqrt(d2 - e) if d2 > e else 0.0
+            d_hi = np.sqrt(d2 + e) if d2 + e > 0.0 else 0.0
+            lo += d_lo * weights_c[j]
+            hi += d_hi * weights_c[j]
+            low_c[j] += d_lo * weights_r[i]
+            high_c[j] += d_hi * weights_r[i]
+        low_r[i] += lo
+        high_r[i] += hi
+
+
+def _screened_member_sums(x: np.ndarray, members: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper bounds of every member's weighted distance sum within ``members``, from float32 GEMM tiles.
+
+    The matrix is symmetric: only tiles on and above the diagonal are computed,
+    each off-diagonal one serving its rows and its columns (half the GEMM work
+    of :func:`_blocked_sums`; the same bounds up to the order of the sums).
+    """
+    xm = np.asarray(x[members], dtype=np.float32)
+    sq = np.einsum("ij,ij->i", xm, xm, dtype=np.float64)
+    norms = np.sqrt(sq)
+    unit = xm.shape[1] * 2.0**-24
+    slack = 2.0 * unit / (1.0 - unit) * norms  # e_ij = slack[i] * norms[j] bounds the error of 2 x_i.x_j
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    low = np.zeros(members.size)
+    high = np.zeros(members.size)
+    for a in range(0, members.size, TILE):
+        ra = slice(a, a + TILE)
+        xa = xm[ra]
+        lo, hi = np.empty(xa.shape[0]), np.empty(xa.shape[0])
+        _sums(xa @ xa.T, sq[ra], sq[ra], members[ra], members[ra], weights[ra], slack[ra], norms[ra], lo, hi)
+        low[ra] += lo
+        high[ra] += hi
+        for b in range(a + TILE, members.size, TILE):
+            rb = slice(b, b + TILE)
+            g = xa @ xm[rb].T
+            _sums_both_ways(g, sq[ra], sq[rb], weights[ra], weights[rb], slack[ra], norms[rb], low[ra], high[ra], low[rb], high[rb])
+    return low, high
+
+
 def _blocked_sums(
     x: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, dtype: type
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +152,7 @@ def weighted_distance_sums(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, we
 
 def _exact_medoid(x: np.ndarray, members: np.ndarray, weights: np.ndarray) -> int:
     """The member with the least weighted distance sum: float32 screen, exact float64 sums for the contenders."""
-    low, high = _blocked_sums(x, members, members, weights, np.float32)
+    low, high = _screened_member_sums(x, members, weights)
     contenders = np.flatnonzero(low <= high.min())  # in row order: argmin keeps the first on ties
     return int(members[contenders[np.argmin(weighted_distance_sums(x, members[contenders], members, weights))]])
 

@@ -24,9 +24,11 @@ def test_weighted_medoid_is_scikit_learns():
     assert np.allclose(data[ours].astype(np.float64), model.medoids_, atol=1e-7)
 
 
+@pytest.mark.parametrize("tile", [2048, 64], ids=["one-tile", "many-tiles"])
 @pytest.mark.parametrize("seed", range(6))
-def test_screened_medoid_equals_the_full_float64_rule(seed):
+def test_screened_medoid_equals_the_full_float64_rule(seed, tile, monkeypatch):
     """The float32 screen only narrows the field: the medoid is the full float64 argmin, duplicates included."""
+    monkeypatch.setattr(medoids_mod, "TILE", tile)
     rng = np.random.default_rng(seed)
     data = blobs(n=700, dim=[24, 96, 384][seed % 3], seed=seed)
     data[350:420] = data[:70]  # exact duplicates: tied sums, the first in row order wins
@@ -44,11 +46,13 @@ def test_screened_medoid_equals_the_full_float64_rule(seed):
         assert m == members[np.argmin(sums)] or np.isclose(sums[members.tolist().index(m)], sums.min(), rtol=1e-13)
 
 
-def test_the_screen_bound_holds_and_narrows_the_field():
+@pytest.mark.parametrize("tile", [2048, 300], ids=["one-tile", "many-tiles"])
+def test_the_screen_bound_holds_and_narrows_the_field(tile, monkeypatch):
+    monkeypatch.setattr(medoids_mod, "TILE", tile)  # 300: tiles on and above the diagonal, a short last one
     data = blobs(n=2000, dim=384, seed=9)
     members = np.arange(2000)
     weights = np.random.default_rng(1).uniform(0.1, 1, 2000)
-    low, high = medoids_mod._blocked_sums(data, members, members, weights, np.float32)
+    low, high = medoids_mod._screened_member_sums(data, members, weights)
     exact = medoids_mod.weighted_distance_sums(data, members, members, weights)
     assert np.all(low <= exact) and np.all(exact <= high)
     assert np.count_nonzero(low <= high.min()) < 100  # the exact pass scores only a few contenders
