@@ -42,6 +42,12 @@ def _clusters(labels: np.ndarray) -> list[np.ndarray]:
     return members
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _distance_interval(d2: float, e: float) -> tuple[float, float]:
+    """``sqrt(d2 -/+ e)``, floored at 0: the distance whose screened square ``d2`` is off by at most ``e``."""
+    return (np.sqrt(d2 - e) if d2 > e else 0.0), (np.sqrt(d2 + e) if d2 + e > 0.0 else 0.0)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
 def _sums(  # type: ignore[no-untyped-def]
     g, sq_r, sq_c, rows, cols, weights, slack_r, slack_c, low, high
@@ -54,10 +60,7 @@ def _sums(  # type: ignore[no-untyped-def]
         lo = 0.0
         hi = 0.0
         for j in range(g.shape[1]):
-            d2 = sq_r[i] + sq_c[j] - 2.0 * np.float64(g[i, j])
-            e = slack_r[i] * slack_c[j]
-            d_lo = np.sqrt(d2 - e) if d2 > e else 0.0
-            d_hi = np.sqrt(d2 + e) if d2 + e > 0.0 else 0.0
+            d_lo, d_hi = _distance_interval(sq_r[i] + sq_c[j] - 2.0 * np.float64(g[i, j]), slack_r[i] * slack_c[j])
             if rows[i] == cols[j]:
                 d_lo = 0.0
                 d_hi = 0.0
@@ -76,10 +79,7 @@ def _sums_both_ways(  # type: ignore[no-untyped-def]
         lo = 0.0
         hi = 0.0
         for j in range(g.shape[1]):
-            d2 = sq_r[i] + sq_c[j] - 2.0 * np.float64(g[i, j])
-            e = slack_r[i] * slack_c[j]
-            d_lo = np.sqrt(d2 - e) if d2 > e else 0.0
-            d_hi = np.sqrt(d2 + e) if d2 + e > 0.0 else 0.0
+            d_lo, d_hi = _distance_interval(sq_r[i] + sq_c[j] - 2.0 * np.float64(g[i, j]), slack_r[i] * slack_c[j])
             lo += d_lo * weights_c[j]
             hi += d_hi * weights_c[j]
             low_c[j] += d_lo * weights_r[i]
