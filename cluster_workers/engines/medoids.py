@@ -93,7 +93,7 @@ def _screened_member_sums(x: np.ndarray, members: np.ndarray, weights: np.ndarra
 
     The matrix is symmetric: only tiles on and above the diagonal are computed,
     each off-diagonal one serving its rows and its columns (half the GEMM work
-    of :func:`_blocked_sums`; the same bounds up to the order of the sums).
+    of row blocks over the full matrix).
     """
     xm = np.asarray(x[members], dtype=np.float32)
     sq = np.einsum("ij,ij->i", xm, xm, dtype=np.float64)
@@ -117,37 +117,21 @@ def _screened_member_sums(x: np.ndarray, members: np.ndarray, weights: np.ndarra
     return low, high
 
 
-def _blocked_sums(
-    x: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray, dtype: type
-) -> tuple[np.ndarray, np.ndarray]:
-    """Lower and upper bounds of ``sum_j ||x[rows[i]] - x[cols[j]]|| * weights[j]`` from a ``dtype`` GEMM.
-
-    float64: the bounds coincide (scikit-learn's own arithmetic). float32: they
-    bracket it, from the worst-case float32 inner-product error.
-    """
-    xc = np.asarray(x[cols], dtype=dtype)
-    norms_c = np.sqrt(np.einsum("ij,ij->i", xc, xc, dtype=np.float64))
-    if dtype == np.float64:
-        gamma = 0.0
-    else:
-        unit = xc.shape[1] * 2.0**-24
-        gamma = 2.0 * unit / (1.0 - unit)  # on 2 x.y, hence twice the inner-product bound
-    low = np.empty(rows.size, dtype=np.float64)
-    high = np.empty(rows.size, dtype=np.float64)
+def weighted_distance_sums(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``sum_j ||x[rows[i]] - x[cols[j]]|| * weights[j]`` for each ``i``: float64 GEMM in row blocks, scikit-learn's arithmetic."""
+    xc = np.asarray(x[cols], dtype=np.float64)
+    sq_c = np.einsum("ij,ij->i", xc, xc)
+    no_slack = np.zeros(max(rows.size, cols.size))
+    sums = np.empty(rows.size, dtype=np.float64)
+    upper = np.empty(rows.size, dtype=np.float64)  # equal to the sums: no error term in float64
     step = max(1, BLOCK_BYTES // (8 * max(1, cols.size)))
     weights = np.ascontiguousarray(weights, dtype=np.float64)
     for s in range(0, rows.size, step):
         r = rows[s : s + step]
-        xr = np.asarray(x[r], dtype=dtype)
-        sq_r = np.einsum("ij,ij->i", xr, xr, dtype=np.float64)
-        g = xr @ xc.T
-        _sums(g, sq_r, norms_c**2, r, cols, weights, gamma * np.sqrt(sq_r), norms_c, low[s : s + step], high[s : s + step])
-    return low, high
-
-
-def weighted_distance_sums(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """``sum_j ||x[rows[i]] - x[cols[j]]|| * weights[j]`` for each ``i`` (float64, blocked)."""
-    return _blocked_sums(x, rows, cols, weights, np.float64)[0]
+        xr = np.asarray(x[r], dtype=np.float64)
+        sq_r = np.einsum("ij,ij->i", xr, xr)
+        _sums(xr @ xc.T, sq_r, sq_c, r, cols, weights, no_slack[: r.size], no_slack[: cols.size], sums[s : s + step], upper[s : s + step])
+    return sums
 
 
 def _exact_medoid(x: np.ndarray, members: np.ndarray, weights: np.ndarray) -> int:
