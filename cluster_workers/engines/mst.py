@@ -41,7 +41,7 @@ import numba
 from numba import njit, prange
 from threadpoolctl import threadpool_limits
 
-from cluster_workers.engines.neighbours import BLOCK_COLS, CHUNK, _span_max, exact_distances
+from cluster_workers.engines.neighbours import BLOCK_COLS, CHUNK, LANES, _span_max, exact_distances
 
 SEARCH_ROWS = 1024  # rows of one ordered search block (SEARCH_ROWS x n float32)
 PAIR_ROWS = 2048  # rows of one symmetric search block (BLOCK_COLS wide)
@@ -152,9 +152,10 @@ def _offer_rows_body(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> No
         if ka >= top:
             continue
         floor = _sim_floor(top)
+        lanes = np.empty(LANES, dtype=sims.dtype)
         for start in range(0, n_cols, CHUNK):
             stop = min(n_cols, start + CHUNK)
-            if _span_max(sims, i, start, stop) <= floor:
+            if _span_max(sims[i, start:stop], lanes) <= floor:
                 continue
             for j in range(start, stop):
                 b = cols[j]
@@ -186,8 +187,9 @@ def _offer_columns(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None
             tops[j - start] = slot_w[cols[j]].max()
             floors[j - start] = _sim_floor(tops[j - start])
         lowest = floors.min()
+        lanes = np.empty(LANES, dtype=sims.dtype)
         for i in range(n_rows):
-            if _span_max(sims, i, start, stop) <= lowest:
+            if _span_max(sims[i, start:stop], lanes) <= lowest:
                 continue
             a = rows[i]
             ca, ka = comp[a], core[a]
