@@ -241,7 +241,9 @@ def _reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w
     groups wholly inside other components (the group's best member is as close
     as its maximum says, its core at most the group's largest): the ``SLOTS``
     lightest such bounds over distinct components. A group whose maximum cannot
-    beat that bound holds no edge for the slots.
+    beat that bound holds no edge for the slots, nor does a group wholly inside
+    a component that already has a slot, unless it could beat that slot
+    (an edge weighs at least the distance and the point's core).
     """
     n_groups = maxima.shape[1]
     slots = slot_w.shape[1]
@@ -264,8 +266,20 @@ def _reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w
             continue
         floor = _sim_floor(ceiling)
         for g in range(n_groups):
-            if not done[g] and row[g] + SIM_SLACK > floor and group_comp[g] != ca:
-                chosen[g] = True
+            if done[g] or chosen[g] or row[g] + SIM_SLACK <= floor:
+                continue
+            c = group_comp[g]
+            if c == ca:
+                continue
+            limit = ceiling  # what an edge must beat to change a slot
+            if c >= 0:  # wholly inside one component: only an edge lighter than its slot, if it has one
+                for t in range(slots):
+                    if slot_c[a, t] == c:
+                        limit = min(limit, slot_w[a, t])
+                        break
+            if ka >= limit or row[g] + SIM_SLACK <= _sim_floor(limit):  # an edge weighs at least a's core and the distance
+                continue
+            chosen[g] = True
     return chosen
 
 
