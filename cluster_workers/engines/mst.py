@@ -53,6 +53,7 @@ GROUP_ROWS = 128  # points searched together against the groups any of them need
 GROUP_STEP = 16  # groups met at once before the points' bounds are tightened again
 CLOSED = -2  # slot_c of a slot closed because fewer than SLOTS other components exist
 SIM_SLACK = 1e-5  # float32 error on an inner product of unit vectors (GEMM or a plain dot), with room to spare
+NO_GROUPS = (np.empty(0, dtype=np.int64), 0)  # group_comp, group: no group structure known
 
 
 @njit(cache=True)
@@ -142,8 +143,13 @@ def _weight(s: float, ka: float, kb: float) -> float:
     return max(ka, kb, np.sqrt(d2) if d2 > 0.0 else 0.0)
 
 
-def _offer_rows_body(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> None:  # type: ignore[no-untyped-def]
-    """Offer ``sims[i, j]`` (point ``rows[i]`` to ``cols[j]``) to the slots of ``rows[i]``."""
+def _offer_rows_body(sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group_comp, group) -> None:  # type: ignore[no-untyped-def]
+    """Offer ``sims[i, j]`` (point ``rows[i]`` to ``cols[j]``) to the slots of ``rows[i]``.
+
+    With ``group`` (``group_comp``: see :func:`_group_components`), a chunk of
+    columns inside one group wholly in one component is skipped at once when
+    that is a's own component, or when it holds a's slot and cannot beat it.
+    """
     n_cols = sims.shape[1]
     for i in prange(sims.shape[0]):
         a = rows[i]
@@ -155,7 +161,20 @@ def _offer_rows_body(sims, rows, cols, core, comp, slot_w, slot_b, slot_c) -> No
         lanes = np.empty(LANES, dtype=sims.dtype)
         for start in range(0, n_cols, CHUNK):
             stop = min(n_cols, start + CHUNK)
-            if _span_max(sims[i, start:stop], lanes) <= floor:
+            chunk_floor = floor
+            if group and cols[start] // group == cols[stop - 1] // group:
+                c = group_comp[cols[start] // group]
+                if c == ca:
+                    continue
+                if c >= 0:
+                    for t in range(slot_c.shape[1]):
+                        if slot_c[a, t] == c:
+                            if ka >= slot_w[a, t]:
+                                chunk_floor = np.inf
+                            else:
+                                chunk_floor = max(floor, _sim_floor(slot_w[a, t]))
+                            break
+            if _span_max(sims[i, start:stop], lanes) <= chunk_floor:
                 continue
             for j in range(start, stop):
                 b = cols[j]
@@ -350,7 +369,7 @@ class _Search:
         self._start(points, int(comp.max()) + 1)
         sims = self.x[points] @ self.x.T
         self.pairs += points.size * self.x.shape[0]
-        _offer_rows(sims, points, np.arange(self.x.shape[0]), self.core, comp, self.slot_w, self.slot_b, self.slot_c)
+        _offer_rows(sims, points, np.arange(self.x.shape[0]), self.core, comp, self.slot_w, self.slot_b, self.slot_c, *NO_GROUPS)
         self._finish(points)
 
     def by_group_maxima(self, points: np.ndarray, comp: np.ndarray, maxima: np.ndarray, group: int) -> None:
@@ -383,7 +402,7 @@ class _Search:
         """Search ``rows`` (sorted) against the groups they need; returns the pairs computed."""
         xr = self.x[rows]
         done = _leading_groups(rows, maxima, group_comp, comp, LEADING_GROUPS)
-        pairs = self._offer_groups(xr, rows, done, group, comp)
+        pairs = self._offer_groups(xr, rows, done, group, comp, group_comp)
         while True:  # the most promising of the groups still reachable, until none is
             rest = np.flatnonzero(_reachable_groups(
                 rows, maxima, group_comp, group_core, self.core, comp, self.slot_w, self.slot_b, self.slot_c, done
@@ -394,10 +413,12 @@ class _Search:
                 rest = rest[np.argsort(-maxima[rows][:, rest].max(axis=0), kind="stable")[:GROUP_STEP]]
             step = np.zeros_like(done)
             step[rest] = True
-            pairs += self._offer_groups(xr, rows, step, group, comp)
+            pairs += self._offer_groups(xr, rows, step, group, comp, group_comp)
             done |= step
 
-    def _offer_groups(self, xr: np.ndarray, rows: np.ndarray, chosen: np.ndarray, group: int, comp: np.ndarray) -> int:
+    def _offer_groups(
+        self, xr: np.ndarray, rows: np.ndarray, chosen: np.ndarray, group: int, comp: np.ndarray, group_comp: np.ndarray
+    ) -> int:
         """Offer every pair of ``rows`` with a member of a ``chosen`` group (GEMMs over runs of them); returns the pairs."""
         n = self.x.shape[0]
         edges = np.flatnonzero(np.diff(np.r_[0, chosen.astype(np.int8), 0]))
@@ -407,7 +428,9 @@ class _Search:
                 hi = min(n, g1 * group, lo + BLOCK_COLS)
                 pairs += rows.size * (hi - lo)
                 sims = xr @ self.x[lo:hi].T
-                _offer_rows_serial(sims, rows, np.arange(lo, hi), self.core, comp, self.slot_w, self.slot_b, self.slot_c)
+                _offer_rows_serial(
+                    sims, rows, np.arange(lo, hi), self.core, comp, self.slot_w, self.slot_b, self.slot_c, group_comp, group
+                )
         return pairs
 
     def symmetric(self, points: np.ndarray, comp: np.ndarray) -> None:
@@ -426,17 +449,17 @@ class _Search:
             rows = points[s : s + PAIR_ROWS]
             xr = self.x[rows]
             self._tick()
-            _offer_rows(xr @ xr.T, rows, rows, *args)
+            _offer_rows(xr @ xr.T, rows, rows, *args, *NO_GROUPS)
             for c in range(s + PAIR_ROWS, points.size, BLOCK_COLS):
                 self._tick()
                 cols = points[c : c + BLOCK_COLS]
                 sims = xr @ self.x[cols].T
-                _offer_rows(sims, rows, cols, *args)
+                _offer_rows(sims, rows, cols, *args, *NO_GROUPS)
                 _offer_columns(sims, rows, cols, *args)
             for c in range(0, others.size, BLOCK_COLS):
                 self._tick()
                 cols = others[c : c + BLOCK_COLS]
-                _offer_rows(xr @ self.x[cols].T, rows, cols, *args)
+                _offer_rows(xr @ self.x[cols].T, rows, cols, *args, *NO_GROUPS)
         self._finish(points)
 
 
