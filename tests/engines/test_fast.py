@@ -91,8 +91,10 @@ SEARCH_PATHS = {
     "group-maxima": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, **FEW_GROUPS_AT_ONCE},
     "group-maxima-two-slots": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, "SLOTS": 2, **FEW_GROUPS_AT_ONCE},
     "group-maxima-ordered": FEW_GROUPS_AT_ONCE,
+    "group-maxima-wide-groups": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, **FEW_GROUPS_AT_ONCE},
 }
 GROUP = 16  # small groups, so that small data has many
+WIDE_GROUP = 64  # as wide as a chunk of the slot search: whole chunks of one component are skipped at once
 
 
 def force_search_path(monkeypatch, path: str) -> None:
@@ -105,19 +107,20 @@ def mst_by_path(data: np.ndarray, k: int, min_samples: int, path: str) -> tuple[
     if not path.startswith("group"):
         idx, dist = neighbours.knn(data, k)
         return mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, min_samples), exact=True)
+    group = WIDE_GROUP if path.endswith("wide-groups") else GROUP
     order = cell_order(data)
     x = np.ascontiguousarray(data[order])
-    maxima = np.full((x.shape[0], -(-x.shape[0] // GROUP)), -np.inf, dtype=np.float32)
-    idx, dist = neighbours.knn(x, k, maxima=maxima, group=GROUP)
+    maxima = np.full((x.shape[0], -(-x.shape[0] // group)), -np.inf, dtype=np.float32)
+    idx, dist = neighbours.knn(x, k, maxima=maxima, group=group)
     core = neighbours.core_distances(dist, min_samples)
-    tree, stats = mst_mod.mutual_reachability_mst(x, idx, dist, core, exact=True, maxima=maxima, group=GROUP)
+    tree, stats = mst_mod.mutual_reachability_mst(x, idx, dist, core, exact=True, maxima=maxima, group=group)
     tree[:, :2] = order[tree[:, :2].astype(np.int64)]
     return tree, stats
 
 
 def check_search_path(stats: dict, path: str, n: int) -> None:
     assert (stats["symmetric_searches"] > 0) == path.startswith("symmetric"), stats
-    assert (stats["group_searches"] > 0) == (path in ("group-maxima", "group-maxima-two-slots")), stats
+    assert (stats["group_searches"] > 0) == (path in ("group-maxima", "group-maxima-two-slots", "group-maxima-wide-groups")), stats
     assert stats["searched_points"] > 0, stats
     assert stats["searched_pair_share"] > 0, stats
 
