@@ -105,14 +105,30 @@ def _best_known(
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _slot_of(slot_c: np.ndarray, a: int, c: int) -> int:
+    """Index of a's slot for component ``c``, -1 if it has none."""
+    for t in range(slot_c.shape[1]):
+        if slot_c[a, t] == c:
+            return t
+    return -1
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _limit(slot_w: np.ndarray, slot_c: np.ndarray, a: int, c: int, ceiling: float) -> float:
+    """What an edge from ``a`` into component ``c`` must weigh less than to change a's slots.
+
+    ``ceiling``: the heaviest slot (or a bound on it); lower when ``c`` already
+    holds a slot: only a lighter edge than that one changes it.
+    """
+    t = _slot_of(slot_c, a, c) if c >= 0 else -1
+    return min(ceiling, slot_w[a, t]) if t >= 0 else ceiling
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _offer(slot_w: np.ndarray, slot_b: np.ndarray, slot_c: np.ndarray, a: int, w: float, b: int, c: int) -> float:
     """Offer edge ``(a, b)`` (weight ``w``, into component ``c``) to a's slots; returns a's new threshold."""
     slots = slot_w.shape[1]
-    j = -1
-    for t in range(slots):
-        if slot_c[a, t] == c:
-            j = t
-            break
+    j = _slot_of(slot_c, a, c)
     if j < 0:  # a new component: it takes the heaviest slot (an empty one weighs inf)
         j = 0
         for t in range(1, slots):
@@ -166,14 +182,10 @@ def _offer_rows_body(sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group
                 c = group_comp[cols[start] // group]
                 if c == ca:
                     continue
-                if c >= 0:
-                    for t in range(slot_c.shape[1]):
-                        if slot_c[a, t] == c:
-                            if ka >= slot_w[a, t]:
-                                chunk_floor = np.inf
-                            else:
-                                chunk_floor = max(floor, _sim_floor(slot_w[a, t]))
-                            break
+                limit = _limit(slot_w, slot_c, a, c, top)
+                if ka >= limit:
+                    continue
+                chunk_floor = _sim_floor(limit)
             if _span_max(sims[i, start:stop], lanes) <= chunk_floor:
                 continue
             for j in range(start, stop):
@@ -290,12 +302,7 @@ def _reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w
             c = group_comp[g]
             if c == ca:
                 continue
-            limit = ceiling  # what an edge must beat to change a slot
-            if c >= 0:  # wholly inside one component: only an edge lighter than its slot, if it has one
-                for t in range(slots):
-                    if slot_c[a, t] == c:
-                        limit = min(limit, slot_w[a, t])
-                        break
+            limit = _limit(slot_w, slot_c, a, c, ceiling)  # c < 0: the group spans components, only the ceiling bounds it
             if ka >= limit or row[g] + SIM_SLACK <= _sim_floor(limit):  # an edge weighs at least a's core and the distance
                 continue
             chosen[g] = True

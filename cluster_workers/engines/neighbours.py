@@ -236,7 +236,8 @@ def screen(
         if on_block is not None:
             on_block()
         xa = x[a : a + block_rows]  # a view, not a copy
-        _push_block(xa @ xa.T, np.arange(a, a + xa.shape[0]), np.arange(a, a + xa.shape[0]), heap_vals, heap_ids, maxima, group)
+        rows = np.arange(a, a + xa.shape[0])
+        _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids, maxima, group)
     for a in range(0, n, block_rows):
         rows = np.arange(a, min(n, a + block_rows))
         xa = x[a : a + block_rows]
