@@ -85,10 +85,8 @@ def run_engines(data: np.ndarray, users: dict, which: list[str]) -> dict[str, di
         t0 = time.perf_counter()
         info: dict = {}
         if name in ("fast", "fast-knn-graph"):
-            fast.EXACT_MST = name == "fast"
-            result = fast.cluster(data, params)
+            result = fast.cluster(data, params, options=fast.FastOptions(exact_mst=name == "fast"))
             labels, info = result.labels, result.info
-            fast.EXACT_MST = True
         elif name == "hdbscan":
             labels = reference.cluster(data, params).labels
         elif name == "fast_hdbscan":

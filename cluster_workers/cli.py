@@ -86,6 +86,10 @@ def cluster(
     backend: Optional[str] = typer.Option(None, "--backend", help="loky (this machine) or dask (a dask.distributed cluster)."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     skip_bad_vectors: bool = typer.Option(False, "--skip-bad-vectors", help="Leave out (and count) bad vectors and orphan embeddings instead of failing."),
+    memory_limit_mb: Optional[float] = typer.Option(
+        None, "--memory-limit-mb", min=0.0,
+        help="Memory the workers may use together (default: what the system reports available); the plan fits workers to it.",
+    ),
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
@@ -111,6 +115,7 @@ def cluster(
             skip_bad_vectors=skip_bad_vectors or None,
             backend=backend,
             scheduler=scheduler,
+            memory_limit_mb=memory_limit_mb,
         )
         done: list[str] = []
         with progress_bar(0, "models clustered") as advance:

@@ -49,6 +49,7 @@ class Settings:
     backend: str = "loky"
     scheduler: str = ""
     log_dir: str = "logs"  # where bin/cluster writes clustering_<timestamp>.log
+    memory_limit_mb: float = 0.0  # memory the workers may use together; 0 = what the system reports available
 
     def __post_init__(self) -> None:
         validate(self)
@@ -91,6 +92,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("timeout must be > 0 and busy_timeout >= 0")
     if s.statement_timeout < 0 or s.connect_timeout <= 0:
         raise ConfigError("statement_timeout must be >= 0 and connect_timeout > 0")
+    if s.memory_limit_mb < 0:
+        raise ConfigError(f"memory_limit_mb must be >= 0, got {s.memory_limit_mb!r}")
     if not s.database_url:
         raise ConfigError("database_url is empty")
 

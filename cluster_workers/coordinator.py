@@ -31,6 +31,7 @@ from cluster_workers.db.results import matching_results, write_results
 from cluster_workers.db.schema import EXPERIMENT_TABLES
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
 from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError, Interrupted, WorkerFailed
+from cluster_workers.memory_plan import available_bytes, plan_memory
 from cluster_workers.monitor import WorkerMonitor
 from cluster_workers.worker import ModelResult, ModelTask, cluster_model, peak_rss_mb
 
@@ -48,6 +49,7 @@ class RunReport:
     timings: dict[str, float] = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     threads_per_worker: int = 1
+    dimensions: dict[str, int] = field(default_factory=dict)  # per model, from one stored vector
 
 
 def run_key(settings: Settings) -> dict:
@@ -292,10 +294,17 @@ def cluster_models(
     heartbeat_s: float = 30.0,
     on_result: Callable[[ModelResult], None] | None = None,
     bound: SampleBound | None = None,
+    dimensions: dict[str, int] | None = None,
 ) -> tuple[list[ModelResult], int]:
-    """Cluster ``models`` in worker processes; returns the results and the threads each worker had."""
+    """Cluster ``models`` in worker processes; returns the results and the threads each worker had.
+
+    With ``dimensions`` (per model), the memory plan decides how many workers
+    run at once (largest models first), or refuses before any worker starts.
+    """
     cpus = os.cpu_count() or 1
     n_jobs = min(len(models), settings.workers or cpus)
+    if dimensions:
+        models, n_jobs = _fit_memory(settings, models, counts, dimensions, n_jobs)
     threads = max(1, cpus // n_jobs)
     status_dir = tempfile.mkdtemp(prefix="cluster_workers_")
     try:
@@ -312,6 +321,17 @@ def cluster_models(
                 result.model, result.n, result.timings["fetch_s"], result.timings["cluster_s"],
                 result.n_clusters, result.outlier_share, result.peak_rss_mb,
             )
+            engine_info = result.parameters.get("engine_info") or {}
+            certificate = engine_info.get("certificate")
+            if certificate:
+                logger.info(
+                    "{}: {:,} exact copies clustered once; core distances certified for all {:,} distinct vectors "
+                    "({:,} by the float32 screen, {:,} recomputed in float64)",
+                    result.model, engine_info.get("copies", 0), certificate["certified"],
+                    certificate["proven_by_screen"], certificate["recomputed"],
+                )
+                if certificate["certified"] < certificate["rows"]:
+                    logger.warning("{}: {:,} core distances are not certified", result.model, certificate["rows"] - certificate["certified"])
             if result.parameters.get("skipped_bad_vectors"):
                 logger.warning("{}: left out {} bad vector(s)", result.model, result.parameters["skipped_bad_vectors"])
             if on_result:
@@ -320,6 +340,19 @@ def cluster_models(
         return dispatch(tasks, n_jobs, monitor, settings.backend, _log_result, settings.scheduler), threads
     finally:
         shutil.rmtree(status_dir, ignore_errors=True)
+
+
+def _fit_memory(
+    settings: Settings, models: list[str], counts: dict[str, int], dimensions: dict[str, int], n_jobs: int
+) -> tuple[list[str], int]:
+    """The memory plan: models largest first, and how many workers fit at once (logged; refuses if none fits)."""
+    samples = {m: (counts[m], dimensions[m], settings.clustering.engine_params(counts[m]).min_samples) for m in models}
+    memory = plan_memory(samples, settings.engine, n_jobs, available_bytes(settings.memory_limit_mb))
+    for line in memory.describe():
+        logger.info(line)
+    if memory.workers < n_jobs:
+        logger.warning("memory: {} worker(s) at once instead of {}, so that the largest models fit together", memory.workers, n_jobs)
+    return memory.order, min(n_jobs, memory.workers)
 
 
 def commit(
@@ -395,6 +428,7 @@ def _run_locked(
     try:
         with run_snapshot(engine) as (conn, bound):
             models = plan(conn, settings, report, bound)
+            report.dimensions = sampling.vector_dimensions(conn, models)
             stopping.check("while counting")
             if bound.pg_snapshot is None:
                 conn.rollback()  # SQLite: the rowid bound is enough; hold no lock while the workers run
@@ -408,7 +442,7 @@ def _run_locked(
             logger.debug("workers read {}", bound.describe())
             t0 = time.perf_counter()
             report.results, report.threads_per_worker = cluster_models(
-                settings, models, report.after, deadline, heartbeat_s, on_result, bound
+                settings, models, report.after, deadline, heartbeat_s, on_result, bound, report.dimensions
             )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:

@@ -140,3 +140,13 @@ def counts(
         after[model] = int(n)
         fingerprints[model] = {"count": int(n), "digest": format(int(digest or 0), "x")}
     return before, after, fingerprints
+
+
+def vector_dimensions(conn: sa.Connection, models: list[str]) -> dict[str, int]:
+    """Each model's vector dimension, from one stored vector (float32 bytes / 4); 0 when it has none."""
+    out: dict[str, int] = {}
+    for model in models:
+        query = sa.select(sa.func.length(embedding.c.vector)).where(embedding.c.embedding_model == model).limit(1)
+        size = conn.execute(query).scalar()
+        out[model] = int(size or 0) // 4
+    return out

@@ -1,277 +1,302 @@
-"""Exact k nearest neighbours of unit vectors, with distances in float64.
+"""Certified nearest neighbours and core distances of unit vectors, in float64.
 
-One path, exact by construction (no silent switch to an approximate search):
-
-1. **Screen** with float32 GEMM over symmetric blocks (block ``(I, J)`` serves the
-   rows of ``I`` and, transposed, the rows of ``J``: half the arithmetic of a
-   plain ``X @ X.T``), keeping each row's ``k + margin`` largest inner products
-   in a bounded heap (numba; no ``argpartition`` over ``n``-wide rows).
+1. **Screen** with float32 GEMM, keeping each row's ``m`` largest inner
+   products in a bounded heap (numba; no ``argpartition`` over ``n``-wide rows).
+   Two layouts, the same answer: *symmetric* blocks (block ``(I, J)`` serves
+   the rows of ``I`` and, transposed, those of ``J``: half the arithmetic, but
+   every row's heap alive at once) when the heaps fit ``heap_bytes``, else
+   *row blocks* against all columns (twice the arithmetic, heaps of one block
+   only: memory that does not grow with ``min_samples``).
 2. **Rerank** the kept candidates with the distance recomputed in float64 as
-   ``sqrt(sum((x - y)**2))`` -- the way the ``hdbscan`` package computes it --
-   and keep the ``k`` nearest, sorted.
+   ``sqrt(sum((x - y)**2))`` -- the way the ``hdbscan`` package computes it.
+3. **Certify** each row (:mod:`.bounds`): every point the heap left out has a
+   screened value at most the heap's smallest, so it is at least
+   ``distance_floor(heap_min)`` away. A row whose core distance is within that
+   floor is proven; any other row (more near-copies than the heap holds, or
+   ties closer than float32 can tell) is **recomputed**: every point whose
+   screened value could put it within the row's current core distance is
+   collected (groups whose kept maximum rules them out skipped) and measured
+   in float64, and the core distance is taken from all of them.
 
-float32 screening can misorder candidates whose squared distances differ by
-less than about 1e-5; the ``margin`` extra candidates (reranked exactly) absorb
-that, so the ``k`` returned neighbours and their distances are the float64
-ones. Memory: one ``BLOCK_ROWS × BLOCK_COLS`` float32 block plus ``n × (k + margin)``.
+Rows may carry *weights* (copies of one vector collapsed into one row): the
+core distance is then the smallest distance within which the weights reach
+``min_samples + 1``, the point's own copies included (the ``hdbscan``
+package's definition on the expanded data).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, njit
 
-BLOCK_ROWS = 2048  # rows of one similarity block
-BLOCK_COLS = 8192  # its columns: 2048 x 8192 float32 = 64 MiB
-MARGIN = 8  # extra screened candidates, reranked exactly
-CHUNK = 64  # values tested at once against a row's threshold
-COLUMN_TILE = 16  # columns tested at once against their thresholds in the transposed direction (one cache line)
-BAND = 32  # rows whose column maxima are taken together in the transposed direction
-LANES = 16  # running maxima side by side in a row's chunk maximum (one AVX-512 register of float32)
+from cluster_workers.engines.bounds import similarity_error
+from cluster_workers.engines.kernels import CHUNK, exact_distances, pair_distances, push_columns, push_rows
 
 
-@njit(cache=True, nogil=True)
-def _sift_down(vals: np.ndarray, ids: np.ndarray, pos: int) -> None:
-    """Restore the min-heap property of ``vals`` (ids move along) from ``pos`` down."""
-    size = vals.shape[0]
-    while True:
-        left = 2 * pos + 1
-        if left >= size:
-            return
-        child = left
-        right = left + 1
-        if right < size and vals[right] < vals[left]:
-            child = right
-        if vals[child] >= vals[pos]:
-            return
-        vals[pos], vals[child] = vals[child], vals[pos]
-        ids[pos], ids[child] = ids[child], ids[pos]
-        pos = child
+@dataclass(frozen=True)
+class ScreenTuning:
+    """Block sizes of the neighbour screen (no result depends on them)."""
+
+    block_rows: int = 2048  # rows of one similarity block
+    block_cols: int = 8192  # its columns: 2048 x 8192 float32 = 64 MiB
+    margin: int = 8  # screened candidates beyond the list, reranked exactly: fewer rows to recompute
+    heap_bytes: int = 256 << 20  # symmetric screen while every row's heap fits this; else row blocks
+    rerank_bytes: int = 64 << 20  # temporaries of one rerank chunk (n x m float64 never held whole)
+    recompute_rows: int = 256  # uncertified rows recomputed together
 
 
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _span_max(span: np.ndarray, lanes: np.ndarray) -> float:
-    """``max(span)``: ``LANES`` running maxima side by side (SIMD), then one short reduction.
+@dataclass
+class NeighbourGraph:
+    """Each row's nearest rows, certified, and what bounds the rest."""
 
-    (A plain running ``max`` does not vectorise, nor does indexing that the
-    compiler cannot prove non-negative: either costs 2-4x.) ``lanes`` is
-    scratch of ``LANES`` values.
-    """
-    size = span.shape[0]
-    if size % LANES:
-        top = span[0]
-        for j in range(1, size):
-            top = max(top, span[j])
-        return top
-    for lane in range(LANES):
-        lanes[lane] = span[lane]
-    for base in range(LANES, size, LANES):
-        for lane in range(LANES):
-            lanes[lane] = max(lanes[lane], span[base + lane])
-    top = lanes[0]
-    for lane in range(1, LANES):
-        top = max(top, lanes[lane])
-    return top
+    ids: np.ndarray  # (n, L) int32, nearest first (the row itself first or tied at 0)
+    dist: np.ndarray  # (n, L) float64, exact
+    core: np.ndarray  # (n,) float64, exact core distances
+    lower: np.ndarray  # (n,) float64: every row not in ids[a] is at least lower[a] from a
+    stats: dict = field(default_factory=dict)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def _push_block(
-    sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray,
-    maxima: np.ndarray, group: int,
-) -> None:  # fmt: skip
-    """Offer ``sims[i, j]`` (row ``rows[i]``, candidate ``cols[j]``) to each row's top-m min-heap.
-
-    Chunks of ``CHUNK`` values are skipped at once when their maximum (see
-    :func:`_span_max`) does not beat the row's current threshold, as most do once the
-    heap is full; only the rest are looked at one by one. With ``group`` (a
-    power of two; ``cols`` consecutive from a multiple of it), the chunk
-    maxima also go into ``maxima[rows[i], cols[j] // group]``.
-    """
-    n_cols = sims.shape[1]
-    width = min(CHUNK, group) if group else CHUNK
-    for i in prange(sims.shape[0]):
-        r = rows[i]
-        vals = heap_vals[r]
-        ids = heap_ids[r]
-        threshold = vals[0]
-        lanes = np.empty(LANES, dtype=sims.dtype)
-        for start in range(0, n_cols, width):
-            stop = min(n_cols, start + width)
-            top = _span_max(sims[i, start:stop], lanes)
-            if group:
-                g = cols[start] // group
-                if start % group == 0 or top > maxima[r, g]:
-                    maxima[r, g] = top
-            if top <= threshold:
-                continue
-            for j in range(start, stop):
-                s = sims[i, j]
-                if s > threshold:
-                    vals[0] = s
-                    ids[0] = cols[j]
-                    _sift_down(vals, ids, 0)
-                    threshold = vals[0]
-
-
-@njit(parallel=True, cache=True, nogil=True, fastmath=True)
-def _push_block_columns(
-    sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray,
-    maxima: np.ndarray, group: int, n_stripes: int,
-) -> None:  # fmt: skip
-    """Offer ``sims[i, j]`` to the heap of ``cols[j]`` (candidate ``rows[i]``): the transposed direction, no copy.
-
-    Each of ``n_stripes`` threads owns a stripe of columns (and their heaps)
-    and streams the block through it in bands of ``BAND`` rows, in the order
-    it lies in memory: the band's column maxima (element-wise, SIMD) are
-    compared with the columns' thresholds, and only a tile of ``COLUMN_TILE``
-    columns with a maximum above its threshold is looked at value by value.
-    With ``group`` (a power of two; ``rows`` consecutive from a multiple of
-    it; bands shrink to it when smaller), each column's largest value over every group of rows goes
-    into ``maxima[cols[j], rows[i] // group]`` on the way.
-    """
-    n_rows, n_cols = sims.shape
-    tiles = (n_cols + COLUMN_TILE - 1) // COLUMN_TILE
-    n_stripes = max(1, min(n_stripes, tiles))
-    width = -(-tiles // n_stripes) * COLUMN_TILE
-    band = min(BAND, group) if group else BAND
-    for s in prange(n_stripes):
-        first = s * width
-        w = min(n_cols, first + width) - first
-        if w <= 0:
-            continue
-        ids = cols[first : first + w]
-        thresholds = np.empty(w, dtype=np.float32)
-        band_max = np.empty(w, dtype=np.float32)
-        group_max = np.full(w, -np.inf, dtype=np.float32)
-        for q in range(w):
-            thresholds[q] = heap_vals[ids[q], 0]
-        for top in range(0, n_rows, band):
-            bottom = min(n_rows, top + band)
-            row = sims[top, first : first + w]
-            for q in range(w):
-                band_max[q] = row[q]
-            for i in range(top + 1, bottom):
-                row = sims[i, first : first + w]
-                for q in range(w):
-                    band_max[q] = max(band_max[q], row[q])
-            if group:
-                for q in range(w):
-                    group_max[q] = max(group_max[q], band_max[q])
-                if bottom == n_rows or (rows[bottom - 1] + 1) % group == 0:
-                    g = rows[bottom - 1] // group
-                    for q in range(w):
-                        maxima[ids[q], g] = group_max[q]
-                        group_max[q] = -np.inf
-            for start in range(0, w, COLUMN_TILE):
-                stop = min(w, start + COLUMN_TILE)
-                above = 0
-                for q in range(start, stop):
-                    above += band_max[q] > thresholds[q]
-                if above == 0:
-                    continue
-                for i in range(top, bottom):
-                    row = sims[i, first : first + w]
-                    for q in range(start, stop):
-                        v = row[q]
-                        if v > thresholds[q]:
-                            c = ids[q]
-                            heap_vals[c, 0] = v
-                            heap_ids[c, 0] = rows[i]
-                            _sift_down(heap_vals[c], heap_ids[c], 0)
-                            thresholds[q] = heap_vals[c, 0]
-
-
-def group_size(n: int, budget: int) -> int:
-    """The smallest group (a power of two, 64 to ``BLOCK_ROWS``) whose ``n × groups`` float32 maxima fit ``budget`` bytes; 0 if none."""
+def group_size(n: int, budget: int, block_rows: int = ScreenTuning.block_rows) -> int:
+    """The smallest group (a power of two, 64 to ``block_rows``) whose ``n × groups`` float32 maxima fit ``budget`` bytes; 0 if none."""
     group = CHUNK
-    while group <= BLOCK_ROWS:
+    while group <= block_rows:
         if n * (-(-n // group)) * 4 <= budget:
             return group
         group *= 2
     return 0
 
 
-# reassociation lets the float64 sum run in SIMD lanes (4x here); it moves a distance by at most a few ulps
-@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``out[i, j] = ||x[rows[i]] - x[ids[i, j]]||`` in float64 (direct differences, no cancellation)."""
-    out = np.empty(ids.shape, dtype=np.float64)
-    d = x.shape[1]
-    for i in prange(ids.shape[0]):
-        a = rows[i]
-        for j in range(ids.shape[1]):
-            b = ids[i, j]
-            acc = 0.0
-            for t in range(d):
-                diff = np.float64(x[a, t]) - np.float64(x[b, t])
-                acc += diff * diff
-            out[i, j] = np.sqrt(acc)
-    return out
+def heap_width(n: int, min_samples: int, list_len: int, margin: int) -> int:
+    """Candidates kept per row by the screen."""
+    return min(n, max(list_len, min_samples + 1) + margin)
 
 
-def screen(
-    x: np.ndarray, m: int, on_block: Callable[[], object] | None = None, maxima: np.ndarray | None = None, group: int = 0
-) -> np.ndarray:
-    """Ids of each row's ``m`` largest inner products (itself included), unordered, by symmetric float32 GEMM.
+def rerank_rows(m: int, tuning: ScreenTuning) -> int:
+    """Rows reranked at once: about 40 bytes of temporaries per candidate."""
+    return int(min(8192, max(256, tuning.rerank_bytes // (40 * m))))
+
+
+def uses_row_blocks(n: int, m: int, tuning: ScreenTuning) -> bool:
+    """Whether every row's heap (float32 value, int32 id) would exceed the budget."""
+    return n * m * 8 > tuning.heap_bytes
+
+
+def nearest(
+    x: np.ndarray,
+    min_samples: int,
+    list_len: int,
+    weights: np.ndarray | None = None,
+    maxima: np.ndarray | None = None,
+    group: int = 0,
+    on_block: Callable[[], object] | None = None,
+    certify: bool = True,
+    tuning: ScreenTuning = ScreenTuning(),
+) -> NeighbourGraph:
+    """The ``list_len`` nearest rows of every row of ``x`` (float32 unit rows), and certified core distances.
+
+    ``maxima`` (``n × ceil(n / group)`` float32): filled with each row's
+    largest inner product with every group of ``group`` consecutive rows, and
+    used to skip groups when a row is recomputed. ``certify=False`` keeps the
+    screen's answer for every row (for tests that show what the certificate does).
+    """
+    n = x.shape[0]
+    weights = np.ones(n, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    list_len = min(list_len, n)
+    m = heap_width(n, min_samples, list_len, tuning.margin)
+    err = similarity_error(x)
+    graph = NeighbourGraph(
+        np.empty((n, list_len), dtype=np.int32), np.empty((n, list_len)), np.empty(n), np.empty(n)
+    )
+    floor = np.empty(n)  # distance below which the screen kept every row
+    if maxima is None:
+        maxima, group = np.empty((1, 1), dtype=np.float32), 0
+    row_blocks = uses_row_blocks(n, m, tuning)
+    if row_blocks:
+        _screen_row_blocks(x, m, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning)
+    else:
+        heap_vals, heap_ids = _screen_symmetric(x, m, maxima, group, on_block, tuning)
+        step = rerank_rows(m, tuning)
+        for s in range(0, n, step):
+            rows = np.arange(s, min(n, s + step))
+            _rerank(x, rows, heap_vals[rows], heap_ids[rows], weights, min_samples, err, graph, floor)
+        del heap_vals, heap_ids
+    proven = graph.core <= floor
+    unproven = np.flatnonzero(~proven)
+    if certify and unproven.size:
+        _recompute(x, unproven, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning)
+    graph.stats = {
+        "screen": "row blocks" if row_blocks else "symmetric",
+        "heap_width": int(m),
+        "similarity_error": err,
+        "rows": int(n),
+        "proven_by_screen": int(n - unproven.size),
+        "recomputed": int(unproven.size) if certify else 0,
+        "certified": int(n) if certify else int(n - unproven.size),
+    }
+    return graph
+
+
+def _screen_symmetric(x, m, maxima, group, on_block, tuning):  # type: ignore[no-untyped-def]
+    """Every row's ``m`` largest inner products (itself included), by symmetric float32 GEMM.
 
     First every row chunk ``I`` meets itself (one square block): with rows in
     cell order (:mod:`.order`) that fills each heap with near candidates, so
-    its threshold is high from the start and the rest push little (3x less
-    work in the transposed direction on 110,000 real-like rows). Then ``I``
-    meets every later row in ``BLOCK_COLS``-wide blocks, each serving both its
-    rows and its columns: the upper triangle of ``X @ X.T`` in wide GEMMs
-    (narrow ones run slower at 384-d). The order of the offers changes no result.
-    With ``maxima`` (``n × ceil(n / group)`` float32), the same blocks also fill
-    each row's largest inner product with every group of ``group`` consecutive rows.
+    its threshold is high from the start and the rest push little. Then ``I``
+    meets every later row in wide blocks, each serving both its rows and its
+    columns: the upper triangle of ``X @ X.T``.
     """
-    n, block_rows, block_cols = x.shape[0], BLOCK_ROWS, BLOCK_COLS
+    n, block_rows, block_cols = x.shape[0], tuning.block_rows, tuning.block_cols
     heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
-    heap_ids = np.zeros((n, m), dtype=np.int64)
-    record = maxima is not None
-    if not record:
-        maxima, group = np.empty((1, 1), dtype=np.float32), 0
+    heap_ids = np.zeros((n, m), dtype=np.int32)
     for a in range(0, n, block_rows):
-        if on_block is not None:
-            on_block()
+        _tick(on_block)
         xa = x[a : a + block_rows]  # a view, not a copy
         rows = np.arange(a, a + xa.shape[0])
-        _push_block(xa @ xa.T, rows, rows, heap_vals, heap_ids, maxima, group)
+        push_rows(xa @ xa.T, rows, rows, heap_vals, heap_ids, 0, maxima, group)
     for a in range(0, n, block_rows):
         rows = np.arange(a, min(n, a + block_rows))
         xa = x[a : a + block_rows]
         for b in range(rows[-1] + 1, n, block_cols):
-            if on_block is not None:
-                on_block()
+            _tick(on_block)
             cols = np.arange(b, min(n, b + block_cols))
             sims = xa @ x[b : b + block_cols].T
-            _push_block(sims, rows, cols, heap_vals, heap_ids, maxima, group)
-            _push_block_columns(sims, rows, cols, heap_vals, heap_ids, maxima, group, get_num_threads())
-    return heap_ids
+            push_rows(sims, rows, cols, heap_vals, heap_ids, 0, maxima, group)
+            push_columns(sims, rows, cols, heap_vals, heap_ids, maxima, group, get_num_threads())
+    return heap_vals, heap_ids
 
 
-def knn(
-    data: np.ndarray,
-    k: int,
-    margin: int = MARGIN,
-    on_block: Callable[[], object] | None = None,
-    maxima: np.ndarray | None = None,
-    group: int = 0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``(indices, distances)`` of each row's ``k`` nearest rows (itself included), sorted, float64 distances.
+def _screen_row_blocks(x, m, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning) -> None:  # type: ignore[no-untyped-def]
+    """Each block of rows against every column (its own square first), reranked at once: heaps of one block only."""
+    n, block_rows, block_cols = x.shape[0], tuning.block_rows, tuning.block_cols
+    for a in range(0, n, block_rows):
+        end = min(n, a + block_rows)
+        rows = np.arange(a, end)
+        heap_vals = np.full((rows.size, m), -np.inf, dtype=np.float32)
+        heap_ids = np.zeros((rows.size, m), dtype=np.int32)
+        xa = x[a:end]
+        spans = [(a, end)]
+        spans += [(lo, min(a, lo + block_cols)) for lo in range(0, a, block_cols)]
+        spans += [(lo, min(n, lo + block_cols)) for lo in range(end, n, block_cols)]
+        for lo, hi in spans:  # every span starts at a multiple of the group: the maxima stay aligned
+            _tick(on_block)
+            push_rows(xa @ x[lo:hi].T, rows, np.arange(lo, hi), heap_vals, heap_ids, a, maxima, group)
+        _rerank(x, rows, heap_vals, heap_ids, weights, min_samples, err, graph, floor)
 
-    Exact: every pair is screened, the best ``k + margin`` per row are reranked
-    in float64. ``maxima``/``group``: see :func:`screen` (filled on the way).
+
+def _tick(on_block: Callable[[], object] | None) -> None:
+    if on_block is not None:
+        on_block()
+
+
+def _rerank(x, rows, heap_vals, heap_ids, weights, min_samples, err, graph, floor) -> None:  # type: ignore[no-untyped-def]
+    """Exact distances of the kept candidates of ``rows``: their lists, core distances and bounds."""
+    cand = heap_ids
+    dist = exact_distances(x, rows, cand)
+    order = np.argsort(dist, axis=1, kind="stable")
+    cand = np.take_along_axis(cand, order, axis=1)
+    dist = np.take_along_axis(dist, order, axis=1)
+    length = graph.ids.shape[1]
+    graph.ids[rows] = cand[:, :length]
+    graph.dist[rows] = dist[:, :length]
+    graph.core[rows] = _weighted_core(dist, weights[cand], min_samples)
+    full = np.isfinite(heap_vals.min(axis=1))  # a full heap left rows out; otherwise it holds every row
+    screened = np.where(full, np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (heap_vals.min(axis=1).astype(np.float64) + err))), np.inf)
+    screened[cand.shape[1] >= x.shape[0]] = np.inf
+    floor[rows] = screened
+    beyond = dist[:, length] if dist.shape[1] > length else np.full(rows.size, np.inf)
+    graph.lower[rows] = np.minimum(beyond, screened)
+
+
+def _weighted_core(dist: np.ndarray, w: np.ndarray, min_samples: int) -> np.ndarray:
+    """Per row (``dist`` sorted): the first distance at which the weights reach ``min_samples + 1``."""
+    reached = np.cumsum(w, axis=1) >= min_samples + 1
+    pos = np.where(reached.any(axis=1), np.argmax(reached, axis=1), dist.shape[1] - 1)
+    return dist[np.arange(dist.shape[0]), pos]
+
+
+def _recompute(x, rows, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning) -> None:  # type: ignore[no-untyped-def]
+    """Exact core distances and lists of ``rows`` from every point that could lie within their core distance.
+
+    A point ``b`` with ``d(a, b) <= core[a]`` (the screened core distance, an
+    upper bound) has a screened value at least ``1 - core[a]**2 / 2 - err``
+    in any GEMM, and a group holding one has a kept maximum at least that.
     """
-    x = np.ascontiguousarray(data, dtype=np.float32)
     n = x.shape[0]
-    k = min(k, n)
-    m = min(n, k + margin)
-    candidates = screen(x, m, on_block=on_block, maxima=maxima, group=group)
-    dist = exact_distances(x, np.arange(n), candidates)
-    order = np.argsort(dist, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(candidates, order, axis=1), np.take_along_axis(dist, order, axis=1)
+    cut = (1.0 - 0.5 * graph.core * graph.core - err).astype(np.float32)
+    cut = np.nextafter(cut, np.float32(-np.inf))  # rounding the cut down keeps it a bound
+    for s in range(0, rows.size, tuning.recompute_rows):
+        _tick(on_block)
+        batch = rows[s : s + tuning.recompute_rows]
+        if group:
+            needed = (maxima[batch] >= cut[batch, None]).any(axis=0)
+            edges = np.flatnonzero(np.diff(np.r_[0, needed.astype(np.int8), 0]))
+            spans = [(g0 * group, min(n, g1 * group)) for g0, g1 in zip(edges[::2], edges[1::2])]
+        else:
+            spans = [(0, n)]
+        pair_rows, pair_cols = [], []
+        xb = x[batch]
+        for lo, hi in spans:
+            for c in range(lo, hi, tuning.block_cols):
+                sims = xb @ x[c : min(hi, c + tuning.block_cols)].T
+                i, j = np.nonzero(sims >= cut[batch, None])
+                pair_rows.append(i)
+                pair_cols.append(j + c)
+        i = np.concatenate(pair_rows)
+        j = np.concatenate(pair_cols)
+        order = np.lexsort((j, i))
+        i, j = i[order], j[order]
+        ball = pair_distances(x, batch[i], j)
+        ptr = np.searchsorted(i, np.arange(batch.size + 1))
+        ids, dist, core, lower = _merge_ball(
+            ptr, j, ball, weights, min_samples, graph.ids[batch], graph.dist[batch], graph.core[batch], floor[batch]
+        )
+        graph.ids[batch], graph.dist[batch], graph.core[batch], graph.lower[batch] = ids, dist, core, lower
+
+
+@njit(cache=True)
+def _merge_ball(ptr, cols, ball, weights, min_samples, old_ids, old_dist, old_core, screened):  # type: ignore[no-untyped-def]
+    """Per row: core distance from its ball (every point within ``old_core``), list from ball and old list merged.
+
+    Points outside both are farther than ``max(old_core, screened)``; the
+    first one that does not fit the list bounds the rest from below.
+    """
+    rows, length = old_ids.shape
+    ids = np.empty_like(old_ids)
+    dist = np.empty_like(old_dist)
+    core = np.empty(rows)
+    lower = np.empty(rows)
+    for r in range(rows):
+        c = cols[ptr[r] : ptr[r + 1]]
+        d = ball[ptr[r] : ptr[r + 1]]
+        order = np.argsort(d, kind="mergesort")
+        acc = 0
+        core[r] = old_core[r]
+        for t in order:
+            acc += weights[c[t]]
+            if acc >= min_samples + 1:
+                core[r] = d[t]
+                break
+        extra_c = np.empty(length, dtype=np.int64)
+        extra_d = np.empty(length)
+        m = 0
+        for t in range(length):  # old list members outside the ball (cols are sorted)
+            k = np.searchsorted(c, old_ids[r, t])
+            if k >= c.size or c[k] != old_ids[r, t]:
+                extra_c[m] = old_ids[r, t]
+                extra_d[m] = old_dist[r, t]
+                m += 1
+        all_c = np.concatenate((c, extra_c[:m]))
+        all_d = np.concatenate((d, extra_d[:m]))
+        order = np.argsort(all_d, kind="mergesort")
+        for t in range(length):
+            ids[r, t] = all_c[order[t]]
+            dist[r, t] = all_d[order[t]]
+        outside = max(old_core[r], screened[r])
+        lower[r] = min(all_d[order[length]], outside) if all_d.size > length else outside
+    return ids, dist, core, lower
 
 
 def core_distances(dist: np.ndarray, min_samples: int) -> np.ndarray:
@@ -279,16 +304,26 @@ def core_distances(dist: np.ndarray, min_samples: int) -> np.ndarray:
     return np.ascontiguousarray(dist[:, min(min_samples, dist.shape[1] - 1)], dtype=np.float64)
 
 
-def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: int, margin: int = MARGIN) -> np.ndarray:
-    """Core distances of ``rows`` against every row, independently of :func:`knn` (float64 GEMM, exact rerank)."""
+def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: int) -> np.ndarray:
+    """Core distances of ``rows`` against every row, independently of :func:`nearest`.
+
+    float64 GEMM selects every candidate whose inner product is within a
+    float64 error bound of the ``min_samples + 1``-th largest (near-copies and
+    ties all included); those are measured with direct differences.
+    """
     x = np.ascontiguousarray(data, dtype=np.float32)
     x64 = x.astype(np.float64)
-    n = x.shape[0]
-    m = min(n, min_samples + 1 + margin)
+    n, d = x.shape
+    k = min(n, min_samples + 1)
+    sq = np.einsum("ij,ij->i", x64, x64)
+    slack = 4 * (d * 2.0**-53 * sq.max() + np.abs(sq - 1).max()) + 1e-15
     out = np.empty(rows.size, dtype=np.float64)
     for s in range(0, rows.size, 128):
         q = rows[s : s + 128]
-        cand = np.argpartition(x64[q] @ x64.T, n - m, axis=1)[:, n - m :]  # the m largest inner products
-        dist = np.sort(exact_distances(x, q, cand), axis=1)
-        out[s : s + 128] = dist[:, min(min_samples, m - 1)]
+        sims = x64[q] @ x64.T
+        kth = np.partition(sims, n - k, axis=1)[:, n - k]
+        for r, a in enumerate(q):
+            cand = np.flatnonzero(sims[r] >= kth[r] - slack)
+            dist = np.sort(pair_distances(x, np.full(cand.size, a), cand))
+            out[s + r] = dist[k - 1]
     return out

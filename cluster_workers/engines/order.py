@@ -1,8 +1,10 @@
 """A row order that puts near rows next to each other (cells of a seeded spherical k-means).
 
-The order changes no result: it only makes groups of consecutive rows compact,
-so that one group's largest inner product with a point (kept by the neighbour
-screen) bounds the point's distance to the group tightly -- see :mod:`.mst`.
+The order changes no result: distances do not depend on it, and the one place
+where order could (equally heavy edges) is canonical in :mod:`.tree`. It only
+makes groups of consecutive rows compact, so that one group's largest inner
+product with a point (kept by the neighbour screen) bounds the point's
+distance to the group tightly -- see :mod:`.mst`.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ SAMPLE = 30_000  # rows the centroids are fitted on
 ROUNDS = 5  # Lloyd rounds
 
 
-def cell_order(x: np.ndarray, seed: int = 0) -> np.ndarray:
-    """A permutation of the rows of ``x`` (unit vectors, float32) that lists each k-means cell's rows together."""
-    n = x.shape[0]
+def cell_order(x: np.ndarray, rows: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """A permutation of ``rows`` (default: all rows of ``x``, unit vectors, float32) that lists each k-means cell's
+    rows together; positions into ``rows``. The rows are read in chunks, never copied whole."""
+    rows = np.arange(x.shape[0]) if rows is None else rows
+    n = rows.size
     cells = max(1, min(CELLS, n // 64))
     rng = np.random.default_rng(seed)
-    fit = x[np.sort(rng.choice(n, min(n, SAMPLE), replace=False))]
+    fit = x[rows[np.sort(rng.choice(n, min(n, SAMPLE), replace=False))]]
     centroids = fit[rng.choice(fit.shape[0], cells, replace=False)].copy()
     for _ in range(ROUNDS):
         nearest = np.argmax(fit @ centroids.T, axis=1)
@@ -30,5 +34,5 @@ def cell_order(x: np.ndarray, seed: int = 0) -> np.ndarray:
         centroids[filled] = sums[filled] / norms[filled]
     cell = np.empty(n, dtype=np.int64)
     for s in range(0, n, 16_384):
-        cell[s : s + 16_384] = np.argmax(x[s : s + 16_384] @ centroids.T, axis=1)
+        cell[s : s + 16_384] = np.argmax(x[rows[s : s + 16_384]] @ centroids.T, axis=1)
     return np.argsort(cell, kind="stable")

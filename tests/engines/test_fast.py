@@ -7,34 +7,13 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.engines import HDBSCANParams, fast, l2_normalise, reference
-from cluster_workers.engines import mst as mst_mod
 from cluster_workers.engines import neighbours
+from cluster_workers.engines.bounds import similarity_error
+from cluster_workers.engines.mst import MSTTuning, mutual_reachability_mst
+from cluster_workers.engines.neighbours import ScreenTuning
 from cluster_workers.engines.order import cell_order
 from cluster_workers.errors import BadVectorError
-
-
-def attractor_data(n: int = 2500, dim: int = 96, clusters: int = 12, seed: int = 0) -> np.ndarray:
-    """Unit vectors around attractors of very different sizes and tightness, plus noise and duplicates."""
-    rng = np.random.default_rng(seed)
-    centres = l2_normalise(rng.standard_normal((clusters, dim)))
-    weights = 1.0 / np.arange(1, clusters + 1)
-    which = rng.choice(clusters, size=int(n * 0.9), p=weights / weights.sum())
-    spread = rng.uniform(0.15, 0.35, clusters)[which, None]
-    points = centres[which] + spread * rng.standard_normal((which.size, dim)) / np.sqrt(dim) * 3
-    noise = rng.standard_normal((n - which.size, dim))
-    data = np.vstack([points, noise])
-    data[-20:] = data[:20]  # exact duplicates
-    return l2_normalise(data.astype(np.float32))
-
-
-def diffuse_data(n: int = 2000, dim: int = 64, seed: int = 0) -> np.ndarray:
-    """Real-text-like: a few weak directions in a diffuse cloud, near-duplicates (converged runs)."""
-    rng = np.random.default_rng(seed)
-    topics = rng.standard_normal((6, dim))
-    mix = rng.dirichlet(np.full(6, 0.3), size=n)
-    data = mix @ topics + 0.9 * rng.standard_normal((n, dim))
-    data[n // 2 : n // 2 + 60] = data[:60] + 1e-4 * rng.standard_normal((60, dim))  # near-duplicate texts
-    return l2_normalise(data.astype(np.float32))
+from tests.engines.datasets import attractor_data, diffuse_data
 
 
 # Equal mutual-reachability weights (ubiquitous: many edges weigh exactly a core distance) are merged in
@@ -42,12 +21,11 @@ def diffuse_data(n: int = 2000, dim: int = 64, seed: int = 0) -> np.ndarray:
 # with identical MST weights). Distinct-weight data agrees exactly.
 @pytest.mark.parametrize("exact_mst", [False, True], ids=["knn-graph-mst", "exact-mst"])
 @pytest.mark.parametrize("make, floor", [(attractor_data, 0.999), (diffuse_data, 0.995)], ids=["attractors", "diffuse"])
-def test_agrees_with_reference(make, floor, exact_mst, monkeypatch):
-    monkeypatch.setattr(fast, "EXACT_MST", exact_mst)
+def test_agrees_with_reference(make, floor, exact_mst):
     data = make()
     params = HDBSCANParams(15, 9, cluster_selection_epsilon=0.0, allow_single_cluster=False)
     ref = reference.cluster(data, params)
-    ours = fast.cluster(data, params)
+    ours = fast.cluster(data, params, options=fast.FastOptions(exact_mst=exact_mst))
     # the kNN-graph MST is the cheaper, inexact option: it may miss a lighter edge outside the graph
     assert adjusted_rand_score(ref.labels, ours.labels) >= (floor if exact_mst else 0.99)
     assert ours.info["fidelity"]["exactly_equal"] == 1.0
@@ -83,37 +61,33 @@ def test_selection_options_follow_the_reference(params):
 # The MST search's paths, forced on small data: one block at a time in order of bound; one symmetric pass over
 # every point; slots so few that merges use them up; and the default at production size: points searched only
 # against the groups whose maximum inner product (kept by the neighbour screen) could beat their slots.
-FEW_GROUPS_AT_ONCE = {"LEADING_GROUPS": 1, "GROUP_ROWS": 8, "GROUP_STEP": 2}  # the bounds decide, not a wide first step
+FEW_GROUPS_AT_ONCE = {"leading_groups": 1, "group_rows": 8, "group_step": 2}  # the bounds decide, not a wide first step
 SEARCH_PATHS = {
     "ordered": {},
-    "symmetric": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0},
-    "symmetric-two-slots": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, "SLOTS": 2},
-    "group-maxima": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, **FEW_GROUPS_AT_ONCE},
-    "group-maxima-two-slots": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, "SLOTS": 2, **FEW_GROUPS_AT_ONCE},
+    "symmetric": {"pair_rows": 4, "symmetric_share": 0.0},
+    "symmetric-two-slots": {"pair_rows": 4, "symmetric_share": 0.0, "slots": 2},
+    "group-maxima": {"pair_rows": 4, "symmetric_share": 0.0, **FEW_GROUPS_AT_ONCE},
+    "group-maxima-two-slots": {"pair_rows": 4, "symmetric_share": 0.0, "slots": 2, **FEW_GROUPS_AT_ONCE},
     "group-maxima-ordered": FEW_GROUPS_AT_ONCE,
-    "group-maxima-wide-groups": {"PAIR_ROWS": 16, "SYMMETRIC_SHARE": 0.0, **FEW_GROUPS_AT_ONCE},
+    "group-maxima-wide-groups": {"pair_rows": 4, "symmetric_share": 0.0, **FEW_GROUPS_AT_ONCE},
+    "narrow-blocks": {"search_rows": 8, "block_cols": 64},
 }
 GROUP = 16  # small groups, so that small data has many
 WIDE_GROUP = 64  # as wide as a chunk of the slot search: whole chunks of one component are skipped at once
 
 
-def force_search_path(monkeypatch, path: str) -> None:
-    for name, value in SEARCH_PATHS[path].items():
-        monkeypatch.setattr(mst_mod, name, value)
-
-
 def mst_by_path(data: np.ndarray, k: int, min_samples: int, path: str) -> tuple[np.ndarray, dict]:
     """The exact MST of ``data`` on ``path`` (group paths: rows in cell order, maxima from the screen; ids mapped back)."""
+    tuning = MSTTuning(**SEARCH_PATHS[path])
     if not path.startswith("group"):
-        idx, dist = neighbours.knn(data, k)
-        return mst_mod.mutual_reachability_mst(data, idx, dist, neighbours.core_distances(dist, min_samples), exact=True)
+        graph = neighbours.nearest(data, min_samples, k)
+        return mutual_reachability_mst(data, graph, similarity_error(data), tuning=tuning)
     group = WIDE_GROUP if path.endswith("wide-groups") else GROUP
     order = cell_order(data)
     x = np.ascontiguousarray(data[order])
     maxima = np.full((x.shape[0], -(-x.shape[0] // group)), -np.inf, dtype=np.float32)
-    idx, dist = neighbours.knn(x, k, maxima=maxima, group=group)
-    core = neighbours.core_distances(dist, min_samples)
-    tree, stats = mst_mod.mutual_reachability_mst(x, idx, dist, core, exact=True, maxima=maxima, group=group)
+    graph = neighbours.nearest(x, min_samples, k, maxima=maxima, group=group)
+    tree, stats = mutual_reachability_mst(x, graph, similarity_error(x), maxima=maxima, group=group, tuning=tuning)
     tree[:, :2] = order[tree[:, :2].astype(np.int64)]
     return tree, stats
 
@@ -131,15 +105,13 @@ def pruned_share(stats: dict, n: int) -> float:
 
 
 @pytest.mark.parametrize("path", list(SEARCH_PATHS))
-def test_exact_mst_equals_a_brute_force_mst(path, monkeypatch):
+def test_exact_mst_equals_a_brute_force_mst(path):
     """The Borůvka MST has the weight of the MST of the full mutual-reachability matrix."""
     from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
 
-    force_search_path(monkeypatch, path)
     data = diffuse_data(n=600, seed=7)
     tree, stats = mst_by_path(data, 8, 5, path)
-    _, dist = neighbours.knn(data, 8)
-    core = neighbours.core_distances(dist, 5)
+    core = neighbours.nearest(data, 5, 8).core
     x = data.astype(np.float64)
     full = np.sqrt(np.maximum(0, ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)))
     mrd = np.maximum(full, np.maximum(core[:, None], core[None, :]))
@@ -157,14 +129,13 @@ def test_exact_mst_equals_a_brute_force_mst(path, monkeypatch):
 
 @pytest.mark.parametrize("path", list(SEARCH_PATHS))
 @pytest.mark.parametrize("make", [attractor_data, diffuse_data], ids=["attractors", "diffuse"])
-def test_mst_weights_are_hdbscans(make, path, monkeypatch):
+def test_mst_weights_are_hdbscans(make, path):
     """The engine's tree has exactly the edge weights of the hdbscan package's own MST."""
     import hdbscan
 
-    force_search_path(monkeypatch, path)
     data = make(seed=11)
     ref = hdbscan.HDBSCAN(min_cluster_size=15, min_samples=9, gen_min_span_tree=True).fit(data.astype(np.float64))
-    tree, stats = mst_by_path(data, 9 + 1 + fast.GRAPH_EXTRA, 9, path)
+    tree, stats = mst_by_path(data, fast.FastOptions().list_length(9), 9, path)
     check_search_path(stats, path, data.shape[0])
     want = np.sort(ref.minimum_spanning_tree_.to_numpy()[:, 2])
     assert np.allclose(np.sort(tree[:, 2]), want, rtol=1e-12, atol=1e-12)
@@ -174,12 +145,12 @@ def test_mst_weights_are_hdbscans(make, path, monkeypatch):
 
 @pytest.mark.parametrize("blocks", [(2048, 8192), (64, 192)], ids=["one-block", "many-blocks"])
 @pytest.mark.parametrize("group", [16, 64])
-def test_group_maxima_are_the_largest_inner_products(blocks, group, monkeypatch):
-    monkeypatch.setattr(neighbours, "BLOCK_ROWS", blocks[0])
-    monkeypatch.setattr(neighbours, "BLOCK_COLS", blocks[1])
+@pytest.mark.parametrize("heap_bytes", [1 << 30, 0], ids=["symmetric", "row-blocks"])
+def test_group_maxima_are_the_largest_inner_products(blocks, group, heap_bytes):
+    tuning = ScreenTuning(block_rows=blocks[0], block_cols=blocks[1], heap_bytes=heap_bytes)
     data = diffuse_data(n=1000, seed=2)  # 1000 is no multiple of either group: the last group is short
     maxima = np.full((1000, -(-1000 // group)), -np.inf, dtype=np.float32)
-    neighbours.knn(data, 10, maxima=maxima, group=group)
+    neighbours.nearest(data, 9, 10, maxima=maxima, group=group, tuning=tuning)
     sims = data.astype(np.float64) @ data.astype(np.float64).T
     want = np.stack([sims[:, g : g + group].max(axis=1) for g in range(0, 1000, group)], axis=1)
     assert np.abs(maxima - want).max() < 1e-5  # float32 GEMM rounding only
@@ -202,17 +173,19 @@ def test_group_size_fits_the_budget():
     assert neighbours.group_size(10**7, 512 * 2**20) == 0  # nothing fits: the search runs without maxima
 
 
-@pytest.mark.parametrize("blocks", [(2048, 8192), (64, 200)], ids=["one-block", "many-blocks"])
-def test_knn_is_exact_in_float64(blocks, monkeypatch):
-    monkeypatch.setattr(neighbours, "BLOCK_ROWS", blocks[0])
-    monkeypatch.setattr(neighbours, "BLOCK_COLS", blocks[1])
+@pytest.mark.parametrize("blocks", [(2048, 8192), (64, 192)], ids=["one-block", "many-blocks"])
+@pytest.mark.parametrize("heap_bytes", [1 << 30, 0], ids=["symmetric", "row-blocks"])
+def test_knn_is_exact_in_float64(blocks, heap_bytes):
+    tuning = ScreenTuning(block_rows=blocks[0], block_cols=blocks[1], heap_bytes=heap_bytes)
     data = diffuse_data(n=1500, seed=5)
-    idx, dist = neighbours.knn(data, 20)
+    graph = neighbours.nearest(data, 19, 20, tuning=tuning)
     x = data.astype(np.float64)
     rows = np.r_[0:30, 1470:1500]  # first and last blocks: served by the square block, rows and columns
     brute = np.sort(np.sqrt(((x[rows, None, :] - x[None, :, :]) ** 2).sum(-1)), axis=1)[:, :20]
-    assert np.allclose(dist[rows], brute, rtol=1e-12, atol=1e-12)
-    assert np.all(np.diff(dist, axis=1) >= 0)
+    assert np.allclose(graph.dist[rows], brute, rtol=1e-12, atol=1e-12)
+    assert np.allclose(graph.core[rows], brute[:, 19], rtol=1e-12, atol=1e-12)
+    assert np.all(np.diff(graph.dist, axis=1) >= 0)
+    assert graph.stats["screen"] == ("row blocks" if heap_bytes == 0 else "symmetric")
 
 
 def test_two_points():
