@@ -28,7 +28,7 @@ DatabaseUrl = typer.Option(
     None, "--database-url", "--db-path", "-d", help="SQLAlchemy URL or SQLite file path (env CLUSTER_WORKERS_DATABASE_URL, or the config)."
 )
 ConfigFile = typer.Option(None, "--config", help="TOML config file (default: config/cluster_workers.toml).")
-ResultId = typer.Argument(..., help="A result id (or a unique prefix) from `results`.")
+ResultId = typer.Argument(..., help="A result id (or a unique prefix) from `results`, `latest`, or `latest:MODEL`.")
 AsJson = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
@@ -233,6 +233,83 @@ def trajectories(
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.trajectories_table(found, limit))
+
+
+@app.command()
+def transitions(
+    result_id: str = ResultId,
+    by: Optional[str] = typer.Option(None, "--by", help="Group runs by network (their chain of models) or prompt."),
+    include_outliers: bool = typer.Option(False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    limit: int = typer.Option(20, "--limit", min=0, help="Rows per group (0 = all)."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Cluster transitions along each run: (from, to) counts over consecutive sampled texts, per group."""
+    from cluster_workers import chains
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        found = chains.load_transitions(settings.database_url, result_id, by, include_outliers, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.transitions_table(found, limit))
+
+
+@app.command("run-lengths")
+def run_lengths(
+    result_id: str = ResultId,
+    include_outliers: bool = typer.Option(False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    limit: int = typer.Option(20, "--limit", min=0, help="Clusters in the summary (0 = all)."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """How long chains stay in a cluster: each run's run-length encoding (JSON: every stretch; table: per cluster)."""
+    from cluster_workers import chains
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        found = chains.load_run_lengths(settings.database_url, result_id, include_outliers, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.run_lengths_table(found, limit))
+
+
+@app.command()
+def delete(
+    result_id: Optional[str] = typer.Argument(None, help="A result id (or unique prefix), `latest` or `latest:MODEL`."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Delete every result of this embedding model."),
+    all_results: bool = typer.Option(False, "--all", help="Delete every clustering result."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
+    database_url: Optional[str] = DatabaseUrl,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Delete results and their memberships in one transaction (under the run lock); asks first on a terminal."""
+    from cluster_workers import removal
+    from cluster_workers.errors import ConfigError
+
+    try:
+        if sum([result_id is not None, model is not None, all_results]) != 1:
+            raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
+        settings = _settings(config, database_url=database_url)
+        chosen = removal.chosen_results(settings.database_url, result_id, model, settings.busy_timeout)
+        if not chosen:
+            typer.echo("no clustering results to delete")
+            return
+        rows = sum(r.sample_count for r in chosen)
+        what = f"{len(chosen)} result(s) with {rows:,} memberships: " + ", ".join(f"{r.id.hex[:8]} ({r.model})" for r in chosen[:10])
+        what += f", … {len(chosen) - 10} more" if len(chosen) > 10 else ""
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ConfigError(f"refusing to delete {len(chosen)} result(s) without --yes: stdin is not a terminal")
+            if not typer.confirm(f"delete {what}?", default=False):
+                typer.echo("nothing deleted", err=True)
+                raise typer.Exit(1)
+        removed = removal.delete(settings.database_url, chosen, settings.db_limits)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(f"deleted {len(chosen)} result(s) and {removed:,} memberships: " + ", ".join(f"{r.id} ({r.model})" for r in chosen))
 
 
 @app.command()

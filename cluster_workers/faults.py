@@ -6,7 +6,8 @@ Set ``CLUSTER_WORKERS_FAULT`` in the environment of a run:
   commit's transaction, log ``fault: pausing inside the commit`` and wait (a test
   then kills the process there);
 - ``disk-full-in-commit``: on SQLite, forbid the file to grow (``max_page_count``),
-  so the commit's inserts fail with SQLite's own "database or disk is full".
+  so the commit's inserts fail with SQLite's own "database or disk is full";
+- ``pause-in-delete=SECONDS``: the same pause inside ``delete``'s transaction.
 
 Unset (always, outside tests), every hook here does nothing.
 """
@@ -42,4 +43,12 @@ def rows_written() -> None:
     name, value = _fault()
     if name == "pause-in-commit":
         logger.warning("fault: pausing inside the commit for {} s", value)
+        stopping.wait(float(value or 60))
+
+
+def deleted_batch() -> None:
+    """Called after each batch of results removed inside ``delete``'s transaction (``pause-in-delete=SECONDS``)."""
+    name, value = _fault()
+    if name == "pause-in-delete":
+        logger.warning("fault: pausing inside the delete for {} s", value)
         stopping.wait(float(value or 60))

@@ -29,6 +29,7 @@ A_RUNS = {
     5: [1, -1],  # short: 2 texts < K = 3
 }
 PROMPTS = {0: "p0", 1: "p0", 2: "p0", 3: "p1", 4: "p1", 5: "p1"}
+NETWORKS = {0: ["SDXL", "Moondream"], 1: ["SDXL", "Moondream"], 2: ["FLUX"], 3: ["SDXL", "Moondream"], 4: ["FLUX"], 5: ["FLUX"]}
 # model B sees runs 0-4 only (run 5 has no B embeddings): 1 and 3 merge, 2 splits at its run 3 members.
 B_RUNS = {
     0: [-1, 1, 1, 1, 1, 1, 1, 1],
@@ -63,7 +64,7 @@ def build_known(path: Path, models: dict[str, dict[int, list[int]]] | None = Non
     run_rows, inv_rows, emb_rows, res_rows, ec_rows = [], [], [], [], []
     texts: dict[uuid.UUID, str] = {}
     for r in runs:
-        run_rows.append({"id": _id("run", r), "network": ["m"], "seed": r, "max_length": 2 * length[r] + 1,
+        run_rows.append({"id": _id("run", r), "network": NETWORKS.get(r, ["m"]), "seed": r, "max_length": 2 * length[r] + 1,
                          "initial_prompt": PROMPTS.get(r, f"p{r}"), "experiment_id": None})
         for seq in range(2 * length[r] + 1):  # images on even sequence numbers, texts on odd ones
             is_text = seq % 2 == 1

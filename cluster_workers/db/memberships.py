@@ -98,9 +98,26 @@ class Labelled:
     invocation_ids: np.ndarray  # (n,) object: uuid.UUID
     run_ids: np.ndarray  # (n,) object: uuid.UUID
     prompts: np.ndarray  # (n,) object: the run's initial prompt
+    networks: np.ndarray  # (n,) object: the run's network, its models joined by "→" (the users' label)
     text_index: np.ndarray  # (n,) int64
     clusters: np.ndarray  # (n,) int64 rank, -1 outlier
     medoids: dict[int, uuid.UUID]  # rank -> medoid embedding id
+
+
+def network_label(network: object) -> str | None:
+    """A run's network as the users write it: its models joined by "→" (a JSON list, or text already joined)."""
+    if network is None:
+        return None
+    if isinstance(network, str):
+        try:
+            import json
+
+            network = json.loads(network)
+        except ValueError:
+            return network
+    if isinstance(network, (list, tuple)):
+        return "→".join(str(m) for m in network)
+    return str(network)
 
 
 def _raw(column: sa.ColumnElement) -> sa.ColumnElement:
@@ -147,7 +164,9 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
         .where(ec.c.clustering_result_id == result_id)
     ).all()
-    prompt_of = dict(conn.execute(sa.select(_raw(run.c.id), run.c.initial_prompt)).all())
+    prompt_of, network_of = {}, {}
+    for run_id, prompt, network in conn.execute(sa.select(_raw(run.c.id), run.c.initial_prompt, run.c.network)):
+        prompt_of[run_id], network_of[run_id] = prompt, network_label(network)
     inv, medoids = (list(col) for col in zip(*rows)) if rows else ([], [])
     where = [positions.get(i, (None, -1)) for i in inv]  # sampled invocations are text invocations
     runs = [r for r, _ in where]
@@ -162,6 +181,7 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
         invocation_ids=np.array(inv, dtype=object),
         run_ids=np.array(runs, dtype=object),
         prompts=np.array(prompts, dtype=object),
+        networks=np.array([network_of.get(r) for r in runs], dtype=object),
         text_index=np.array([k for _, k in where], dtype=np.int64),
         clusters=np.array([OUTLIER if m is None else ranks[m] for m in medoid_hex], dtype=np.int64),
         medoids={rank: uuid.UUID(hex=m) for m, rank in ranks.items()},

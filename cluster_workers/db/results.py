@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import sqlalchemy as sa
@@ -218,10 +218,8 @@ class ClusterSummary:
     medoid_text: str | None
 
 
-def list_results(conn: sa.Connection) -> list[ResultSummary]:
-    """Every clustering result with its sample, cluster and outlier counts, newest first."""
-    if not sa.inspect(conn).has_table(clustering_result.name):
-        return []
+def _summaries(conn: sa.Connection, ids: list[uuid.UUID] | None = None) -> list[ResultSummary]:
+    """Results with their sample, cluster and outlier counts, newest first (only ``ids`` when given)."""
     cr, ec = clustering_result, embedding_cluster
     query = (
         sa.select(
@@ -240,18 +238,75 @@ def list_results(conn: sa.Connection) -> list[ResultSummary]:
         .group_by(cr.c.id)
         .order_by(cr.c.created_at.desc(), cr.c.embedding_model)
     )
+    if ids is not None:
+        query = query.where(cr.c.id.in_(ids))
     return [ResultSummary(*row) for row in conn.execute(query)]
 
 
-def find_result(conn: sa.Connection, result_id: str) -> ResultSummary:
-    """One result by full id or unique id prefix (as printed by ``results``)."""
-    wanted = result_id.strip().lower().replace("-", "")
-    matches = [r for r in list_results(conn) if r.id.hex.startswith(wanted)] if wanted else []
-    if not matches:
+def list_results(conn: sa.Connection) -> list[ResultSummary]:
+    """Every clustering result with its sample, cluster and outlier counts, newest first."""
+    if not sa.inspect(conn).has_table(clustering_result.name):
+        return []
+    return _summaries(conn)
+
+
+LATEST = "latest"
+
+
+def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
+    """A result's id from a full id, a unique id prefix, ``latest`` (the newest result) or ``latest:MODEL``.
+
+    Reads ``clusteringresult`` only (ids, models, creation times), never the memberships.
+    """
+    cr = clustering_result
+    wanted = result_id.strip()
+    if not sa.inspect(conn).has_table(cr.name):
+        raise DatabaseError("the database has no clustering results yet")
+    if wanted.lower() == LATEST or wanted.lower().startswith(LATEST + ":"):
+        model = wanted.split(":", 1)[1] if ":" in wanted else None
+        query = sa.select(cr.c.id).order_by(cr.c.created_at.desc(), cr.c.embedding_model).limit(1)
+        if model is not None:
+            query = query.where(cr.c.embedding_model == model)
+        found = conn.execute(query).scalar()
+        if found is None:
+            raise DatabaseError(f"no clustering result for model {model!r}" if model else "the database has no clustering results yet")
+        return found
+    prefix = wanted.lower().replace("-", "")
+    ids = [i for (i,) in conn.execute(sa.select(cr.c.id)) if prefix and i.hex.startswith(prefix)]
+    if not ids:
         raise DatabaseError(f"no clustering result with id {result_id!r}")
-    if len(matches) > 1:
-        raise DatabaseError(f"id prefix {result_id!r} matches {len(matches)} results; give more characters")
-    return matches[0]
+    if len(ids) > 1:
+        raise DatabaseError(f"id prefix {result_id!r} matches {len(ids)} results; give more characters")
+    return ids[0]
+
+
+def find_result(conn: sa.Connection, result_id: str) -> ResultSummary:
+    """One result by full id, unique id prefix (as printed by ``results``), ``latest`` or ``latest:MODEL``."""
+    return _summaries(conn, [resolve_result_id(conn, result_id)])[0]
+
+
+def results_to_delete(conn: sa.Connection, result_id: str | None = None, model: str | None = None) -> list[ResultSummary]:
+    """The results one ``delete`` names: one id (prefix, ``latest``), every result of ``model``, or all (neither)."""
+    if result_id is not None:
+        return [find_result(conn, result_id)]
+    rows = list_results(conn)
+    if model is not None:
+        rows = [r for r in rows if r.model == model]
+        if not rows:
+            raise DatabaseError(f"no clustering result for model {model!r}")
+    return rows
+
+
+def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Callable[[], None] | None = None) -> int:
+    """Delete results and their memberships (in the caller's transaction), one result at a time;
+    returns the memberships removed. ``after_batch`` runs after each (a safe point to stop)."""
+    removed = 0
+    for result_id in ids:
+        removed += conn.execute(sa.delete(embedding_cluster).where(embedding_cluster.c.clustering_result_id == result_id)).rowcount
+        conn.execute(sa.delete(clustering_result).where(clustering_result.c.id == result_id))
+        if after_batch is not None:
+            after_batch()
+    return removed
 
 
 def cluster_summaries(conn: sa.Connection, result_id: uuid.UUID) -> list[ClusterSummary]:

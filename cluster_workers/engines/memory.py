@@ -6,7 +6,7 @@ convention), every vector assumed distinct (copies only make it smaller):
 =====================  ============================================================
 the vectors            ``4·n·d`` (float32, one copy: the engine reorders it in place)
 group maxima           ``4·n·ceil(n / group)``, at most ``group_maxima_bytes`` (512 MiB)
-screen heaps           ``8·n·m`` while that fits ``heap_bytes`` (256 MiB), else
+screen heaps           ``8·n·m`` while that fits ``max(heap_bytes, 4·n·d)`` (256 MiB or the vectors' size), else
                        ``8·block_rows·m`` (row blocks); ``m = max(L, ms + 1) + margin``
 rerank                 ``rerank_bytes`` (64 MiB)
 neighbour lists        ``12·n·L`` (int32 ids, float64 distances), ``L = min(ms + 17, list_cap)``
@@ -36,7 +36,7 @@ def fast_peak_bytes(n: int, dim: int, min_samples: int, options: FastOptions = F
     m = heap_width(n, min_samples, length, screen.margin)
     group = group_size(n, options.group_maxima_bytes, screen.block_rows)
     maxima = 4 * n * (-(-n // group)) if group else 0
-    heaps = 8 * (screen.block_rows if uses_row_blocks(n, m, screen) else n) * m
+    heaps = 8 * (screen.block_rows if uses_row_blocks(n, m, dim, screen) else n) * m
     rerank = screen.rerank_bytes
     lists = 12 * n * length
     mst = 24 * n * options.mst.slots + 96 * n

@@ -43,7 +43,8 @@ class ScreenTuning:
     block_rows: int = 2048  # rows of one similarity block
     block_cols: int = 8192  # its columns: 2048 x 8192 float32 = 64 MiB
     margin: int = 8  # screened candidates beyond the list, reranked exactly: fewer rows to recompute
-    heap_bytes: int = 256 << 20  # symmetric screen while every row's heap fits this; else row blocks
+    heap_bytes: int = 256 << 20  # symmetric screen while every row's heap fits this ...
+    heap_data_ratio: float = 1.0  # ... or this multiple of the vectors' own size; else row blocks
     rerank_bytes: int = 64 << 20  # temporaries of one rerank chunk (n x m float64 never held whole)
     recompute_rows: int = 256  # uncertified rows recomputed together
 
@@ -79,9 +80,11 @@ def rerank_rows(m: int, tuning: ScreenTuning) -> int:
     return int(min(8192, max(256, tuning.rerank_bytes // (40 * m))))
 
 
-def uses_row_blocks(n: int, m: int, tuning: ScreenTuning) -> bool:
-    """Whether every row's heap (float32 value, int32 id) would exceed the budget."""
-    return n * m * 8 > tuning.heap_bytes
+def uses_row_blocks(n: int, m: int, dim: int, tuning: ScreenTuning) -> bool:
+    """Whether every row's heap (float32 value, int32 id) would exceed the budget: ``heap_bytes`` or
+    ``heap_data_ratio`` times the vectors' own size, whichever is larger (memory in proportion to the data,
+    never to ``min_samples``)."""
+    return n * m * 8 > max(tuning.heap_bytes, tuning.heap_data_ratio * 4 * n * dim)
 
 
 def nearest(
@@ -113,7 +116,7 @@ def nearest(
     floor = np.empty(n)  # distance below which the screen kept every row
     if maxima is None:
         maxima, group = np.empty((1, 1), dtype=np.float32), 0
-    row_blocks = uses_row_blocks(n, m, tuning)
+    row_blocks = uses_row_blocks(n, m, x.shape[1], tuning)
     if row_blocks:
         _screen_row_blocks(x, m, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning)
     else:

@@ -1,0 +1,41 @@
+"""``delete``: remove results and their memberships in one transaction, under the run lock.
+
+Nothing is removed until the user has seen what will go (the CLI confirms on a
+terminal, or takes ``--yes``). A stop request (Ctrl-C, SIGTERM) or any error
+inside the transaction rolls it back: everything stays.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from cluster_workers import faults, stopping
+from cluster_workers.db.connect import db_error, make_engine
+from cluster_workers.db.lock import run_lock
+from cluster_workers.db.results import ResultSummary, delete_results, results_to_delete
+from cluster_workers.report import read_with
+
+
+def chosen_results(url: str, result_id: str | None, model: str | None, busy_timeout: float = 30.0) -> list[ResultSummary]:
+    """What ``delete`` would remove: one result (id, prefix, ``latest``), a model's results, or all."""
+    return read_with(url, busy_timeout, lambda conn: results_to_delete(conn, result_id, model))
+
+
+def delete(url: str, results: list[ResultSummary], db_limits: dict) -> int:
+    """Remove ``results`` in one transaction while holding the run lock; returns the memberships removed."""
+    rolled_back = "the transaction was rolled back, nothing was deleted"
+
+    def between() -> None:
+        faults.deleted_batch()
+        stopping.check("during the delete", rolled_back)
+
+    with run_lock(url, db_limits):
+        engine = make_engine(url, **db_limits)
+        try:
+            with engine.begin() as conn:
+                removed = delete_results(conn, [r.id for r in results], after_batch=between)
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, url, "during the delete") from exc
+        finally:
+            engine.dispose()
+    return removed
