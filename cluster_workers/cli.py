@@ -197,22 +197,21 @@ def export(
 @app.command()
 def compare(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Only models clustered at this downsample."),
+    result: Optional[List[str]] = typer.Option(None, "--result", "-r", help="Compare these two results (give it twice), whatever their parameters."),
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
 ) -> None:
-    """Do the models agree? ARI and AMI for each pair of models clustered at the same downsample, and cluster matches."""
+    """Do the models agree? ARI and AMI for each pair of models' newest current results with the same downsample,
+    parameters and engine (stale results left out, and said so), and cluster matches."""
     from cluster_workers import explore
 
     try:
         settings = _settings(config, database_url=database_url)
-        comparisons = explore.compare(settings.database_url, downsample, settings.busy_timeout)
+        found = explore.compare(settings.database_url, downsample, settings.busy_timeout, results=result or None)
     except ClusterWorkersError as exc:
         fail(exc)
-    if as_json:
-        typer.echo(json.dumps([c.as_dict() for c in comparisons], indent=2))
-    else:
-        typer.echo(explore.compare_table(comparisons))
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.compare_table(found))
 
 
 @app.command()

@@ -139,6 +139,13 @@ class LatentWorld:
         return _unit(latent @ self.rotations[model] + noise).astype("<f4")
 
 
+NETWORKS = (  # the experiment's chains of models (text-to-image, image-to-text), one per run in turn
+    ("FLUX.1-schnell", "Moondream2"),
+    ("SDXL-Turbo", "BLIP2"),
+    ("FLUX.1-schnell", "BLIP2"),
+)
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
@@ -196,7 +203,7 @@ def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
         yield "run", [
             {
                 "id": run_id,
-                "network": ["FLUX.1-schnell", "Moondream2"],
+                "network": list(NETWORKS[r % len(NETWORKS)]),
                 "seed": int(r),
                 "max_length": 2 * length,
                 "initial_prompt": prompt,

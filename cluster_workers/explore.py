@@ -25,23 +25,47 @@ class Comparison:
     a: ResultSummary
     b: ResultSummary
     downsample: int | None
-    agreement: Agreement
+    agreement: Agreement | None  # None: the pair could not be compared (see ``note``)
     medoid_texts_a: dict[int, str | None]  # rank -> medoid text of model a's matched clusters
+    note: str = ""
 
     def as_dict(self) -> dict:
+        agree = self.agreement
         return {
             "model_a": self.a.model,
             "model_b": self.b.model,
             "result_a": str(self.a.id),
             "result_b": str(self.b.id),
             "downsample": self.downsample,
-            "n": self.agreement.n,
-            "ari": self.agreement.ari,
-            "ami": self.agreement.ami,
+            "n": agree.n if agree else 0,
+            "ari": agree.ari if agree else None,
+            "ami": agree.ami if agree else None,
+            "note": self.note or None,
             "matches": [
-                {**vars(m), "medoid_text_a": self.medoid_texts_a.get(m.cluster_a)} for m in self.agreement.matches
+                {**vars(m), "medoid_text_a": self.medoid_texts_a.get(m.cluster_a)} for m in (agree.matches if agree else [])
             ],
         }
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    comparisons: list[Comparison]
+    left_out: list[tuple[ResultSummary, str]]  # results not compared, and why
+
+    def as_dict(self) -> dict:
+        return {
+            "comparisons": [c.as_dict() for c in self.comparisons],
+            "left_out": [{"result": str(r.id), "model": r.model, "reason": why} for r, why in self.left_out],
+        }
+
+
+def comparable_key(r: ResultSummary) -> tuple:
+    """What two results must share to be compared: downsample, the clustering parameters and the engine."""
+    p = r.parameters or {}
+    requested = p.get("requested") or {
+        k: p.get(k) for k in ("min_cluster_size", "min_samples", "cluster_selection_epsilon", "allow_single_cluster", "engine")
+    }
+    return (p.get("downsample"), tuple(sorted((k, str(v)) for k, v in requested.items())))
 
 
 def latest_by_downsample(rows: list[ResultSummary]) -> dict[int | None, list[ResultSummary]]:
@@ -55,20 +79,49 @@ def latest_by_downsample(rows: list[ResultSummary]) -> dict[int | None, list[Res
     return grouped
 
 
+def comparable_groups(rows: list[ResultSummary]) -> tuple[dict[tuple, list[ResultSummary]], list[tuple[ResultSummary, str]]]:
+    """Each model's newest current result per comparison key (downsample, parameters, engine); what was left out."""
+    left_out: list[tuple[ResultSummary, str]] = []
+    chosen: dict[tuple, dict[str, ResultSummary]] = {}
+    for r in rows:  # newest first
+        if r.stale:
+            left_out.append((r, "stale: the database's sample for these parameters has changed since"))
+            continue
+        per_model = chosen.setdefault(comparable_key(r), {})
+        if r.model in per_model:
+            continue  # an older result of the same model and parameters
+        per_model[r.model] = r
+    groups = {}
+    for key, per_model in chosen.items():
+        if len(per_model) >= 2:
+            groups[key] = [per_model[m] for m in sorted(per_model)]
+        else:
+            only = next(iter(per_model.values()))
+            left_out.append((only, "no other model has a result with the same downsample, parameters and engine"))
+    return groups, left_out
+
+
+def _compare_pair(conn, a, b, get) -> Comparison:  # type: ignore[no-untyped-def]
+    downsample = (a.parameters or {}).get("downsample")
+    la, lb = get(a), get(b)
+    try:
+        agree = agreement(*align(la.invocation_ids, la.clusters, lb.invocation_ids, lb.clusters))
+    except NoSharedInvocations:
+        return Comparison(a, b, downsample, None, {}, "no clustered invocation in common")
+    medoids = [la.medoids[m.cluster_a] for m in agree.matches if m.cluster_a in la.medoids]
+    texts = texts_of(conn, medoids)
+    return Comparison(a, b, downsample, agree, {m.cluster_a: texts.get(la.medoids.get(m.cluster_a)) for m in agree.matches})
+
+
 def compare_in(
-    conn: sa.Connection, downsample: int | None = None, cache: dict | None = None, positions: dict | None = None
-) -> list[Comparison]:
-    """Every pair of models clustered at the same downsample (or only at ``downsample``).
+    conn: sa.Connection, downsample: int | None = None, cache: dict | None = None, positions: dict | None = None,
+    results: list[str] | None = None, check_stale: bool = True,
+) -> CompareReport:  # fmt: skip
+    """Every pair of models whose newest current results share downsample, parameters and engine (or only at
+    ``downsample``); or the two ``results`` named. A pair that cannot be compared is reported in its row.
 
     ``cache`` (result id -> :class:`Labelled`) and ``positions`` (:func:`text_positions`) are reused when given.
     """
-    groups = latest_by_downsample(list_results(conn))
-    if downsample is not None:
-        groups = {k: v for k, v in groups.items() if k == downsample}
-    groups = {k: v for k, v in groups.items() if len(v) >= 2}
-    if not groups:
-        where = f"at downsample {downsample}" if downsample is not None else "at any one downsample"
-        raise ClusterWorkersError(f"nothing to compare: fewer than two models have results {where}")
     cache = {} if cache is None else cache
 
     def get(r: ResultSummary) -> Labelled:
@@ -78,35 +131,50 @@ def compare_in(
             cache[r.id] = labelled(conn, r.id, positions)
         return cache[r.id]
 
-    out = []
-    for ds, results in groups.items():
-        for a, b in itertools.combinations(results, 2):
-            la, lb = get(a), get(b)
-            try:
-                agree = agreement(*align(la.invocation_ids, la.clusters, lb.invocation_ids, lb.clusters))
-            except NoSharedInvocations:
-                raise ClusterWorkersError(
-                    f"models {a.model} and {b.model} share no clustered invocation at downsample {ds} "
-                    f"(results {a.id.hex[:8]} and {b.id.hex[:8]})"
-                ) from None
-            medoids = [la.medoids[m.cluster_a] for m in agree.matches if m.cluster_a in la.medoids]
-            texts = texts_of(conn, medoids)
-            out.append(Comparison(a, b, ds, agree, {m.cluster_a: texts.get(la.medoids.get(m.cluster_a)) for m in agree.matches}))
-    return out
+    if results:
+        if len(results) != 2:
+            raise ClusterWorkersError("--result takes exactly two results (give it twice)")
+        a, b = (find_result(conn, r) for r in results)
+        return CompareReport([_compare_pair(conn, a, b, get)], [])
+    rows = list_results(conn)
+    if check_stale:
+        from cluster_workers.report import mark_stale
+
+        rows = mark_stale(conn, rows)
+    if downsample is not None:
+        rows = [r for r in rows if (r.parameters or {}).get("downsample") == downsample]
+    groups, left_out = comparable_groups(rows)
+    if not groups:
+        where = f"at downsample {downsample}" if downsample is not None else ""
+        raise ClusterWorkersError(
+            f"nothing to compare: no two models have current results {where} with the same downsample, parameters and engine"
+            .replace("  ", " ")
+        )
+    out = [_compare_pair(conn, a, b, get) for key in sorted(groups, key=str) for a, b in itertools.combinations(groups[key], 2)]
+    return CompareReport(out, left_out)
 
 
-def compare(url: str, downsample: int | None = None, busy_timeout: float = 30.0) -> list[Comparison]:
-    return read_with(url, busy_timeout, lambda conn: compare_in(conn, downsample))
+def compare(
+    url: str, downsample: int | None = None, busy_timeout: float = 30.0, results: list[str] | None = None
+) -> CompareReport:
+    return read_with(url, busy_timeout, lambda conn: compare_in(conn, downsample, results=results))
 
 
-def compare_table(comparisons: list[Comparison]) -> str:
-    head = _table(
-        ["model a", "model b", "downsample", "n", "ARI", "AMI"],
-        [[c.a.model, c.b.model, str(c.downsample), f"{c.agreement.n:,}", f"{c.agreement.ari:.3f}", f"{c.agreement.ami:.3f}"] for c in comparisons],
-        {2, 3, 4, 5},
-    )
+def compare_table(report: CompareReport) -> str:
+    comparisons = report.comparisons
+
+    def cells(c: Comparison) -> list[str]:
+        if c.agreement is None:
+            return [c.a.model, c.b.model, str(c.downsample), "0", "-", "-", c.note]
+        return [c.a.model, c.b.model, str(c.downsample), f"{c.agreement.n:,}", f"{c.agreement.ari:.3f}", f"{c.agreement.ami:.3f}", c.note]
+
+    head = _table(["model a", "model b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5})
     parts = [head]
+    for r, why in report.left_out:
+        parts.append(f"left out: {r.id.hex[:8]} ({r.model}): {why}")
     for c in comparisons:
+        if c.agreement is None:
+            continue
         if not c.agreement.matches:
             parts.append(f"\n{c.a.model} -> {c.b.model} (downsample {c.downsample}): {c.a.model} has no cluster among the shared invocations")
             continue

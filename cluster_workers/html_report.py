@@ -53,6 +53,7 @@ class Detail:
 class ReportData:
     entries: list[tuple[ResultSummary, list[ClusterSummary]]]
     comparisons: dict[int | None, list[Comparison]] = field(default_factory=dict)
+    left_out: list = field(default_factory=list)  # (result, why) not compared
     details: dict[uuid.UUID, Detail] = field(default_factory=dict)
 
 
@@ -93,12 +94,14 @@ def report_data(conn: sa.Connection) -> ReportData:
     cache: dict[uuid.UUID, Labelled] = {}
     latest = latest_by_downsample([r for r, _ in data.entries])
     positions = text_positions(conn) if latest else {}
+    try:  # like with like: the same downsample, parameters and engine; stale results left out
+        compared = compare_in(conn, cache=cache, positions=positions)
+        for c in compared.comparisons:
+            data.comparisons.setdefault(c.downsample, []).append(c)
+        data.left_out = compared.left_out
+    except ClusterWorkersError:
+        pass  # nothing comparable
     for downsample, results in latest.items():
-        if downsample is not None and len(results) >= 2:
-            try:
-                data.comparisons[downsample] = compare_in(conn, downsample, cache, positions)
-            except ClusterWorkersError:
-                pass  # models without shared invocations: no heatmap for this downsample
         for r in results:
             if r.id not in cache:
                 cache[r.id] = labelled(conn, r.id, positions)
@@ -112,19 +115,26 @@ def _heatmap(downsample: int | None, comparisons: list[Comparison]) -> str:
     ari = np.eye(len(models))
     for c in comparisons:
         i, j = models.index(c.a.model), models.index(c.b.model)
-        ari[i, j] = ari[j, i] = c.agreement.ari
+        ari[i, j] = ari[j, i] = c.agreement.ari if c.agreement else np.nan
     return plots.agreement_heatmap(models, ari, downsample)
 
 
-def _agreement_section(comparisons: dict[int | None, list[Comparison]]) -> list[str]:
+def _agreement_section(comparisons: dict[int | None, list[Comparison]], left_out: list | None = None) -> list[str]:
     e = html.escape
     if not comparisons:
         return []
-    parts = ["<h2 id='agreement'>Do the models agree?</h2><p class='params'>Each model's latest result per downsample, "
-             "on the invocations both clustered; outliers count as one group.</p>"]
+    parts = ["<h2 id='agreement'>Do the models agree?</h2><p class='params'>Each model's newest current result, paired only "
+             "with results of the same downsample, parameters and engine, on the invocations both clustered; outliers "
+             "count as one group.</p>"]
+    if left_out:
+        parts.append("<p class='params'>Not compared: " + "; ".join(f"{e(r.model)} {r.id.hex[:8]} ({e(why)})" for r, why in left_out) + "</p>")
     for downsample, comps in comparisons.items():
         parts.append("<table><tr><th>model a</th><th>model b</th><th>downsample</th><th>shared</th><th>ARI</th><th>AMI</th></tr>")
         for c in comps:
+            if c.agreement is None:
+                parts.append(f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
+                             f"<td colspan='3'>{e(c.note)}</td></tr>")
+                continue
             parts.append(f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
                          f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>"
                          f"<td class='num'>{c.agreement.ami:.3f}</td></tr>")
@@ -187,7 +197,7 @@ def render(data: ReportData, source: str) -> str:
         )
     parts.append("</table>")
     parts.append(f"<figure>{plots.comparison_plot(list(latest.values()))}</figure>")
-    parts.extend(_agreement_section(data.comparisons))
+    parts.extend(_agreement_section(data.comparisons, data.left_out))
     for summary, clusters in entries:
         params = ", ".join(
             f"{k}={v}" for k, v in summary.parameters.items() if not isinstance(v, dict) and k != "run_key"

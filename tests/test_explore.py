@@ -12,7 +12,7 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from tests.conftest import file_hash, run_cli
 from tests.known_results import A_RUNS, B_RUNS, build_known
 
-COLUMNS = ["embedding_id", "invocation_id", "run_id", "initial_prompt", "sequence_number", "text_index", "cluster",
+COLUMNS = ["embedding_id", "invocation_id", "run_id", "network", "initial_prompt", "sequence_number", "text_index", "cluster",
            "medoid_embedding_id", "output_text"]
 
 
@@ -39,7 +39,7 @@ def test_export_csv_rows_match_the_database_exactly(known, tmp_path):
     assert len(rows) - 1 == len(expected)
     assert {tuple(r) for r in rows[1:]} == expected
     # run order, then steps in order, as documented
-    keys = [(r[2], int(r[4])) for r in rows[1:]]
+    keys = [(r[2], int(r[5])) for r in rows[1:]]
     assert keys == sorted(keys)
 
 
@@ -107,7 +107,9 @@ def _flat(spec: dict[int, list[int]], runs) -> list[int]:
 def test_compare_gives_scikit_learns_scores_on_the_shared_invocations(known):
     out = run_cli("compare", "-d", _db(known), "--json")
     assert out.returncode == 0, out.stderr
-    (pair,) = json.loads(out.stdout)
+    found = json.loads(out.stdout)
+    (pair,) = found["comparisons"]
+    assert found["left_out"] == [] and pair["note"] is None
     shared = sorted(B_RUNS)  # run 5 has no B embedding
     a, b = _flat(A_RUNS, shared), _flat(B_RUNS, shared)
     assert (pair["model_a"], pair["model_b"], pair["downsample"], pair["n"]) == ("A", "B", 1, len(a))
@@ -128,16 +130,48 @@ def test_compare_gives_scikit_learns_scores_on_the_shared_invocations(known):
     assert table.returncode == 0 and f"{adjusted_rand_score(a, b):.3f}" in table.stdout
 
 
-def test_compare_bad_input(tmp_path):
+def test_compare_reports_a_pair_without_shared_invocations_in_its_row(tmp_path):
     apart = build_known(tmp_path / "apart.db", {"A": {0: [1, 1, 1]}, "B": {1: [1, 1, 1]}})
     db = apart.url.removeprefix("sqlite:///")
     before = file_hash(db)
-    out = run_cli("compare", "-d", db)
-    assert out.returncode == 1 and out.stderr.count("\n") == 1
-    assert "models A and B share no clustered invocation at downsample 1" in out.stderr
+    out = run_cli("compare", "-d", db, "--json")
+    assert out.returncode == 0, out.stderr
+    (pair,) = json.loads(out.stdout)["comparisons"]
+    assert (pair["model_a"], pair["model_b"], pair["n"], pair["ari"], pair["note"]) == ("A", "B", 0, None, "no clustered invocation in common")
+    table = run_cli("compare", "-d", db)
+    assert table.returncode == 0 and "no clustered invocation in common" in table.stdout
     out = run_cli("compare", "-d", db, "--downsample", "7")
-    assert out.returncode == 1 and "nothing to compare: fewer than two models have results at downsample 7" in out.stderr
+    assert out.returncode == 1 and out.stderr.count("\n") == 1 and "nothing to compare" in out.stderr
     assert file_hash(db) == before
+
+
+def _set_parameters(url: str, result_id, parameters: dict) -> None:
+    import sqlalchemy as sa
+
+    from cluster_workers.db.connect import make_engine
+    from cluster_workers.db.schema import clustering_result
+
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.update(clustering_result).where(clustering_result.c.id == result_id).values(parameters=parameters))
+    engine.dispose()
+
+
+def test_compare_pairs_only_like_with_like(tmp_path):
+    """A result with epsilon 0 is never paired with one at 0.5; --result compares two named results anyway."""
+    known = build_known(tmp_path / "mixed.db", {"A": A_RUNS, "B": B_RUNS, "C": B_RUNS})
+    users = {"min_cluster_size": 5, "min_samples": 5, "allow_single_cluster": True, "engine": "fast"}
+    _set_parameters(known.url, known.result_ids["A"], {"downsample": 1, "requested": {**users, "cluster_selection_epsilon": 0.0}})
+    _set_parameters(known.url, known.result_ids["B"], {"downsample": 1, "requested": {**users, "cluster_selection_epsilon": 0.5}})
+    _set_parameters(known.url, known.result_ids["C"], {"downsample": 1, "requested": {**users, "cluster_selection_epsilon": 0.5}})
+    found = json.loads(run_cli("compare", "-d", known.url, "--json").stdout)
+    assert [(p["model_a"], p["model_b"]) for p in found["comparisons"]] == [("B", "C")]
+    assert found["comparisons"][0]["ari"] == pytest.approx(1.0)
+    assert [(r["model"], "same downsample, parameters and engine" in r["reason"]) for r in found["left_out"]] == [("A", True)]
+    named = run_cli("compare", "-d", known.url, "--json", "--result", str(known.result_ids["A"]), "--result", "latest:B")
+    (pair,) = json.loads(named.stdout)["comparisons"]
+    shared = sorted(B_RUNS)
+    assert pair["ari"] == pytest.approx(adjusted_rand_score(_flat(A_RUNS, shared), _flat(B_RUNS, shared)), abs=1e-12)
 
 
 # --- trajectories -----------------------------------------------------------------------

@@ -55,7 +55,7 @@ def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
     assert out.returncode == 0, out.stderr
     page = (tmp_path / "report.html").read_text()
     agreement = page.split("id='agreement'")[1].split("<h2")[0]
-    comparisons = compare(str(clustered))
+    comparisons = compare(str(clustered)).comparisons
     assert len(comparisons) == 6  # 4 models at downsample 2
     for c in comparisons:
         assert (f"<tr><td>{c.a.model}</td><td>{c.b.model}</td><td class='num'>2</td>"

@@ -23,6 +23,7 @@ EXPORT_COLUMNS = (
     "embedding_id",
     "invocation_id",
     "run_id",
+    "network",
     "initial_prompt",
     "sequence_number",
     "text_index",
@@ -63,6 +64,7 @@ def membership_query(result_id: uuid.UUID) -> sa.Select:
             ec.c.embedding_id,
             embedding.c.invocation_id,
             invocation.c.run_id,
+            run.c.network,
             run.c.initial_prompt,
             invocation.c.sequence_number,
             pos.c.text_index,
@@ -86,8 +88,9 @@ def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STR
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id))
     for part in result.partitions(batch):
         yield [
-            (emb, inv, run_id, prompt, seq, tix, ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text)
-            for emb, inv, run_id, prompt, seq, tix, medoid, text in part
+            (emb, inv, run_id, network_label(network), prompt, seq, tix,
+             ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text)
+            for emb, inv, run_id, network, prompt, seq, tix, medoid, text in part
         ]
 
 

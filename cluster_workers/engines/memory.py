@@ -13,7 +13,7 @@ neighbour lists        ``12·n·L`` (int32 ids, float64 distances), ``L = min(ms
 MST                    ``24·n·slots`` + ``96·n`` (no per-neighbour arrays: weights computed on the fly)
 GEMM blocks            ``2 · 4·block_rows·block_cols`` (128 MiB)
 tree, labels, ids      ``200·n``
-the process itself     ``BASE`` (Python, numpy, numba, hdbscan, BLAS buffers)
+the process itself     ``BASE`` = 400 MiB (Python, numpy, numba, hdbscan, BLAS buffers)
 =====================  ============================================================
 
 Nothing in it grows with ``min_samples`` beyond ``list_cap`` but the heaps, and
@@ -26,7 +26,7 @@ from __future__ import annotations
 from cluster_workers.engines.fast import FastOptions
 from cluster_workers.engines.neighbours import group_size, heap_width, uses_row_blocks
 
-BASE = 300 * 2**20
+BASE = 400 * 2**20  # measured: ~330 MiB after imports and a first small clustering, plus joblib and the database driver
 
 
 def fast_peak_bytes(n: int, dim: int, min_samples: int, options: FastOptions = FastOptions()) -> int:

@@ -307,23 +307,25 @@ def core_distances(dist: np.ndarray, min_samples: int) -> np.ndarray:
     return np.ascontiguousarray(dist[:, min(min_samples, dist.shape[1] - 1)], dtype=np.float64)
 
 
-def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: int) -> np.ndarray:
+def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: int, block_cols: int = 16_384) -> np.ndarray:
     """Core distances of ``rows`` against every row, independently of :func:`nearest`.
 
-    float64 GEMM selects every candidate whose inner product is within a
-    float64 error bound of the ``min_samples + 1``-th largest (near-copies and
-    ties all included); those are measured with direct differences.
+    float64 GEMM (columns converted a block at a time: no float64 copy of the
+    data) selects every candidate whose inner product is within a float64
+    error bound of the ``min_samples + 1``-th largest (near-copies and ties all
+    included); those are measured with direct differences.
     """
     x = np.ascontiguousarray(data, dtype=np.float32)
-    x64 = x.astype(np.float64)
     n, d = x.shape
     k = min(n, min_samples + 1)
-    sq = np.einsum("ij,ij->i", x64, x64)
+    sq = np.concatenate([np.einsum("ij,ij->i", x[c : c + block_cols].astype(np.float64), x[c : c + block_cols].astype(np.float64))
+                         for c in range(0, n, block_cols)])  # fmt: skip
     slack = 4 * (d * 2.0**-53 * sq.max() + np.abs(sq - 1).max()) + 1e-15
     out = np.empty(rows.size, dtype=np.float64)
     for s in range(0, rows.size, 128):
         q = rows[s : s + 128]
-        sims = x64[q] @ x64.T
+        xq = x[q].astype(np.float64)
+        sims = np.concatenate([xq @ x[c : c + block_cols].astype(np.float64).T for c in range(0, n, block_cols)], axis=1)
         kth = np.partition(sims, n - k, axis=1)[:, n - k]
         for r, a in enumerate(q):
             cand = np.flatnonzero(sims[r] >= kth[r] - slack)
