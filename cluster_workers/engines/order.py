@@ -1,10 +1,13 @@
 """A row order that puts near rows next to each other (cells of a seeded spherical k-means).
 
-The order changes no result: distances do not depend on it, and the one place
-where order could (equally heavy edges) is canonical in :mod:`.tree`. It only
-makes groups of consecutive rows compact, so that one group's largest inner
-product with a point (kept by the neighbour screen) bounds the point's
-distance to the group tightly -- see :mod:`.mst`.
+No distance, core distance or MST weight depends on the order. Which of
+several *equally heavy* edges the MST takes can (ties are broken by row
+index, as in the ``hdbscan`` package, whose own answer moves with row order
+there): a few points on a tie may fall on either side, never more than
+hdbscan's own answer moves when its rows are shuffled. The order makes groups
+of consecutive rows compact, so that one group's largest inner product with
+a point (kept by the neighbour screen) bounds the point's distance to the
+group tightly -- see :mod:`.mst`.
 """
 
 from __future__ import annotations
