@@ -29,7 +29,6 @@ import numpy as np
 from numba import njit
 
 from cluster_workers.engines import Clustering, HDBSCANParams
-from cluster_workers.engines.bounds import similarity_error
 from cluster_workers.engines.duplicates import distinct_rows
 from cluster_workers.engines.fidelity import core_distance_fidelity
 from cluster_workers.engines.mst import MSTTuning, mutual_reachability_mst
@@ -124,7 +123,7 @@ def _cluster_distinct(x, weights, params, group, on_block, options, timings):  #
     )  # fmt: skip
     timings["neighbours_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    err = similarity_error(x)
+    err = graph.stats["similarity_error"]  # the screen's bound, computed once over the rows
     tree, stats = mutual_reachability_mst(
         x, graph, err, exact=options.exact_mst, maxima=maxima, group=group, on_block=on_block, tuning=options.mst
     )
