@@ -311,6 +311,72 @@ def delete(
     typer.echo(f"deleted {len(chosen)} result(s) and {removed:,} memberships: " + ", ".join(f"{r.id} ({r.model})" for r in chosen))
 
 
+def _numbers(text: Optional[str], kind: type) -> list:  # type: ignore[type-arg]
+    from cluster_workers.errors import ConfigError
+
+    if not text:
+        return []
+    try:
+        return [kind(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+@app.command()
+def recut(
+    result_id: str = ResultId,
+    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=2, help="New min_cluster_size."),
+    epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="New cluster_selection_epsilon."),
+    method: Optional[str] = typer.Option(None, "--method", help="Cluster selection method: eom or leaf."),
+    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow one cluster of everything."),
+    min_samples: Optional[int] = typer.Option(None, "--min-samples", min=1, help="Only the tree's own value is accepted (another needs `cluster`)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing result with the same parameters on the same sample."),
+    database_url: Optional[str] = DatabaseUrl,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Write a new result from a result's stored tree with new selection parameters: no reclustering, the same
+    labels, probabilities and medoids as a fresh `cluster` of that sample (one transaction, under the run lock)."""
+    from cluster_workers import recut as recut_mod
+
+    overrides = {"min_cluster_size": min_cluster_size, "cluster_selection_epsilon": epsilon, "cluster_selection_method": method,
+                 "allow_single_cluster": allow_single_cluster, "min_samples": min_samples}  # fmt: skip
+    try:
+        settings = _settings(config, database_url=database_url)
+        done = recut_mod.recut(settings.database_url, result_id, overrides, settings.db_limits, force)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    if done.result_id is None:
+        typer.echo(f"not written: result {done.existing} already has these parameters on the same sample (--force replaces it)")
+        return
+    typer.echo(
+        f"wrote result {done.result_id} ({done.source.model}): {done.clusters} clusters, {done.outlier_share:.1%} outliers; "
+        f"tree {done.timings['tree_s']:.2f} s, medoids {done.timings['medoid_s']:.2f} s"
+    )
+
+
+@app.command()
+def sweep(
+    result_id: str = ResultId,
+    epsilon: Optional[str] = typer.Option(None, "--epsilon", help="Comma-separated epsilons (default: the result's)."),
+    min_cluster_size: Optional[str] = typer.Option(None, "--min-cluster-size", help="Comma-separated sizes (default: the result's)."),
+    method: Optional[str] = typer.Option(None, "--method", help="Cluster selection method: eom or leaf (default: the result's)."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Try selection parameters on a result's stored tree; writes nothing. Per setting: clusters, outlier share,
+    the largest cluster's share, and the ARI against the stored result."""
+    from cluster_workers import recut as recut_mod
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        epsilons, sizes = _numbers(epsilon, float), _numbers(min_cluster_size, int)
+        summary, rows = recut_mod.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps([r.as_dict() for r in rows], indent=2) if as_json else recut_mod.sweep_table(summary, rows))
+
+
 @app.command()
 def report(
     database_url: Optional[str] = DatabaseUrl,

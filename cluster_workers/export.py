@@ -15,7 +15,7 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from cluster_workers import stopping
-from cluster_workers.db.memberships import EXPORT_COLUMNS, iter_memberships
+from cluster_workers.db.memberships import EXPORT_COLUMNS, FLOAT_COLUMNS, iter_memberships
 from cluster_workers.db.results import find_result
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.report import read_with
@@ -52,7 +52,10 @@ def _write_csv(path: Path, batches) -> int:  # type: ignore[no-untyped-def]
 
 
 def _arrow_schema(pa):  # type: ignore[no-untyped-def]
-    return pa.schema([(name, pa.int64() if name in INTEGER_COLUMNS else pa.string()) for name in EXPORT_COLUMNS])
+    def kind(name: str):  # type: ignore[no-untyped-def]
+        return pa.int64() if name in INTEGER_COLUMNS else pa.float64() if name in FLOAT_COLUMNS else pa.string()
+
+    return pa.schema([(name, kind(name)) for name in EXPORT_COLUMNS])
 
 
 def _write_parquet(path: Path, batches, pa, pq) -> int:  # type: ignore[no-untyped-def]
@@ -105,6 +108,6 @@ def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0): 
     def read(conn: sa.Connection, rid: uuid.UUID):  # type: ignore[no-untyped-def]
         rows = [tuple(_cell(v) for v in row) for batch in iter_memberships(conn, rid) for row in batch]
         frame = pd.DataFrame.from_records(rows, columns=list(EXPORT_COLUMNS))
-        return frame.astype({name: "int64" for name in INTEGER_COLUMNS})
+        return frame.astype({**{name: "int64" for name in INTEGER_COLUMNS}, **{name: "float64" for name in FLOAT_COLUMNS}})
 
     return _with_result(database_url, result_id, busy_timeout, read)

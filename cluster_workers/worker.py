@@ -57,6 +57,9 @@ class ModelResult:
     timings: dict = field(default_factory=dict)
     peak_rss_mb: float = 0.0
     pid: int = 0
+    probabilities: np.ndarray | None = None  # (n,) HDBSCAN membership probabilities
+    outlier_scores: np.ndarray | None = None  # (n,) GLOSH scores
+    tree: np.ndarray | None = None  # (n - 1, 3) the MST the labels were cut from (rows as in embedding_ids)
 
     @property
     def n(self) -> int:
@@ -205,4 +208,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
         timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s, **info.get("timings", {})},
         peak_rss_mb=peak_rss_mb(),
         pid=os.getpid(),
+        probabilities=result.probabilities,
+        outlier_scores=result.outlier_scores,
+        tree=result.tree,
     )

@@ -96,7 +96,7 @@ def build_known(path: Path, models: dict[str, dict[int, list[int]]] | None = Non
                 ec_rows.append({"id": _id("ec", emb), "embedding_id": emb, "clustering_result_id": rid,
                                 "medoid_embedding_id": medoid.get(label)})
                 expected[model].append((str(emb), str(inv), str(_id("run", r)), "→".join(NETWORKS.get(r, ["m"])), PROMPTS.get(r, f"p{r}"), seq, step, label,
-                                        str(medoid[label]) if label != -1 else None, texts[inv]))
+                                        str(medoid[label]) if label != -1 else None, texts[inv], None, None))  # no tree kept
     with engine.begin() as conn:
         metadata.create_all(conn, tables=list(EXPERIMENT_TABLES) + list(RESULT_TABLES))
         for table, rows in ((run, run_rows), (invocation, inv_rows), (embedding, emb_rows), (clustering_result, res_rows),

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.sampling import is_text, text_index
 from cluster_workers.db.schema import embedding, embedding_cluster, invocation, run
+from cluster_workers.db.trees import id_bytes, point_scores
 
 OUTLIER = -1
 EXPORT_COLUMNS = (
@@ -30,7 +31,10 @@ EXPORT_COLUMNS = (
     "cluster",
     "medoid_embedding_id",
     "output_text",
+    "probability",
+    "outlier_score",
 )
+FLOAT_COLUMNS = ("probability", "outlier_score")  # empty for a result made before trees were kept
 STREAM_ROWS = 20_000
 
 
@@ -85,11 +89,14 @@ def membership_query(result_id: uuid.UUID) -> sa.Select:
 def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STREAM_ROWS) -> Iterator[list[tuple]]:
     """Batches of rows in :data:`EXPORT_COLUMNS` order, streamed (a server-side cursor on PostgreSQL)."""
     ranks = cluster_ranks(conn, result_id)
+    scores = point_scores(conn, result_id)
+    none = (None, None)
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id))
     for part in result.partitions(batch):
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
-             ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text)
+             ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text,
+             *scores.get(id_bytes(emb), none))
             for emb, inv, run_id, network, prompt, seq, tix, medoid, text in part
         ]
 

@@ -20,6 +20,7 @@ from cluster_workers.db.schema import (
     invocation,
     metadata,
 )
+from cluster_workers.db.trees import byte_order, delete_trees, encode, sorted_positions, write_tree
 from cluster_workers.errors import DatabaseError
 
 INSERT_CHUNK = 50_000  # rows between progress calls (and stop checks) inside the commit
@@ -71,7 +72,7 @@ def _hex(id_bytes: np.ndarray) -> list[str]:
 def membership_columns(result: ResultLike, result_id: uuid.UUID, when: float) -> tuple[list[str], list[str], str, list[str | None]]:
     """The ``embeddingcluster`` rows of one result as hex columns ``(ids, embedding ids, result id, medoid ids)``,
     sorted by embedding id (so the unique index is filled in order); outliers get a NULL medoid."""
-    order = np.lexsort(np.ascontiguousarray(result.embedding_ids).T[::-1])
+    order = byte_order(result.embedding_ids)
     embedding_hex = _hex(result.embedding_ids[order])
     medoid_hex = _hex(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)]) if len(result.medoid_rows) else []
     labels = result.labels[order].tolist()
@@ -154,6 +155,7 @@ def write_results(
         for result in results:
             old = matching_result_ids(conn, result.model, run_key)
             if old:
+                delete_trees(conn, old)
                 deleted += conn.execute(
                     sa.delete(embedding_cluster).where(embedding_cluster.c.clustering_result_id.in_(old))
                 ).rowcount
@@ -180,6 +182,9 @@ def write_results(
             ],
         )
         written += _insert_memberships(conn, result, result_id, progress)
+        tree = getattr(result, "tree", None)
+        if tree is not None:
+            write_tree(conn, result_id, encode(tree, sorted_positions(result.embedding_ids), result.probabilities, result.outlier_scores))
     return {"results": len(results), "memberships": written, "deleted_memberships": deleted}
 
 
@@ -302,6 +307,7 @@ def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Calla
     returns the memberships removed. ``after_batch`` runs after each (a safe point to stop)."""
     removed = 0
     for result_id in ids:
+        delete_trees(conn, [result_id])
         removed += conn.execute(sa.delete(embedding_cluster).where(embedding_cluster.c.clustering_result_id == result_id)).rowcount
         conn.execute(sa.delete(clustering_result).where(clustering_result.c.id == result_id))
         if after_batch is not None:

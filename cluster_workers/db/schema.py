@@ -72,5 +72,17 @@ embedding_cluster = sa.Table(
     sa.UniqueConstraint("embedding_id", "clustering_result_id", name="uq_embeddingcluster_embedding_result"),
 )
 
+clustering_tree = sa.Table(
+    "clusteringtree",  # ours, beside the users' tables: what re-cutting a result needs, per result one row
+    metadata,
+    sa.Column("clustering_result_id", sa.Uuid, sa.ForeignKey("clusteringresult.id"), primary_key=True),
+    sa.Column("format", sa.Integer, nullable=False),  # layout of the blobs (db/trees.py)
+    sa.Column("points", sa.Integer, nullable=False),
+    sa.Column("edges", sa.LargeBinary, nullable=False),  # (points - 1) x (<i4 row, <i4 row, <f8 weight), by weight
+    sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
+    sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
+    sa.Column("outlier_scores", sa.LargeBinary, nullable=False),  # <f8 per row (GLOSH)
+)
+
 EXPERIMENT_TABLES = (run, invocation, embedding)
-RESULT_TABLES = (clustering_result, embedding_cluster)
+RESULT_TABLES = (clustering_result, embedding_cluster, clustering_tree)

@@ -36,11 +36,13 @@ class HDBSCANParams:
 
 @dataclass
 class Clustering:
-    """An engine's answer: labels (-1 = outlier), HDBSCAN membership probabilities, and how it was made."""
+    """An engine's answer: labels (-1 = outlier), membership probabilities, the MST they were cut from, and how."""
 
     labels: np.ndarray  # (n,) int32
     probabilities: np.ndarray  # (n,) float64 in [0, 1]; 0 for outliers
     info: dict = field(default_factory=dict)
+    tree: np.ndarray | None = None  # (n - 1, 3) MST edges (row a, row b, weight) sorted by weight: re-cut without reclustering
+    outlier_scores: np.ndarray | None = None  # (n,) GLOSH scores (hdbscan's definition)
 
 
 def l2_normalise(data: np.ndarray) -> np.ndarray:

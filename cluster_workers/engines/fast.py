@@ -34,7 +34,7 @@ from cluster_workers.engines.fidelity import core_distance_fidelity
 from cluster_workers.engines.mst import MSTTuning, mutual_reachability_mst
 from cluster_workers.engines.neighbours import NeighbourGraph, ScreenTuning, group_size, nearest
 from cluster_workers.engines.order import cell_order
-from cluster_workers.engines.tree import labels_from_mst
+from cluster_workers.engines.tree import cut_tree
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,7 @@ def cluster(
     core_by_distinct[order] = core  # engine row i is distinct row order[i]
     full_tree = expand_tree(tree, first, inverse, core_by_distinct)
     t0 = time.perf_counter()
-    labels, probabilities = labels_from_mst(full_tree, params)
+    cut = cut_tree(full_tree, params)
     timings["tree_s"] = time.perf_counter() - t0
     info["copies"] = int(n - u)
     if fidelity:
@@ -104,7 +104,7 @@ def cluster(
         info["fidelity"] = core_distance_fidelity(x_all, core_by_distinct[inverse], params.min_samples)
         timings["fidelity_s"] = time.perf_counter() - t0
     info["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    return Clustering(labels, probabilities, info)
+    return Clustering(cut.labels, cut.probabilities, info, tree=full_tree, outlier_scores=cut.outlier_scores)
 
 
 def _cluster_distinct(x, weights, params, group, on_block, options, timings):  # type: ignore[no-untyped-def]

@@ -165,11 +165,11 @@ def medoid_indices(
     members = _clusters(labels)
     if rule == "weighted" and probabilities is None:
         raise ValueError("the weighted medoid needs membership probabilities")
-    rng = np.random.default_rng(seed)
     medoids = np.empty(len(members), dtype=np.int64)
     approximate = 0
     for c, m in enumerate(members):
         if rule == "weighted":
+            rng = np.random.default_rng([seed, m.size])  # one cluster's sample depends on it alone (a re-cut keeps it)
             medoids[c], approx = _weighted_medoid(data, m, probabilities, rng)
             approximate += approx
         else:

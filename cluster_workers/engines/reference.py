@@ -21,7 +21,14 @@ def cluster(data: np.ndarray, params: HDBSCANParams, on_block: Callable[[], obje
         cluster_selection_method=params.cluster_selection_method,
         metric="euclidean",
         core_dist_n_jobs=1,
+        gen_min_span_tree=True,  # kept with the result: re-cut without reclustering
     )
     # hdbscan's tree code needs float64 ("Buffer dtype mismatch" on float32).
     labels = model.fit_predict(np.asarray(data, dtype=np.float64))
-    return Clustering(labels.astype(np.int32, copy=False), np.asarray(model.probabilities_, dtype=np.float64), {"engine": "reference"})
+    return Clustering(
+        labels.astype(np.int32, copy=False),
+        np.asarray(model.probabilities_, dtype=np.float64),
+        {"engine": "reference"},
+        tree=np.asarray(model.minimum_spanning_tree_.to_numpy(), dtype=np.float64),  # sorted by weight, as cut
+        outlier_scores=np.asarray(model.outlier_scores_, dtype=np.float64),
+    )

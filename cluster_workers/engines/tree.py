@@ -14,6 +14,7 @@ changes it.
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Callable
 
@@ -83,15 +84,38 @@ def single_linkage(mst: np.ndarray) -> np.ndarray:
     return out
 
 
-def labels_from_mst(mst: np.ndarray, params: HDBSCANParams) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, probabilities)`` from MST edges ``(a, b, weight)`` sorted by weight."""
+@dataclass(frozen=True)
+class TreeCut:
+    """What one set of selection parameters makes of a tree: per point its label, probability and GLOSH score."""
+
+    labels: np.ndarray  # (n,) int32, -1 = outlier
+    probabilities: np.ndarray  # (n,) float64: HDBSCAN membership probability, 0 for outliers
+    outlier_scores: np.ndarray  # (n,) float64: GLOSH (the hdbscan package's ``outlier_scores_``)
+
+
+def cut_tree(mst: np.ndarray, params: HDBSCANParams) -> TreeCut:
+    """Condensed tree, selection, labels, probabilities and GLOSH scores from MST edges ``(a, b, weight)``
+    sorted by weight (ties in their stored order). ``min_samples`` is already in the weights: only
+    ``min_cluster_size``, the method, epsilon and ``allow_single_cluster`` act here."""
     tree_to_labels = tree_functions()
-    labels, probabilities = tree_to_labels(
+    from hdbscan._hdbscan_tree import outlier_scores
+
+    labels, probabilities, _stabilities, condensed, _linkage = tree_to_labels(
         None,
         single_linkage(np.ascontiguousarray(mst, dtype=np.float64)),
         min_cluster_size=params.min_cluster_size,
         cluster_selection_method=params.cluster_selection_method,
         allow_single_cluster=params.allow_single_cluster,
         cluster_selection_epsilon=params.cluster_selection_epsilon,
-    )[:2]
-    return labels.astype(np.int32, copy=False), np.asarray(probabilities, dtype=np.float64)
+    )[:5]
+    return TreeCut(
+        labels.astype(np.int32, copy=False),
+        np.asarray(probabilities, dtype=np.float64),
+        np.asarray(outlier_scores(condensed), dtype=np.float64),
+    )
+
+
+def labels_from_mst(mst: np.ndarray, params: HDBSCANParams) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, probabilities)`` from MST edges ``(a, b, weight)`` sorted by weight."""
+    cut = cut_tree(mst, params)
+    return cut.labels, cut.probabilities

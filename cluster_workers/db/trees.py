@@ -1,0 +1,134 @@
+"""Each result's tree, kept beside it: the MST its labels were cut from, and per point the
+membership probability and GLOSH score. One row of ``clusteringtree`` per result.
+
+Rows are the clustered sample's rows in the order the worker read them (ties in the
+tree and among medoids break by that order, so a re-cut reproduces a fresh run);
+``positions`` maps each row to the result's embedding ids sorted by their 16 bytes,
+which is how a reader finds the embedding of a row without storing the ids twice.
+Storage: 16 bytes per edge and 20 per point, about 36 bytes a point.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import numpy as np
+import sqlalchemy as sa
+
+from cluster_workers.db.schema import clustering_tree, embedding_cluster
+
+FORMAT = 1
+EDGE = np.dtype([("a", "<i4"), ("b", "<i4"), ("weight", "<f8")])
+
+
+@dataclass
+class StoredTree:
+    """A result's tree as arrays, rows in the clustered sample's order."""
+
+    edges: np.ndarray  # (n - 1, 3) float64: row a, row b, weight; sorted by weight
+    positions: np.ndarray  # (n,) int64: row -> index into the result's embedding ids sorted by bytes
+    probabilities: np.ndarray  # (n,) float64
+    outlier_scores: np.ndarray  # (n,) float64
+
+    @property
+    def points(self) -> int:
+        return int(self.positions.size)
+
+    @property
+    def stored_bytes(self) -> int:
+        return int(EDGE.itemsize * (self.points - 1) + 20 * self.points)
+
+
+def sorted_positions(embedding_ids: np.ndarray) -> np.ndarray:
+    """For each row of ``(n, 16)`` id bytes, its index in the ids sorted by bytes (the order of :func:`byte_order`)."""
+    positions = np.empty(len(embedding_ids), dtype=np.int64)
+    positions[byte_order(embedding_ids)] = np.arange(len(embedding_ids))
+    return positions
+
+
+def byte_order(embedding_ids: np.ndarray) -> np.ndarray:
+    """The order that sorts ``(n, 16)`` uint8 ids by their bytes (= hex text, = PostgreSQL's uuid order)."""
+    return np.lexsort(np.ascontiguousarray(embedding_ids).T[::-1])
+
+
+def encode(tree: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, outlier_scores: np.ndarray) -> dict:
+    """The ``clusteringtree`` column values (no result id)."""
+    n = int(positions.size)
+    if tree.shape != (max(n - 1, 0), 3) or probabilities.shape != (n,) or outlier_scores.shape != (n,):
+        raise ValueError(f"a tree of {n} points needs {n - 1} edges and {n} probabilities and scores")
+    edges = np.empty(n - 1, dtype=EDGE)
+    edges["a"], edges["b"], edges["weight"] = tree[:, 0], tree[:, 1], tree[:, 2]
+    return {
+        "format": FORMAT,
+        "points": n,
+        "edges": edges.tobytes(),
+        "positions": positions.astype("<i4").tobytes(),
+        "probabilities": np.asarray(probabilities, dtype="<f8").tobytes(),
+        "outlier_scores": np.asarray(outlier_scores, dtype="<f8").tobytes(),
+    }
+
+
+def decode(row: sa.Row | dict) -> StoredTree:
+    values = row._mapping if isinstance(row, sa.Row) else row
+    if values["format"] != FORMAT:
+        raise ValueError(f"tree format {values['format']} is not one this version reads ({FORMAT})")
+    edges = np.frombuffer(values["edges"], dtype=EDGE)
+    return StoredTree(
+        edges=np.column_stack([edges["a"], edges["b"], edges["weight"]]).astype(np.float64),
+        positions=np.frombuffer(values["positions"], dtype="<i4").astype(np.int64),
+        probabilities=np.frombuffer(values["probabilities"], dtype="<f8").copy(),
+        outlier_scores=np.frombuffer(values["outlier_scores"], dtype="<f8").copy(),
+    )
+
+
+def write_tree(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
+    conn.execute(sa.insert(clustering_tree), [{"clustering_result_id": result_id, **values}])
+
+
+def has_tree_table(conn: sa.Connection) -> bool:
+    return sa.inspect(conn).has_table(clustering_tree.name)
+
+
+def read_tree(conn: sa.Connection, result_id: uuid.UUID) -> StoredTree | None:
+    """The result's tree, or None for a result made without one (before trees were kept, or elsewhere)."""
+    if not has_tree_table(conn):
+        return None
+    row = conn.execute(sa.select(clustering_tree).where(clustering_tree.c.clustering_result_id == result_id)).first()
+    return None if row is None else decode(row)
+
+
+def delete_trees(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None:
+    if result_ids and has_tree_table(conn):
+        conn.execute(sa.delete(clustering_tree).where(clustering_tree.c.clustering_result_id.in_(result_ids)))
+
+
+def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.ndarray, np.ndarray]:
+    """The result's ``(embedding ids as (n, 16) bytes, medoid ids as (n, 16) bytes, zeros for outliers)``,
+    sorted by embedding id bytes: index ``positions[row]`` of a stored tree."""
+    ec = embedding_cluster
+    rows = conn.execute(
+        sa.select(sa.type_coerce(ec.c.embedding_id, sa.String), sa.type_coerce(ec.c.medoid_embedding_id, sa.String))
+        .where(ec.c.clustering_result_id == result_id)
+    ).all()
+    ids = np.frombuffer(b"".join(id_bytes(e) for e, _ in rows), dtype=np.uint8).reshape(len(rows), 16)
+    medoids = np.frombuffer(b"".join(id_bytes(m) if m is not None else bytes(16) for _, m in rows), dtype=np.uint8).reshape(len(rows), 16)
+    order = byte_order(ids)
+    return ids[order], medoids[order]
+
+
+def id_bytes(value: object) -> bytes:
+    """16 bytes of an id read as text (hex on SQLite, canonical text on PostgreSQL) or as ``uuid.UUID``."""
+    if isinstance(value, uuid.UUID):
+        return value.bytes
+    return bytes.fromhex(str(value).replace("-", ""))
+
+
+def point_scores(conn: sa.Connection, result_id: uuid.UUID) -> dict[bytes, tuple[float, float]]:
+    """``embedding id bytes -> (probability, GLOSH score)`` of a result; empty when it has no tree."""
+    tree = read_tree(conn, result_id)
+    if tree is None:
+        return {}
+    ids, _ = sorted_member_ids(conn, result_id)
+    rows = ids[tree.positions]
+    return {rows[r].tobytes(): (float(tree.probabilities[r]), float(tree.outlier_scores[r])) for r in range(tree.points)}

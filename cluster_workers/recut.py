@@ -1,0 +1,299 @@
+"""``recut`` and ``sweep``: new selection parameters on a result's stored tree, without reclustering.
+
+For a fixed ``min_samples`` the mutual-reachability MST does not change; the
+condensed tree (``min_cluster_size``), the selection method, epsilon and
+``allow_single_cluster`` all act on it. So a result's stored tree
+(:mod:`cluster_workers.db.trees`) gives exactly what a fresh ``cluster`` of the
+same sample with the new values gives: labels, probabilities and GLOSH scores
+from the same code (:func:`cluster_workers.engines.tree.cut_tree`), and medoids
+by the same rule -- a cluster whose members and probabilities did not change
+keeps its medoid; the others are computed from their members' vectors, read by
+primary key, in the sample's row order (ties break as they did in the run).
+
+``recut`` writes a new result in one transaction under the run lock, with the
+source's sample fingerprint and a run key made as ``cluster`` makes it: the same
+skip rule (an equal key on the same sample is not written twice unless forced).
+``sweep`` writes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import sqlalchemy as sa
+from loguru import logger
+from sklearn.metrics import adjusted_rand_score
+
+from cluster_workers import stopping
+from cluster_workers.db.connect import db_error, make_engine
+from cluster_workers.db.lock import run_lock
+from cluster_workers.db.memberships import vectors_of
+from cluster_workers.db.results import ResultSummary, find_result, matching_results, write_results
+from cluster_workers.db.trees import StoredTree, read_tree, sorted_member_ids
+from cluster_workers.engines import l2_normalise
+from cluster_workers.engines.medoids import medoid_indices
+from cluster_workers.engines.tree import TreeCut, cut_tree
+from cluster_workers.errors import ConfigError, DatabaseError
+from cluster_workers.params import ClusteringParams
+from cluster_workers.report import read_with
+
+
+@dataclass(frozen=True)
+class Source:
+    """A stored result and its tree, rows in the clustered sample's order."""
+
+    summary: ResultSummary
+    tree: StoredTree
+    embedding_ids: np.ndarray  # (n, 16) bytes, row order
+    old_medoids: np.ndarray  # (n, 16) bytes of each row's medoid id (zeros: outlier)
+
+    @property
+    def parameters(self) -> dict:
+        return self.summary.parameters
+
+    @property
+    def n(self) -> int:
+        return self.tree.points
+
+
+@dataclass
+class RecutResult:
+    """A re-cut result, shaped as the writer takes a worker's (``db.results.ResultLike``)."""
+
+    model: str
+    embedding_ids: np.ndarray
+    labels: np.ndarray
+    medoid_rows: np.ndarray
+    parameters: dict
+    started_at: float
+    completed_at: float
+    probabilities: np.ndarray
+    outlier_scores: np.ndarray
+    tree: np.ndarray
+    timings: dict = field(default_factory=dict)
+
+
+def no_tree_message(summary: ResultSummary) -> str:
+    p = summary.parameters or {}
+    return (
+        f"result {summary.id.hex[:8]} ({summary.model}) has no stored tree: it was made before trees were kept. "
+        f"Cluster it again to make one: cluster-workers cluster --model {summary.model} --downsample {p.get('downsample', '?')} --force"
+    )
+
+
+def load_source(conn: sa.Connection, result_id: str) -> Source:
+    """The result, its tree and its memberships in the tree's row order; a clear error when it has no tree."""
+    summary = find_result(conn, result_id)
+    tree = read_tree(conn, summary.id)
+    if tree is None:
+        raise ConfigError(no_tree_message(summary))
+    ids, medoids = sorted_member_ids(conn, summary.id)
+    if len(ids) != tree.points:
+        raise DatabaseError(f"result {summary.id.hex[:8]}: {len(ids):,} memberships but a tree of {tree.points:,} points")
+    return Source(summary, tree, ids[tree.positions], medoids[tree.positions])
+
+
+def requested_params(source: Source, overrides: dict) -> ClusteringParams:
+    """The source's requested values with ``overrides`` applied; ``min_samples`` pinned to the source's.
+
+    A different ``min_samples`` is a different tree: refused with the command that makes one.
+    """
+    stored = dict(source.parameters.get("requested") or {})
+    base = ClusteringParams(**{k: v for k, v in stored.items() if k in ClusteringParams.__dataclass_fields__})
+    asked_ms = overrides.pop("min_samples", None)
+    wanted = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    had = int(source.parameters["min_samples"])
+    if asked_ms is not None and asked_ms != had:
+        raise ConfigError(
+            f"min_samples {asked_ms} needs a new clustering (the tree was made with min_samples {had}): "
+            f"cluster-workers cluster --model {source.summary.model} --downsample {source.parameters.get('downsample', '?')} "
+            f"--min-samples {asked_ms}"
+        )
+    if wanted.users_values(source.n)["min_samples"] != had:
+        wanted = replace(wanted, min_samples=had)  # "auto" would follow the new min_cluster_size: keep the tree's
+    return wanted
+
+
+def cut(source: Source, wanted: ClusteringParams) -> TreeCut:
+    return cut_tree(source.tree.edges, wanted.engine_params(source.n))
+
+
+def old_cluster_codes(source: Source) -> tuple[np.ndarray, int]:
+    """Per row, a code for its cluster in the stored result (equal codes: one cluster), and the outliers' code."""
+    keys, codes = np.unique(source.old_medoids, axis=0, return_inverse=True)
+    outlier = np.flatnonzero(~keys.any(axis=1))
+    return codes.ravel(), int(outlier[0]) if outlier.size else -1
+
+
+def _kept_medoids(source: Source, labels: np.ndarray, probabilities: np.ndarray, same_rule: bool) -> np.ndarray:
+    """Per new cluster, the row of the stored medoid when the cluster's members and their probabilities are
+    unchanged (the medoid is then the same by its definition), else -1."""
+    k = int(labels.max()) + 1 if labels.size else 0
+    medoid_rows = np.full(k, -1, dtype=np.int64)
+    if not same_rule:
+        return medoid_rows
+    codes, outlier = old_cluster_codes(source)
+    old_sizes = np.bincount(codes)
+    same_probabilities = probabilities == source.tree.probabilities
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(k + 1))
+    for c in range(k):
+        members = order[bounds[c] : bounds[c + 1]]
+        code = codes[members[0]]
+        if code == outlier or old_sizes[code] != members.size or not np.all(codes[members] == code):
+            continue
+        if np.all(same_probabilities[members]):
+            is_medoid = np.all(source.embedding_ids[members] == source.old_medoids[members[0]], axis=1)
+            medoid_rows[c] = members[np.argmax(is_medoid)] if is_medoid.any() else -1
+    return medoid_rows
+
+
+def _new_medoids(conn: sa.Connection, source: Source, rows: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, rule: str) -> np.ndarray:
+    """Medoid rows of the clusters whose members are ``rows`` (row order kept: ties break as in the run)."""
+    ids = [uuid.UUID(bytes=source.embedding_ids[r].tobytes()) for r in rows]
+    found = vectors_of(conn, ids)
+    missing = [str(i) for i in ids if i not in found]
+    if missing:
+        raise DatabaseError(f"{len(missing)} embedding(s) of the result are gone from the database (e.g. {missing[0]})")
+    data = l2_normalise(np.stack([found[i] for i in ids]).astype(np.float32))
+    clusters, local = np.unique(labels[rows], return_inverse=True)
+    medoids, _ = medoid_indices(data, local.astype(np.int64), probabilities[rows], rule)
+    return clusters, rows[medoids]
+
+
+def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) -> RecutResult:
+    """The new result: cut, medoids (kept where nothing changed), parameters recorded as ``cluster`` records them."""
+    started = time.time()
+    t0 = time.perf_counter()
+    tree_cut = cut(source, wanted)
+    tree_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    old_rule = (source.parameters.get("medoid") or {}).get("rule")
+    medoid_rows = _kept_medoids(source, tree_cut.labels, tree_cut.probabilities, same_rule=old_rule == wanted.medoid)
+    kept = int(np.sum(medoid_rows >= 0))
+    changed_rows = np.flatnonzero(np.isin(tree_cut.labels, np.flatnonzero(medoid_rows < 0)))
+    if changed_rows.size:
+        clusters, rows = _new_medoids(conn, source, changed_rows, tree_cut.labels, tree_cut.probabilities, wanted.medoid)
+        medoid_rows[clusters] = rows
+    medoid_s = time.perf_counter() - t0
+    p = source.parameters
+    parameters = {
+        **p,
+        **wanted.users_values(source.n),
+        "engine_parameters": wanted.engine_params(source.n).as_dict(),
+        "requested": wanted.key(),
+        "medoid": {**(p.get("medoid") or {}), "rule": wanted.medoid},
+        "recut": {"from": str(source.summary.id), "tree_s": round(tree_s, 3), "medoid_s": round(medoid_s, 3),
+                  "medoids_kept": kept, "medoids_computed": int(medoid_rows.size) - kept},
+    }  # fmt: skip
+    parameters.pop("run_key", None)
+    return RecutResult(
+        model=source.summary.model,
+        embedding_ids=source.embedding_ids,
+        labels=tree_cut.labels,
+        medoid_rows=medoid_rows,
+        parameters=parameters,
+        started_at=started,
+        completed_at=time.time(),
+        probabilities=tree_cut.probabilities,
+        outlier_scores=tree_cut.outlier_scores,
+        tree=source.tree.edges,
+        timings={"tree_s": tree_s, "medoid_s": medoid_s},
+    )
+
+
+def run_key_of(source: Source, wanted: ClusteringParams) -> dict:
+    """The run key ``cluster`` would give these values (``coordinator.run_key``)."""
+    return {"downsample": source.parameters.get("downsample"), **wanted.key()}
+
+
+@dataclass
+class RecutReport:
+    source: ResultSummary
+    result_id: uuid.UUID | None  # None: not written (an equal result exists)
+    existing: uuid.UUID | None
+    clusters: int
+    outlier_share: float
+    timings: dict
+
+
+def recut(url: str, result_id: str, overrides: dict, db_limits: dict, force: bool = False) -> RecutReport:
+    """Write a new result cut from ``result_id``'s tree with ``overrides``; one transaction, under the run lock."""
+    with run_lock(url, db_limits):
+        engine = make_engine(url, **db_limits)
+        try:
+            with engine.begin() as conn:
+                source = load_source(conn, result_id)
+                wanted = requested_params(source, dict(overrides))
+                key = run_key_of(source, wanted)
+                sample = source.parameters.get("sample")
+                same = [rid for rid, params in matching_results(conn, source.summary.model, key) if params.get("sample") == sample]
+                if same and not force:
+                    logger.info("{}: a result with these parameters on the same sample exists: {} (use --force to replace)",
+                                source.summary.model, same[-1])
+                    return RecutReport(source.summary, None, same[-1], 0, 0.0, {})
+                result = recut_result(conn, source, wanted)
+                stopping.check("before the commit", "the transaction was rolled back, nothing was written")
+                write_results(conn, [result], key, replace=force)
+                new_id = matching_results(conn, source.summary.model, key)[-1][0]
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, url, "during the recut") from exc
+        finally:
+            engine.dispose()
+    labels = result.labels
+    return RecutReport(source.summary, new_id, None, int(labels.max()) + 1 if labels.size else 0,
+                       float(np.mean(labels < 0)) if labels.size else 0.0, result.timings)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    min_cluster_size: int
+    cluster_selection_epsilon: float
+    cluster_selection_method: str
+    clusters: int
+    outlier_share: float
+    largest_share: float
+    ari_vs_stored: float
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def sweep_source(source: Source, epsilons: list[float], sizes: list[int], method: str | None = None) -> list[SweepRow]:
+    """Every (min_cluster_size, epsilon) on the stored tree; ARI against the stored labels (outliers one group)."""
+    stored = old_cluster_codes(source)[0]
+    base = requested_params(source, {"cluster_selection_method": method})
+    sizes = sizes or [int(source.parameters["min_cluster_size"])]
+    epsilons = epsilons or [float(source.parameters["cluster_selection_epsilon"])]
+    rows = []
+    for size in sizes:
+        for eps in epsilons:
+            stopping.check("during the sweep")
+            wanted = requested_params(source, {"min_cluster_size": size, "cluster_selection_epsilon": eps,
+                                               "cluster_selection_method": base.cluster_selection_method})  # fmt: skip
+            labels = cut(source, wanted).labels
+            users = wanted.users_values(source.n)
+            counts = np.bincount(labels[labels >= 0]) if np.any(labels >= 0) else np.zeros(1, dtype=np.int64)
+            rows.append(SweepRow(users["min_cluster_size"], users["cluster_selection_epsilon"], users["cluster_selection_method"],
+                                 int(labels.max()) + 1, float(np.mean(labels < 0)), float(counts.max() / labels.size),
+                                 float(adjusted_rand_score(stored, labels))))  # fmt: skip
+    return rows
+
+
+def sweep(url: str, result_id: str, epsilons: list[float], sizes: list[int], method: str | None = None,
+          busy_timeout: float = 30.0) -> tuple[ResultSummary, list[SweepRow]]:  # fmt: skip
+    """The sweep's table for one result; writes nothing."""
+    source = read_with(url, busy_timeout, lambda conn: load_source(conn, result_id))
+    return source.summary, sweep_source(source, epsilons, sizes, method)
+
+
+def sweep_table(summary: ResultSummary, rows: list[SweepRow]) -> str:
+    from cluster_workers.report import _table
+
+    head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
+    body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
+             f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip
+    return head + "\n" + _table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
