@@ -14,14 +14,17 @@ import sqlalchemy as sa
 from cluster_workers import plots, stopping
 from cluster_workers.analysis.projection import pca_2d, umap_2d
 from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids, text_positions, vectors_of
+from cluster_workers.db.trees import read_tree
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
+from cluster_workers.recut import load_source, sweep_source
 from cluster_workers.report import read_with
 
 TOP_CLUSTERS = 10
 MAP_SAMPLE = 3_000  # points per 2-D map
 PANEL_RUNS = 40  # runs per trajectory panel
+SWEEP_EPSILONS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]  # the sweep panel's x axis
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
@@ -47,6 +50,7 @@ class Detail:
     trajectories: TrajectoryReport
     panel_runs: list  # RunPath, the sampled runs shown
     cluster_map: ClusterMap | None
+    sweep: list = field(default_factory=list)  # SweepRow per epsilon on the stored tree; empty without a tree
 
 
 @dataclass
@@ -88,6 +92,13 @@ def _cluster_map(conn: sa.Connection, result_id: uuid.UUID, medoid_ids: dict[int
                       {rank: points[n + i] for i, (rank, _) in enumerate(tops)}, axes)
 
 
+def _sweep(conn: sa.Connection, result: ResultSummary) -> list:
+    """The result's epsilon sweep at its own min_cluster_size, from its stored tree (empty without one)."""
+    if read_tree(conn, result.id) is None:
+        return []
+    return sweep_source(load_source(conn, result.id.hex), SWEEP_EPSILONS, [])
+
+
 def report_data(conn: sa.Connection) -> ReportData:
     """Everything the page shows, read in one connection."""
     data = ReportData([(r, cluster_summaries(conn, r.id)) for r in list_results(conn)])
@@ -106,7 +117,7 @@ def report_data(conn: sa.Connection) -> ReportData:
             if r.id not in cache:
                 cache[r.id] = labelled(conn, r.id, positions)
             traj = trajectories_in(conn, r, data=cache[r.id])
-            data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids))
+            data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids), _sweep(conn, r))
     return data
 
 
@@ -160,6 +171,11 @@ def _detail_section(detail: Detail, model: str) -> list[str]:
     parts.append("</table>")
     if detail.panel_runs:
         parts.append(f"<figure class='trajectories'>{plots.trajectory_panel(detail.panel_runs, model)}</figure>")
+    if detail.sweep:
+        rows = detail.sweep
+        parts.append("<h3>Other epsilons, from the stored tree</h3><p class='params'>Re-cut without reclustering "
+                     "(<code>cluster-workers sweep</code> / <code>recut</code>).</p>"
+                     f"<figure class='sweep'>{plots.sweep_panel([r.cluster_selection_epsilon for r in rows], [r.clusters for r in rows], [r.outlier_share for r in rows], model, rows[0].min_cluster_size)}</figure>")
     if detail.cluster_map is not None:
         m = detail.cluster_map
         parts.append(f"<figure class='map'>{plots.cluster_map(m.points, m.clusters, m.medoids, m.axes, model)}</figure>")

@@ -128,3 +128,17 @@ def cluster_map(points: np.ndarray, clusters: np.ndarray, medoids: dict[int, np.
     ax.set_ylabel(axes[1])
     ax.set_title(f"{model}: {len(points):,} sampled embeddings, medoids of clusters 1-{len(medoids)} marked", fontsize=9)
     return _svg(fig)
+
+
+def sweep_panel(epsilons: list[float], clusters: list[int], outlier_shares: list[float], model: str, min_cluster_size: int) -> str:
+    """Clusters and outlier share against epsilon, from the result's stored tree (no reclustering)."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.6))
+    a.plot(epsilons, clusters, marker="o", color="#3b75af")
+    a.set_title(f"{model}: clusters against epsilon (mcs {min_cluster_size})", fontsize=10)
+    a.yaxis.set_major_locator(_integer_ticks())
+    b.plot(epsilons, [100 * s for s in outlier_shares], marker="o", color="#d9822b")
+    b.set_title("outliers (%)", fontsize=10)
+    for ax in (a, b):
+        ax.set_xlabel("cluster_selection_epsilon")
+    return _svg(fig)
