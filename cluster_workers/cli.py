@@ -219,16 +219,17 @@ def trajectories(
     result_id: str = ResultId,
     database_url: Optional[str] = DatabaseUrl,
     last_k: int = typer.Option(3, "--last-k", min=1, help="A run never settles when its last K sampled texts span more than one cluster."),
+    by: str = typer.Option("prompt", "--by", help="Group runs by initial prompt (default) or network (their chain of models)."),
     as_json: bool = AsJson,
     limit: int = typer.Option(20, "--limit", min=0, help="Rows per table (0 = all)."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
-    """Where runs end and when they settle: per end cluster and per initial prompt."""
+    """Where runs end and when they settle: per end cluster, and per initial prompt or network."""
     from cluster_workers import explore
 
     try:
         settings = _settings(config, database_url=database_url)
-        found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout)
+        found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by)
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.trajectories_table(found, limit))

@@ -195,6 +195,7 @@ class TrajectoryReport:
     result: ResultSummary
     trajectories: Trajectories
     medoid_texts: dict[int, str | None]  # rank -> medoid text
+    by: str = "prompt"  # how runs are grouped: "prompt" (initial prompt) or "network"
 
     def as_dict(self) -> dict:
         t = self.trajectories
@@ -205,22 +206,33 @@ class TrajectoryReport:
             "last_k": t.last_k,
             "overall": t.overall.as_dict(),
             "clusters": [{**r.as_dict(), "cluster": r.key, "medoid_text": self.medoid_texts.get(r.key)} for r in t.by_cluster],
-            "prompts": [{**r.as_dict(), "initial_prompt": r.key} for r in t.by_prompt],
+            "by": self.by,
+            GROUPS[self.by][0]: [{**r.as_dict(), GROUPS[self.by][1]: r.key} for r in t.by_group],
         }
 
 
-def trajectories_in(conn: sa.Connection, result: ResultSummary, last_k: int = LAST_K, data: Labelled | None = None) -> TrajectoryReport:
+GROUPS = {"prompt": ("prompts", "initial_prompt", "per initial prompt"), "network": ("networks", "network", "per network")}
+
+
+def trajectories_in(
+    conn: sa.Connection, result: ResultSummary, last_k: int = LAST_K, data: Labelled | None = None, by: str = "prompt"
+) -> TrajectoryReport:
+    """Where the result's runs end and when they settle; runs grouped ``by`` initial prompt or network."""
+    if by not in GROUPS:
+        raise ClusterWorkersError(f"--by must be prompt or network, got {by!r}")
     data = labelled(conn, result.id) if data is None else data
-    t = trajectories(data.run_ids, data.prompts, data.text_index, data.clusters, last_k)
+    t = trajectories(data.run_ids, data.prompts if by == "prompt" else data.networks, data.text_index, data.clusters, last_k)
     ranks = [r.key for r in t.by_cluster if r.key in data.medoids]
     texts = texts_of(conn, [data.medoids[k] for k in ranks])
-    return TrajectoryReport(result, t, {k: texts.get(data.medoids[k]) for k in ranks})
+    return TrajectoryReport(result, t, {k: texts.get(data.medoids[k]) for k in ranks}, by)
 
 
-def load_trajectories(url: str, result_id: str, last_k: int = LAST_K, busy_timeout: float = 30.0) -> TrajectoryReport:
+def load_trajectories(url: str, result_id: str, last_k: int = LAST_K, busy_timeout: float = 30.0, by: str = "prompt") -> TrajectoryReport:
     if last_k < 1:
         raise ClusterWorkersError("--last-k must be at least 1")
-    return read_with(url, busy_timeout, lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k))
+    if by not in GROUPS:
+        raise ClusterWorkersError(f"--by must be prompt or network, got {by!r}")
+    return read_with(url, busy_timeout, lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by))
 
 
 def _share(x: float | None) -> str:
@@ -234,7 +246,8 @@ def _step(x: float | None) -> str:
 def trajectories_table(report: TrajectoryReport, limit: int = 20) -> str:
     t, o = report.trajectories, report.trajectories.overall
     by_cluster = t.by_cluster[:limit] if limit else t.by_cluster
-    by_prompt = t.by_prompt[:limit] if limit else t.by_prompt
+    by_group = t.by_group[:limit] if limit else t.by_group
+    label, heading = ("initial prompt", "per initial prompt") if report.by == "prompt" else ("network", "per network")
     head = (
         f"result {report.result.id}  model {report.result.model}: {o.runs:,} runs; "
         f"{_share(o.unsettled_share)} never settle (last {t.last_k} sampled texts span more than one cluster; "
@@ -250,15 +263,15 @@ def trajectories_table(report: TrajectoryReport, limit: int = 20) -> str:
         {0, 1, 2, 3, 4},
     )
     prompts = _table(
-        ["initial prompt", "runs", "unsettled", "most runs end in", "share", "median entry step"],
+        [label, "runs", "unsettled", "most runs end in", "share", "median entry step"],
         [
             [_short(str(r.key), 40), f"{r.runs:,}", _share(r.unsettled_share), "outliers" if r.top_end == -1 else str(r.top_end),
              _share(r.top_end_share), _step(r.median_entry_step)]
-            for r in by_prompt
+            for r in by_group
         ],
         {1, 2, 3, 4, 5},
     )
     more = len(t.by_cluster) - limit
     tail = f"\n… {more} more end cluster(s); --limit 0 shows all" if limit and more > 0 else ""
-    return f"{head}\n\nwhere runs end\n{clusters}{tail}\n\nper initial prompt\n{prompts}"
+    return f"{head}\n\nwhere runs end\n{clusters}{tail}\n\n{heading}\n{prompts}"
 

@@ -80,7 +80,8 @@ def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
 
 def _params_brief(p: dict) -> str:
     keys = ("downsample", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine")
-    return " ".join(f"{k}={p[k]}" for k in keys if k in p)
+    recut = f" recut_from={str((p.get('recut') or {}).get('from', ''))[:8]}" if p.get("recut") else ""
+    return " ".join(f"{k}={p[k]}" for k in keys if k in p) + recut
 
 
 def results_json(rows: list[ResultSummary]) -> list[dict]:

@@ -200,6 +200,24 @@ def test_trajectories_report_the_built_in_answers(known):
     assert (prompts["p1"]["runs"], prompts["p1"]["unsettled_share"], prompts["p1"]["top_end"]) == (3, 0.5, -1)
 
 
+def test_trajectories_by_network_report_the_built_in_answers(known):
+    out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--json", "--by", "network")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert data["by"] == "network" and "prompts" not in data
+    nets = {row["network"]: row for row in data["networks"]}
+    # SDXL→Moondream: runs 0, 1 (end in 1 from steps 2, 4) and 3 (never settles); FLUX: runs 2 (cluster 2 from 0),
+    # 4 (outliers from 3) and 5 (short, outliers)
+    sdxl, flux = nets["SDXL→Moondream"], nets["FLUX"]
+    assert (sdxl["runs"], sdxl["unsettled"], sdxl["top_end"], sdxl["median_entry_step"]) == (3, 1, 1, 3.0)
+    assert sdxl["top_end_share"] == pytest.approx(2 / 3)
+    assert (flux["runs"], flux["unsettled"], flux["short"], flux["top_end"], flux["median_entry_step"]) == (3, 0, 1, -1, 1.5)
+    table = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--by", "network")
+    assert "per network" in table.stdout and "SDXL→Moondream" in table.stdout
+    bad = run_cli("trajectories", "latest", "-d", _db(known), "--by", "colour")
+    assert bad.returncode != 0 and "--by must be prompt or network" in bad.stderr
+
+
 def test_trajectories_last_k_changes_who_settles(known):
     out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--json", "--last-k", "1")
     data = json.loads(out.stdout)

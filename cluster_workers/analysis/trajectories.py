@@ -13,7 +13,8 @@ run:
   ``last_k`` sampled texts are *short*: they count where they end, but are not
   judged settled or not.
 
-Medians of entry steps are over the settled runs.
+Medians of entry steps are over the settled runs. Runs are also grouped by a
+label of the run: its initial prompt, or its network (the chain of models).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ LAST_K = 3
 @dataclass(frozen=True)
 class RunPath:
     run_id: Hashable
-    prompt: str | None
+    group: str | None  # the run's initial prompt or network, as grouped
     steps: np.ndarray  # text_index of each sampled text, increasing
     clusters: np.ndarray
     end: int
@@ -40,15 +41,15 @@ class RunPath:
 
 @dataclass(frozen=True)
 class EndRow:
-    """Runs grouped by where they end (one cluster, or one initial prompt)."""
+    """Runs grouped by where they end (one cluster), or by their initial prompt or network."""
 
-    key: int | str | None  # the end cluster, or the initial prompt
+    key: int | str | None  # the end cluster, or the group
     runs: int
     settled: int
     unsettled: int
     short: int
     median_entry_step: float | None
-    top_end: int | None = None  # per prompt: the most common end cluster
+    top_end: int | None = None  # per group: the most common end cluster
     top_end_share: float | None = None
 
     @property
@@ -65,14 +66,14 @@ class Trajectories:
     last_k: int
     runs: list[RunPath]
     by_cluster: list[EndRow]  # most runs first
-    by_prompt: list[EndRow]
+    by_group: list[EndRow]
 
     @property
     def overall(self) -> EndRow:
         return _summarise(None, self.runs)
 
 
-def run_paths(run_ids: np.ndarray, prompts: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K) -> list[RunPath]:
+def run_paths(run_ids: np.ndarray, groups: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K) -> list[RunPath]:
     """One :class:`RunPath` per run, from parallel per-text arrays in any order."""
     if last_k < 1:
         raise ValueError("last_k must be >= 1")
@@ -88,7 +89,7 @@ def run_paths(run_ids: np.ndarray, prompts: np.ndarray, steps: np.ndarray, clust
         away = np.flatnonzero(seq != end)
         first_for_good = int(away[-1]) + 1 if away.size else 0
         settled = None if seq.size < last_k else bool(np.all(seq[-last_k:] == end))
-        paths.append(RunPath(run_id, prompts[idx[0]], at, seq, end, int(at[first_for_good]), settled))
+        paths.append(RunPath(run_id, groups[idx[0]], at, seq, end, int(at[first_for_good]), settled))
     return paths
 
 
@@ -111,14 +112,15 @@ def _summarise(key: int | str | None, runs: list[RunPath], with_top: bool = Fals
     )
 
 
-def trajectories(run_ids: np.ndarray, prompts: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K) -> Trajectories:
-    """Summaries per end cluster and per initial prompt (see the module docstring for the definitions)."""
-    paths = run_paths(np.asarray(run_ids, dtype=object), np.asarray(prompts, dtype=object), np.asarray(steps), np.asarray(clusters), last_k)
+def trajectories(run_ids: np.ndarray, groups: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K) -> Trajectories:
+    """Summaries per end cluster and per group (``groups``: each text's run label, e.g. its initial prompt or
+    network; see the module docstring for the definitions)."""
+    paths = run_paths(np.asarray(run_ids, dtype=object), np.asarray(groups, dtype=object), np.asarray(steps), np.asarray(clusters), last_k)
     by_end: dict[int, list[RunPath]] = defaultdict(list)
-    by_prompt: dict[str | None, list[RunPath]] = defaultdict(list)
+    by_group: dict[str | None, list[RunPath]] = defaultdict(list)
     for p in paths:
         by_end[p.end].append(p)
-        by_prompt[p.prompt].append(p)
+        by_group[p.group].append(p)
     clusters_rows = sorted((_summarise(k, v) for k, v in by_end.items()), key=lambda r: (-r.runs, r.key))
-    prompt_rows = sorted((_summarise(k, v, with_top=True) for k, v in by_prompt.items()), key=lambda r: (-r.runs, str(r.key)))
-    return Trajectories(last_k, paths, clusters_rows, prompt_rows)
+    group_rows = sorted((_summarise(k, v, with_top=True) for k, v in by_group.items()), key=lambda r: (-r.runs, str(r.key)))
+    return Trajectories(last_k, paths, clusters_rows, group_rows)
