@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from cluster_workers import plots, stopping
 from cluster_workers.analysis.projection import pca_2d, umap_2d
-from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids, text_positions, vectors_of
+from cluster_workers.analysis import sequences
+from cluster_workers.db.memberships import Labelled, embedding_details, labelled, sample_embedding_ids, text_positions, vectors_of
 from cluster_workers.db.trees import read_tree
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
@@ -41,6 +42,19 @@ class ClusterMap:
     clusters: np.ndarray  # (n,) rank, -1 outlier
     medoids: dict[int, np.ndarray]  # rank -> (2,)
     axes: tuple[str, str]
+    hover: list[str] = field(default_factory=list)  # per point: its cluster, run and text (HTML-escaped)
+
+
+@dataclass(frozen=True)
+class Chains:
+    """The users' own measures for one result: transitions, run lengths, and where each network's runs end."""
+
+    ranks: list[int]  # the top clusters, 1..k
+    transitions: np.ndarray  # (k, k) counts from -> to, outliers dropped first
+    stretch_lengths: np.ndarray  # every stretch's length, outliers dropped first
+    networks: list[str]  # rows of the grid, most runs first
+    grid_columns: list[int]  # top clusters, then -1 (outliers)
+    grid: np.ndarray  # (networks, columns): runs ending there
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class Detail:
     panel_runs: list  # RunPath, the sampled runs shown
     cluster_map: ClusterMap | None
     sweep: list = field(default_factory=list)  # SweepRow per epsilon on the stored tree; empty without a tree
+    chains: Chains | None = None
 
 
 @dataclass
@@ -79,6 +94,7 @@ def _cluster_map(conn: sa.Connection, result_id: uuid.UUID, medoid_ids: dict[int
     dim = Counter(len(v) for v in vectors.values()).most_common(1)[0][0]
     rank_of = {mid: rank for rank, mid in medoid_ids.items()}
     rows = [(emb, rank_of.get(medoid, -1)) for emb, medoid in sample if len(vectors.get(emb, ())) == dim]
+    details = embedding_details(conn, [emb for emb, _ in rows])
     tops = [(rank, mid) for rank, mid in sorted(top.items()) if len(vectors.get(mid, ())) == dim]
     stacked = np.stack([vectors[emb] for emb, _ in rows] + [vectors[mid] for _, mid in tops])
     points = umap_2d(stacked, seed)
@@ -88,8 +104,44 @@ def _cluster_map(conn: sa.Connection, result_id: uuid.UUID, medoid_ids: dict[int
     else:
         axes = ("UMAP 1", "UMAP 2")
     n = len(rows)
+    hover = [_hover(rank, details.get(emb)) for emb, rank in rows]
     return ClusterMap(points[:n], np.array([r for _, r in rows], dtype=np.int64),
-                      {rank: points[n + i] for i, (rank, _) in enumerate(tops)}, axes)
+                      {rank: points[n + i] for i, (rank, _) in enumerate(tops)}, axes, hover)
+
+
+def _hover(rank: int, detail: tuple | None) -> str:
+    """A map point's hover text: cluster, run and step, and the text wrapped (HTML-escaped)."""
+    import textwrap
+
+    run_id, seq, text = detail if detail is not None else (None, None, None)
+    head = f"<b>{'outlier' if rank == -1 else f'cluster {rank}'}</b> · run {str(run_id)[:8]} step {seq}"
+    body = "<br>".join(html.escape(line) for line in textwrap.wrap(text or "", 70)[:6])
+    return f"{head}<br>{body}"
+
+
+GRID_NETWORKS = 12  # networks shown in the grid
+
+
+def _chains(data: Labelled, ends: list) -> Chains:
+    """Transitions between the top clusters, stretch lengths, and the network x end-cluster grid."""
+    ranks = [r for r in range(1, TOP_CLUSTERS + 1) if r in data.medoids]
+    network_of = dict(zip(data.run_ids.tolist(), data.networks.tolist()))
+    prompt_of = dict(zip(data.run_ids.tolist(), data.prompts.tolist()))
+    counts = sequences.transitions(data.run_ids, data.text_index, data.clusters).get(None, Counter())
+    matrix = np.zeros((len(ranks), len(ranks)), dtype=np.int64)
+    for (a, b), c in counts.items():
+        if a in ranks and b in ranks:
+            matrix[a - 1, b - 1] = c
+    stretches = sequences.run_lengths(data.run_ids, data.text_index, data.clusters, network_of, prompt_of)
+    runs_of = Counter(network_of.get(p.run_id) or "?" for p in ends)
+    networks = [name for name, _ in runs_of.most_common(GRID_NETWORKS)]
+    columns = ranks + [-1]
+    grid = np.zeros((len(networks), len(columns)), dtype=np.int64)
+    for p in ends:
+        net = network_of.get(p.run_id) or "?"
+        if net in networks and p.end in columns:
+            grid[networks.index(net), columns.index(p.end)] += 1
+    return Chains(ranks, matrix, np.array([s.length for s in stretches], dtype=np.int64), networks, columns, grid)
 
 
 def _sweep(conn: sa.Connection, result: ResultSummary) -> list:
@@ -117,7 +169,8 @@ def report_data(conn: sa.Connection) -> ReportData:
             if r.id not in cache:
                 cache[r.id] = labelled(conn, r.id, positions)
             traj = trajectories_in(conn, r, data=cache[r.id])
-            data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids), _sweep(conn, r))
+            data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids), _sweep(conn, r),
+                                        _chains(cache[r.id], traj.trajectories.runs))
     return data
 
 
@@ -153,7 +206,31 @@ def _agreement_section(comparisons: dict[int | None, list[Comparison]], left_out
     return parts
 
 
-def _detail_section(detail: Detail, model: str) -> list[str]:
+def _chains_section(c: Chains, model: str) -> list[str]:
+    parts = []
+    if c.transitions.any():
+        parts.append("<h3>Transitions</h3><p class='params'>Consecutive sampled texts of each run, outliers dropped first "
+                     "(<code>cluster-workers transitions</code>).</p>"
+                     f"<figure class='transitions'>{plots.transition_heatmap(c.transitions, c.ranks, model)}</figure>")
+    if c.stretch_lengths.size:
+        parts.append("<h3>Run lengths</h3><p class='params'>How long a run stays in one cluster "
+                     "(<code>cluster-workers run-lengths</code>).</p>"
+                     f"<figure class='run-lengths'>{plots.run_length_histogram(c.stretch_lengths, model)}</figure>")
+    if c.networks and c.grid.any():
+        parts.append(f"<h3>Networks</h3><figure class='networks'>{plots.network_grid(c.networks, c.grid_columns, c.grid, model)}</figure>")
+    return parts
+
+
+def _map_figure(m: ClusterMap, model: str, library: dict) -> str:
+    """The explorable plotly map (plotly.js inlined once per page), or the static SVG map without plotly."""
+    interactive = plots.interactive_map(m.points, m.clusters, m.hover, m.medoids, m.axes, model, not library.get("done"))
+    if interactive is not None:
+        library["done"] = True
+        return f"<figure class='map interactive'>{interactive}</figure>"
+    return f"<figure class='map'>{plots.cluster_map(m.points, m.clusters, m.medoids, m.axes, model)}</figure>"
+
+
+def _detail_section(detail: Detail, model: str, library: dict | None = None) -> list[str]:
     e = html.escape
     t = detail.trajectories
     o = t.trajectories.overall
@@ -176,9 +253,10 @@ def _detail_section(detail: Detail, model: str) -> list[str]:
         parts.append("<h3>Other epsilons, from the stored tree</h3><p class='params'>Re-cut without reclustering "
                      "(<code>cluster-workers sweep</code> / <code>recut</code>).</p>"
                      f"<figure class='sweep'>{plots.sweep_panel([r.cluster_selection_epsilon for r in rows], [r.clusters for r in rows], [r.outlier_share for r in rows], model, rows[0].min_cluster_size)}</figure>")
+    if detail.chains is not None:
+        parts.extend(_chains_section(detail.chains, model))
     if detail.cluster_map is not None:
-        m = detail.cluster_map
-        parts.append(f"<figure class='map'>{plots.cluster_map(m.points, m.clusters, m.medoids, m.axes, model)}</figure>")
+        parts.append(_map_figure(detail.cluster_map, model, library if library is not None else {}))
     return parts
 
 
@@ -213,6 +291,7 @@ def render(data: ReportData, source: str) -> str:
         )
     parts.append("</table>")
     parts.append(f"<figure>{plots.comparison_plot(list(latest.values()))}</figure>")
+    library: dict = {}  # plotly.js goes into the page once, with the first map
     parts.extend(_agreement_section(data.comparisons, data.left_out))
     for summary, clusters in entries:
         params = ", ".join(
@@ -231,7 +310,7 @@ def render(data: ReportData, source: str) -> str:
             parts.append(f"<tr><td class='num'>{rank}</td><td class='num'>{c.size:,}</td><td>{e(c.medoid_text or '')}</td></tr>")
         parts.append("</table>")
         if summary.id in data.details and summary.clusters:
-            parts.extend(_detail_section(data.details[summary.id], summary.model))
+            parts.extend(_detail_section(data.details[summary.id], summary.model, library))
     parts.append("</body></html>")
     return "".join(parts)
 

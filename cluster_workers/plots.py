@@ -142,3 +142,89 @@ def sweep_panel(epsilons: list[float], clusters: list[int], outlier_shares: list
     for ax in (a, b):
         ax.set_xlabel("cluster_selection_epsilon")
     return _svg(fig)
+
+
+def _count_heatmap(ax, counts: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """Counts as a heatmap with each non-zero count written in its cell."""
+    image = ax.imshow(counts, cmap="Blues", aspect="auto")
+    high = counts.max() if counts.size else 0
+    for (i, j), v in np.ndenumerate(counts):
+        if v:
+            ax.text(j, i, f"{int(v)}", ha="center", va="center", fontsize=7, color="white" if v > high / 2 else "black")
+    ax.figure.colorbar(image, ax=ax, shrink=0.8)
+
+
+def transition_heatmap(counts: np.ndarray, ranks: list[int], model: str) -> str:
+    """(from, to) transition counts between the top clusters (rows: from, columns: to; outliers dropped first)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    _count_heatmap(ax, counts)
+    ax.set_xticks(range(len(ranks)), [str(r) for r in ranks])
+    ax.set_yticks(range(len(ranks)), [str(r) for r in ranks])
+    ax.set_xlabel("to cluster")
+    ax.set_ylabel("from cluster")
+    ax.set_title(f"{model}: transitions between clusters 1-{len(ranks)}", fontsize=9)
+    return _svg(fig)
+
+
+def run_length_histogram(lengths: np.ndarray, model: str) -> str:
+    """How many stretches have each length (sampled texts in a row in one cluster)."""
+    plt = _pyplot()
+    values, counts = np.unique(lengths, return_counts=True)
+    fig, ax = plt.subplots(figsize=(6, 2.6))
+    ax.bar(values, counts, color="#3b75af", width=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("stretch length (sampled texts in a row in one cluster)")
+    ax.set_ylabel("stretches (log)")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.set_title(f"{model}: {len(lengths):,} stretches, median {np.median(lengths):g}, longest {lengths.max()}", fontsize=9)
+    return _svg(fig)
+
+
+def network_grid(networks: list[str], columns: list[int], counts: np.ndarray, model: str) -> str:
+    """Runs of each network (rows) ending in each top cluster (columns; -1: outliers)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.35 * len(networks)))
+    _count_heatmap(ax, counts)
+    ax.set_xticks(range(len(columns)), ["out" if c == -1 else str(c) for c in columns])
+    ax.set_yticks(range(len(networks)), networks, fontsize=8)
+    ax.set_xlabel("cluster the run ends in")
+    ax.set_title(f"{model}: where each network's runs end", fontsize=9)
+    return _svg(fig)
+
+
+def interactive_map(
+    points: np.ndarray, clusters: np.ndarray, hover: list[str], medoids: dict[int, np.ndarray], axes: tuple[str, str],
+    model: str, include_library: bool,
+) -> str | None:  # fmt: skip
+    """The 2-D map as a plotly figure (zoom, pan; hover shows text, cluster and run), self-contained HTML;
+    None when plotly is not installed. ``include_library``: inline plotly.js (once per page)."""
+    try:
+        import plotly.graph_objects as go
+    except ImportError:
+        return None
+    fig = go.Figure()
+    ranks = sorted(set(clusters.tolist()), key=lambda c: (c == -1, c))
+    for rank in ranks:
+        rows = np.flatnonzero(clusters == rank)
+        name = "outliers" if rank == -1 else f"cluster {rank}" if rank <= TOP_COLOURS else "other clusters"
+        colour = "#d0d0d0" if rank == -1 else None if rank <= TOP_COLOURS else "#8c8c8c"
+        fig.add_trace(go.Scattergl(
+            x=points[rows, 0], y=points[rows, 1], mode="markers", name=name, legendgroup=name,
+            showlegend=rank <= TOP_COLOURS or rank == ranks[-1] or rank == -1,
+            marker={"size": 5, **({"color": colour} if colour else {})},
+            text=[hover[i] for i in rows], hovertemplate="%{text}<extra></extra>",
+        ))  # fmt: skip
+    if medoids:
+        order = sorted(medoids)
+        fig.add_trace(go.Scatter(
+            x=[medoids[r][0] for r in order], y=[medoids[r][1] for r in order], mode="markers+text", name="medoids",
+            text=[str(r) for r in order], textposition="top right", marker={"symbol": "x", "size": 10, "color": "black"},
+            hovertemplate="medoid of cluster %{text}<extra></extra>",
+        ))  # fmt: skip
+    fig.update_layout(
+        title={"text": f"{model}: {len(points):,} sampled embeddings (hover for the text; drag to zoom)", "font": {"size": 13}},
+        xaxis_title=axes[0], yaxis_title=axes[1], width=760, height=560, template="plotly_white",
+        margin={"l": 50, "r": 10, "t": 40, "b": 40},
+    )  # fmt: skip
+    return fig.to_html(full_html=False, include_plotlyjs=bool(include_library), config={"displaylogo": False})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -31,8 +32,15 @@ def test_report_numbers_match_the_database(clustered, tmp_path):
     page = (tmp_path / "report.html").read_text()
     entries = load_all_clusters(str(clustered))
     assert len(entries) == 4
-    assert page.count("<svg") == expected_plots(clustered)
-    assert "http" not in re.sub(r'xmlns(:\w+)?="http[^"]+"|https?://www\.w3\.org[^"\s]*|http://purl[^"\s]*|https://matplotlib\S*', "", page)  # self-contained
+    static = re.sub(r"<script\b.*?</script>", "", page, flags=re.S)  # plotly.js itself spells "<svg" too
+    assert static.count("<svg") == expected_plots(clustered)
+    for name in DETAIL_FIGURES:
+        assert page.count(f"<figure class='{name}'>") == maps_expected(clustered), name
+    assert page.count("<figure class='map interactive'>") == maps_expected(clustered)
+    assert page.count("window.PlotlyConfig") == 1  # plotly.js inlined once, with the first map
+    # self-contained: no script loaded from elsewhere, no external link, image or stylesheet outside the inline scripts
+    assert not re.search(r"<script[^>]*\bsrc\s*=", page)
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//|<link\b|@import""", static)
     for summary, clusters in entries:
         section = page.split(f"id='r{summary.id.hex}'")[1].split("<h2")[0].split("<h3>")[0]  # up to "Where runs end"
         assert f"{summary.sample_count:,} embeddings, {summary.clusters} clusters" in section
@@ -42,13 +50,20 @@ def test_report_numbers_match_the_database(clustered, tmp_path):
         assert [int(size.replace(",", "")) for _, size in rows] == [c.size for c in top]
 
 
+DETAIL_FIGURES = ("trajectories", "transitions", "run-lengths", "networks", "sweep")  # static SVG per model's latest result
+
+
 def expected_plots(db) -> int:
-    """Counted from the database, not from the report's own data: per result with clusters a size plot, and (each
-    model has one result here) its trajectories, 2-D map and sweep panel; the comparison bars; one heatmap (one downsample)."""
+    """Static SVG plots, counted from the database (not from the report's own data): per result with clusters its
+    size plot and (each model has one result here) the DETAIL_FIGURES; the comparison bars; one heatmap."""
     entries = load_all_clusters(str(db))
     with_clusters = [r for r, _ in entries if r.clusters]
     assert len({r.model for r in with_clusters}) == len(with_clusters) and len({r.parameters["downsample"] for r, _ in entries}) == 1
-    return 4 * len(with_clusters) + 1 + 1
+    return (1 + len(DETAIL_FIGURES)) * len(with_clusters) + 1 + 1
+
+
+def maps_expected(db) -> int:
+    return sum(1 for r, _ in load_all_clusters(str(db)) if r.clusters)
 
 
 def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
@@ -71,8 +86,17 @@ def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
         assert f"{detail.trajectories.trajectories.overall.runs:,} runs;" in section
         top = detail.trajectories.trajectories.by_cluster[0]
         assert f"<td class='num'>{top.runs:,}</td>" in section.split("class='ends'")[1]
-        assert "class='trajectories'" in section and "class='map'" in section
+        assert "class='trajectories'" in section and "class='map interactive'" in section
         assert detail.cluster_map is not None and len(detail.cluster_map.points) == summary.sample_count  # < 3,000: all
+        assert len(detail.cluster_map.hover) == summary.sample_count and "run " in detail.cluster_map.hover[0]
+        # the report's transitions and run lengths are the commands' own (read independently, through the CLI)
+        rows = json.loads(run_cli("transitions", summary.id.hex, "-d", str(clustered), "--json").stdout)
+        top = detail.chains.ranks
+        want = sum(r["count"] for r in rows if r["from_cluster"] in top and r["to_cluster"] in top)
+        assert detail.chains.transitions.sum() == want > 0
+        stretches = json.loads(run_cli("run-lengths", summary.id.hex, "-d", str(clustered), "--json").stdout)
+        assert sorted(detail.chains.stretch_lengths.tolist()) == sorted(s["length"] for s in stretches)
+        assert detail.chains.grid.sum() <= detail.trajectories.trajectories.overall.runs
 
 
 def test_report_without_results(demo_db, tmp_path):
@@ -92,7 +116,11 @@ def test_report_renders_in_a_headless_browser(clustered, tmp_path):
     url = (tmp_path / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False).stdout
     entries = load_all_clusters(str(clustered))
-    assert "<h1>Clustering results</h1>" in dom and dom.count("<svg") == expected_plots(clustered)
+    assert "<h1>Clustering results</h1>" in dom
+    for name in DETAIL_FIGURES:
+        assert dom.count(f'<figure class="{name}">') == maps_expected(clustered), name
+    drawn = re.sub(r"<script\b.*?</script>", "", dom, flags=re.S)
+    assert len(re.findall(r'<div [^>]*class="[^"]*\bjs-plotly-plot\b', drawn)) == maps_expected(clustered)  # plotly.js ran: each map drawn
     assert "Do the models agree?" in dom and "Where runs end" in dom
     for summary, clusters in entries:
         assert f"result {summary.id.hex[:8]}" in dom  # every result's own section, as the browser built it

@@ -200,15 +200,20 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
 
 def texts_of(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.UUID, str | None]:
     """The output text behind each embedding id."""
-    out: dict[uuid.UUID, str | None] = {}
+    return {emb: text for emb, (_, _, text) in embedding_details(conn, embedding_ids).items()}
+
+
+def embedding_details(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID, int, str | None]]:
+    """``embedding id -> (run id, sequence number, output text)``, looked up by primary key, 500 at a time."""
+    out: dict[uuid.UUID, tuple[uuid.UUID, int, str | None]] = {}
     for start in range(0, len(embedding_ids), 500):
         chunk = embedding_ids[start : start + 500]
         rows = conn.execute(
-            sa.select(embedding.c.id, invocation.c.output_text)
+            sa.select(embedding.c.id, invocation.c.run_id, invocation.c.sequence_number, invocation.c.output_text)
             .join(invocation, invocation.c.id == embedding.c.invocation_id)
             .where(embedding.c.id.in_(chunk))
         )
-        out.update(dict(rows.all()))
+        out.update({emb: (run_id, seq, text) for emb, run_id, seq, text in rows})
     return out
 
 
