@@ -173,9 +173,11 @@ def run_length_histogram(lengths: np.ndarray, model: str) -> str:
     values, counts = np.unique(lengths, return_counts=True)
     fig, ax = plt.subplots(figsize=(6, 2.6))
     ax.bar(values, counts, color="#3b75af", width=0.8)
-    ax.set_yscale("log")
+    wide = counts.max() > 50 * counts.min()
+    if wide:
+        ax.set_yscale("log")
     ax.set_xlabel("stretch length (sampled texts in a row in one cluster)")
-    ax.set_ylabel("stretches (log)")
+    ax.set_ylabel("stretches (log)" if wide else "stretches")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_title(f"{model}: {len(lengths):,} stretches, median {np.median(lengths):g}, longest {lengths.max()}", fontsize=9)
     return _svg(fig)
@@ -203,16 +205,19 @@ def interactive_map(
         import plotly.graph_objects as go
     except ImportError:
         return None
+    from matplotlib.colors import to_hex
+
     fig = go.Figure()
-    ranks = sorted(set(clusters.tolist()), key=lambda c: (c == -1, c))
-    for rank in ranks:
-        rows = np.flatnonzero(clusters == rank)
-        name = "outliers" if rank == -1 else f"cluster {rank}" if rank <= TOP_COLOURS else "other clusters"
-        colour = "#d0d0d0" if rank == -1 else None if rank <= TOP_COLOURS else "#8c8c8c"
+    present = set(clusters.tolist())
+    groups = [(f"cluster {r}", clusters == r, r) for r in range(1, TOP_COLOURS + 1) if r in present]
+    groups += [("other clusters", clusters > TOP_COLOURS, TOP_COLOURS + 1), ("outliers", clusters == -1, -1)]
+    for name, mask, rank in groups:
+        rows = np.flatnonzero(mask)
+        if not rows.size:
+            continue
         fig.add_trace(go.Scattergl(
-            x=points[rows, 0], y=points[rows, 1], mode="markers", name=name, legendgroup=name,
-            showlegend=rank <= TOP_COLOURS or rank == ranks[-1] or rank == -1,
-            marker={"size": 5, **({"color": colour} if colour else {})},
+            x=points[rows, 0], y=points[rows, 1], mode="markers", name=name,
+            marker={"size": 5, "color": to_hex(_cluster_colours(np.array([rank]))[0], keep_alpha=False)},  # as in the static plots
             text=[hover[i] for i in rows], hovertemplate="%{text}<extra></extra>",
         ))  # fmt: skip
     if medoids:
