@@ -2,7 +2,9 @@
 
 ``run_benchmark`` runs counts -> workers -> one commit exactly as ``cluster``
 does (with ``force``, so it always does the work), bounded by ``timeout``
-seconds; on expiry every worker is killed, nothing is written, and the error
+seconds. The commit writes every row and is then rolled back: a bench never
+changes the database's results, so it is safe on the users' own database (the
+measured commit leaves out only the final COMMIT's flush). On expiry every worker is killed, nothing is written, and the error
 names the model and phase still running. With ``baseline`` it then clusters
 the same samples the straightforward way -- one process, models one after
 another, ``hdbscan.HDBSCAN`` with the same parameters -- and reports the time
@@ -207,7 +209,7 @@ def format_table(data: dict) -> str:
 
 def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, heartbeat_s: float = 30.0) -> BenchResult:
     """Run the workflow (forced) under ``timeout`` seconds; then the baseline if asked."""
-    settings = settings.replace(force=True, timeout=min(settings.timeout, timeout))
+    settings = settings.replace(force=True, rollback=True, timeout=min(settings.timeout, timeout))
     bench = BenchResult(
         status="ok",
         settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout", "min_cluster_size", "min_samples", "epsilon", "allow_single_cluster")},

@@ -474,7 +474,10 @@ def bench(
     output_dir: Path = typer.Option(Path("bench/results"), "--output-dir", help="Where the JSON goes."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
-    """Benchmark the workflow (forced re-run, then one commit) under a hard time limit; table + JSON."""
+    """Benchmark the workflow (forced re-run, then one commit) under a hard time limit; table + JSON.
+
+    The commit writes every row inside its transaction and then rolls it back: the database's results are left
+    exactly as they were (safe on a live database). Use `cluster --force` to keep what you measure."""
     from cluster_workers import bench as bench_mod
 
     try:

@@ -40,6 +40,7 @@ class Settings:
     min_samples_to_cluster: int = 2  # HDBSCAN needs 2; the users asked that only smaller models be skipped
     models: tuple[str, ...] = ()  # empty = every model in the database
     force: bool = False
+    rollback: bool = False  # write every row, then roll the transaction back (bench: measures, changes nothing)
     skip_bad_vectors: bool = False  # skip (and count) bad vectors / orphan embeddings instead of failing
     workers: int = 0  # 0 = one per model, at most the number of cores
     timeout: float = 3600.0  # seconds per model (wall clock, from worker start)

@@ -373,10 +373,13 @@ def commit(
     stopping.check("before the commit")
     try:
         enable_wal(engine)
-        with engine.begin() as conn:
+        with engine.connect() as conn, conn.begin() as transaction:
             faults.commit_started(conn)
             written = write_results(conn, results, run_key(settings), replace=settings.force, progress=between_batches)
             stopping.check("during the commit", rolled_back)
+            if settings.rollback:
+                transaction.rollback()
+                logger.info("rolled back as asked: every row was written, then the transaction undone; the database is unchanged")
     except sa.exc.SQLAlchemyError as exc:
         raise db_error(exc, settings.database_url, "during the commit") from exc
     if stopping.requested():  # COMMIT had returned: the results are in the database, say so

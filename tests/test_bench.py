@@ -34,3 +34,30 @@ def test_bench_timeout_stops_workers_and_leaves_the_database_untouched(demo_db, 
     assert file_hash(demo_db) == digest
     (path,) = tmp_path.glob("bench_*.json")
     assert json.loads(path.read_text())["status"] == "failed"
+
+
+def _all_results(url: str) -> dict[str, list[tuple]]:
+    """Every row of the three result tables, sorted: what a bench must leave exactly as it was."""
+    import sqlalchemy as sa
+
+    from cluster_workers.db.connect import make_engine
+    from cluster_workers.db.schema import RESULT_TABLES
+
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        rows = {t.name: sorted((tuple(map(repr, r)) for r in conn.execute(sa.select(t))), key=str) for t in RESULT_TABLES}
+    engine.dispose()
+    return rows
+
+
+def test_bench_leaves_the_users_results_exactly_as_they_were(demo_db, pg_demo, tmp_path):
+    """The users' own results (same parameters as the bench, so a forced run would replace them) survive a bench."""
+    for url, where in ((f"sqlite:///{demo_db}", str(demo_db)), (pg_demo, pg_demo)):
+        assert run_cli("cluster", "-d", where, "--downsample", "2").returncode == 0
+        before = _all_results(url)
+        assert len(before["embeddingcluster"]) > 0 and len(before["clusteringtree"]) == len(before["clusteringresult"]) == 4
+        out = run_cli("bench", "-d", where, "--downsample", "2", "--output-dir", str(tmp_path / "res"))
+        assert out.returncode == 0, out.stderr
+        written = json.loads(sorted((tmp_path / "res").glob("bench_ds2_*.json"))[-1].read_text())["totals"]["rows_committed"]
+        assert written == len(before["embeddingcluster"])  # the bench did write every row ...
+        assert _all_results(url) == before  # ... and rolled them back
