@@ -428,6 +428,7 @@ def _run_locked(
     Counting and clustering happen inside one snapshot (see ``db.snapshot``), so
     the counts, every worker's sample and the fingerprints describe one database.
     """
+    doing = "while counting"
     try:
         with run_snapshot(engine) as (conn, bound):
             models = plan(conn, settings, report, bound)
@@ -443,13 +444,14 @@ def _run_locked(
                 logger.info("nothing to cluster")
                 return
             logger.debug("workers read {}", bound.describe())
+            doing = "while clustering"  # the snapshot's connection stays open (PostgreSQL) while the workers read
             t0 = time.perf_counter()
             report.results, report.threads_per_worker = cluster_models(
                 settings, models, report.after, deadline, heartbeat_s, on_result, bound, report.dimensions
             )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:
-        raise db_error(exc, settings.database_url, "while counting") from exc
+        raise db_error(exc, settings.database_url, doing) from exc
     t0 = time.perf_counter()
     report.written = commit(engine, settings, report.results, report.fingerprints)
     report.timings["commit_s"] = time.perf_counter() - t0

@@ -7,7 +7,8 @@ Set ``CLUSTER_WORKERS_FAULT`` in the environment of a run:
   then kills the process there);
 - ``disk-full-in-commit``: on SQLite, forbid the file to grow (``max_page_count``),
   so the commit's inserts fail with SQLite's own "database or disk is full";
-- ``pause-in-delete=SECONDS``: the same pause inside ``delete``'s transaction.
+- ``pause-in-delete=SECONDS``: the same pause inside ``delete``'s transaction;
+- ``sql-error-in-fetch``: a worker's first statement of its fetch fails (a table that does not exist).
 
 Unset (always, outside tests), every hook here does nothing.
 """
@@ -52,3 +53,10 @@ def deleted_batch() -> None:
     if name == "pause-in-delete":
         logger.warning("fault: pausing inside the delete for {} s", value)
         stopping.wait(float(value or 60))
+
+
+def fetch_started(conn: sa.Connection) -> None:
+    """Called in each worker before it reads its sample (``sql-error-in-fetch``: a statement that fails)."""
+    name, _ = _fault()
+    if name == "sql-error-in-fetch":
+        conn.exec_driver_sql("SELECT count(*) FROM cluster_workers_fault_no_such_table")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cluster_workers import faults
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.snapshot import SampleBound, enter_snapshot
 from cluster_workers.db.vectors import fetch_vectors
@@ -75,8 +76,11 @@ class ModelResult:
 
 
 def status_file(status_dir: str, model: str) -> Path:
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)
-    return Path(status_dir) / f"{safe}.json"
+    """The model's status file: a readable name plus a hash of the exact name, so "a/b" and "a_b" never collide."""
+    import hashlib
+
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in model)[:60]
+    return Path(status_dir) / f"{safe}-{hashlib.sha1(model.encode()).hexdigest()[:10]}.json"
 
 
 def threads_file(status_dir: str) -> Path:
@@ -138,26 +142,31 @@ def peak_rss_mb() -> float:
 def cluster_model(task: ModelTask) -> ModelResult:
     """Fetch the model's sampled vectors with a connection of our own and cluster them.
 
-    Any error comes back as :class:`WorkerFailed` naming the model (plain text, so it pickles).
+    Any error comes back as :class:`WorkerFailed` naming the model and the phase (plain text, so it pickles).
     """
+    phase = ["starting"]
     try:
-        return _cluster_model(task)
+        return _cluster_model(task, phase)
     except ClusterWorkersError as exc:
         raise WorkerFailed(str(exc)) from None
     except Exception as exc:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()
-        raise WorkerFailed(f"worker for model {task.model} failed: {type(exc).__name__}: {detail[0] if detail else ''}") from None
+        raise WorkerFailed(
+            f"worker for model {task.model} failed while {phase[0]}: {type(exc).__name__}: {detail[0] if detail else ''}"
+        ) from None
 
 
-def _cluster_model(task: ModelTask) -> ModelResult:
+def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
     from threadpoolctl import threadpool_limits
 
     started = time.time()
     report_phase(task, "fetch", started)
+    phase[0] = "fetching"
     t0 = time.perf_counter()
     engine = make_engine(task.database_url, read_only=True, **task.db_limits)
     try:
         with engine.connect() as conn:
+            faults.fetch_started(conn)
             conn = enter_snapshot(conn, task.bound)
             vectors = fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound)
     finally:
@@ -166,6 +175,7 @@ def _cluster_model(task: ModelTask) -> ModelResult:
     n, dim = vectors.data.shape
 
     report_phase(task, "cluster", started)
+    phase[0] = "clustering"
     wanted = task.clustering
     params = wanted.engine_params(n)
     t0 = time.perf_counter()

@@ -262,3 +262,32 @@ def test_no_password_in_any_output(pg_url, tmp_path):
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
+
+
+@pytest.mark.parametrize("where", ["sqlite", "postgres"])
+def test_a_sql_error_names_its_phase(request, where):
+    """A statement failing in a worker's fetch says "while fetching" (not "while counting"), and writes nothing."""
+    if where == "sqlite":
+        db = request.getfixturevalue("demo_db")
+        target, digest = str(db), file_hash(db)
+    else:
+        target, digest = request.getfixturevalue("pg_demo"), None
+    out = run_cli("cluster", "-d", target, "--downsample", "2", env={"CLUSTER_WORKERS_FAULT": "sql-error-in-fetch"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "failed while fetching" in out.stderr and "cluster_workers_fault_no_such_table" in out.stderr
+    assert "while counting" not in out.stderr
+    if digest is not None:
+        assert file_hash(db) == digest
+    else:
+        engine = make_engine(target)
+        with engine.connect() as conn:
+            assert not sa.inspect(conn).has_table("clusteringresult")
+        engine.dispose()
+
+
+def test_status_files_of_similar_model_names_never_collide(tmp_path):
+    from cluster_workers.worker import status_file
+
+    names = ["a/b", "a_b", "a b", "a:b", "A_b"]
+    paths = {status_file(str(tmp_path), n) for n in names}
+    assert len(paths) == len(names) and all(p.parent == tmp_path for p in paths)

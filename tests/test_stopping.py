@@ -114,6 +114,7 @@ def test_a_full_disk_during_the_commit_is_a_clear_error_and_writes_nothing(demo_
     out = run_cli("cluster", "-d", str(demo_db), *FAST, env={"CLUSTER_WORKERS_FAULT": "disk-full-in-commit"})
     assert out.returncode == 1
     assert "database or disk is full" in out.stderr and "Traceback" not in out.stderr
+    assert "during the commit" in out.stderr  # the phase is named
     assert result_rows(url) == (0, 0) and integrity(demo_db) == "ok"
     assert run_cli("cluster", "-d", str(demo_db), *FAST).returncode == 0
 

@@ -146,12 +146,13 @@ def db_error(exc: BaseException, url: str, doing: str = "") -> ClusterWorkersErr
         return Interrupted(f"{stopping.signal_name()}: interrupted {doing or 'a database statement'}; nothing was written")
     text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     where = describe(url)
+    when = f" {doing}" if doing else ""
     if "lock timeout" in text:
-        return DatabaseError(f"database {where} is locked by another session (waited busy_timeout for it): {text}")
+        return DatabaseError(f"database {where} is locked by another session (waited busy_timeout for it){when}: {text}")
     if "statement timeout" in text:
-        return DatabaseError(f"a statement on {where} ran past statement_timeout and was cancelled: {text}")
+        return DatabaseError(f"a statement on {where} ran past statement_timeout and was cancelled{when}: {text}")
     if "locked" in text or "busy" in text:
-        return DatabaseError(f"database {where} is locked by another writer (waited for it): {text}")
+        return DatabaseError(f"database {where} is locked by another writer (waited for it){when}: {text}")
     if isinstance(exc, sa.exc.OperationalError) and any(k in text.lower() for k in ("connect", "refused", "timeout expired", "resolve host")):
-        return DatabaseError(f"cannot connect to {where}: {text}")
-    return DatabaseError(f"database error on {where}: {text}")
+        return DatabaseError(f"cannot connect to {where}{when}: {text}")
+    return DatabaseError(f"database error on {where}{when}: {text}")
