@@ -6,6 +6,15 @@ SQLite reads the embedding rows themselves -- 3 KB vectors included -- so a cold
 count reads the whole 11.8 GB file. With ``ix_cw_embedding_invocation`` it reads
 the index only; ``ix_cw_invocation_text`` does the same for numbering each run's
 text invocations. Indexes change no result: the queries are the same.
+
+Safe on a live database. PostgreSQL: ``CREATE INDEX CONCURRENTLY`` (and ``DROP
+INDEX CONCURRENTLY``), outside a transaction, so the experiment's inserts go on
+during the build; an invalid index left by an interrupted build is dropped and
+built again. SQLite has no concurrent build: ``CREATE INDEX`` holds the write
+lock until it finishes (writers wait up to their busy timeout), which
+:func:`sqlite_warning` says before it starts. Either way the command holds the
+run lock (no clustering runs meanwhile) and every statement is bounded by the
+statement timeout.
 """
 
 from __future__ import annotations
@@ -65,20 +74,59 @@ def index_size(conn: sa.Connection, name: str) -> int | None:
     return None
 
 
+def invalid(conn: sa.Connection) -> set[str]:
+    """PostgreSQL: our indexes left invalid by an interrupted ``CREATE INDEX CONCURRENTLY``."""
+    if conn.dialect.name != "postgresql":
+        return set()
+    rows = conn.execute(sa.text(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid AND c.relname = ANY(:names)"
+    ), {"names": [ix.name for ix in COVERING]})  # fmt: skip
+    return {name for (name,) in rows}
+
+
+def sqlite_warning(conn: sa.Connection, drop: bool) -> str | None:
+    """What an index build will hold on SQLite, said before it starts (None elsewhere or when nothing is to do)."""
+    if conn.dialect.name != "sqlite" or drop or not missing(conn):
+        return None
+    rows = conn.execute(sa.select(sa.func.count()).select_from(embedding)).scalar_one()
+    return (f"SQLite builds an index under the database's write lock: writers wait (up to their busy timeout) until it "
+            f"finishes; {rows:,} embeddings to index (measured on the production shape, 3.3 million: about "
+            f"{max(1, round(rows / 3_288_025 * BUILD_S_AT_PRODUCTION))} s)")  # fmt: skip
+
+
+BUILD_S_AT_PRODUCTION = 70  # both indexes on the 3.3-million-embedding SQLite file (docs/production.md)
+
+
+def _statement(ix: sa.Index, conn: sa.Connection, drop: bool) -> None:
+    concurrently = conn.dialect.name == "postgresql"
+    if drop:
+        conn.exec_driver_sql(f"DROP INDEX {'CONCURRENTLY ' if concurrently else ''}IF EXISTS {ix.name}")
+    else:
+        ix.dialect_options["postgresql"]["concurrently"] = concurrently
+        ix.create(conn)
+    if conn.in_transaction():  # SQLite: each change committed on its own
+        conn.commit()
+
+
 def apply(conn: sa.Connection, drop: bool = False) -> list[IndexChange]:
-    """Create (or drop) the covering indexes; idempotent. Each change in its own committed step, logged."""
+    """Create (or drop) the covering indexes; idempotent. Each change a step of its own (autocommit), logged.
+
+    On PostgreSQL ``conn`` must be in autocommit mode (a concurrent build cannot run in a transaction).
+    """
     changes = []
+    broken = invalid(conn)
     for ix in COVERING:
+        if ix.name in broken:
+            logger.warning("index {}: invalid (an interrupted build); dropping it to build it again", ix.name)
+            _statement(ix, conn, drop=True)
         present = ix.name in existing(conn)
         started = time.perf_counter()
         if drop and present:
             size = index_size(conn, ix.name)
-            ix.drop(conn)
-            conn.commit()
+            _statement(ix, conn, drop=True)
             action = "dropped"
         elif not drop and not present:
-            ix.create(conn)
-            conn.commit()
+            _statement(ix, conn, drop=False)
             size = index_size(conn, ix.name)
             action = "created"
         else:
@@ -91,3 +139,24 @@ def apply(conn: sa.Connection, drop: bool = False) -> list[IndexChange]:
         )
         changes.append(change)
     return changes
+
+
+def build_indexes(url: str, db_limits: dict, drop: bool = False) -> list[IndexChange]:
+    """``index``: under the run lock, bounded by the statement timeout, concurrent on PostgreSQL."""
+    from cluster_workers.db.connect import db_error, make_engine
+    from cluster_workers.db.lock import run_lock
+
+    with run_lock(url, db_limits):
+        engine = make_engine(url, **db_limits)
+        try:
+            with engine.connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                warning = sqlite_warning(conn, drop)
+                if warning:
+                    logger.warning(warning)
+                return apply(conn, drop=drop)
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, url, "while indexing") from exc
+        finally:
+            engine.dispose()

@@ -76,3 +76,80 @@ def test_counts_within_a_snapshot_read_only_the_covering_index(demo_db):
             n for _, n in conn.execute(sampling.count_all_query(bound))
         )
     engine.dispose()
+
+
+def test_postgres_builds_concurrently_so_inserts_go_on(pg_demo):
+    """While the build waits for an open writer, a new insert is not queued behind it (a plain CREATE INDEX's SHARE
+    lock would queue it: the insert below would then hit its lock timeout)."""
+    import subprocess
+    import sys
+    import time
+    import uuid
+
+    from tests.conftest import ROOT
+
+    engine = make_engine(pg_demo)
+    holder = engine.connect()
+    # an open writer on the table: the concurrent build waits for it to finish before it starts building
+    holder.execute(sa.text("UPDATE embedding SET embedding_model = embedding_model WHERE id = (SELECT id FROM embedding LIMIT 1)"))
+    proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", "index", "-d", pg_demo], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)  # the build has started and waits for the holder's transaction
+        assert proc.poll() is None, proc.communicate()
+        with engine.connect() as writer:
+            writer.execute(sa.text("SET lock_timeout = '2s'"))
+            inv = writer.execute(sa.text("SELECT id FROM invocation LIMIT 1")).scalar_one()
+            writer.execute(sa.text("INSERT INTO embedding (id, invocation_id, embedding_model, vector) VALUES (:i, :v, 'Late', :b)"),
+                           {"i": uuid.uuid4(), "v": inv, "b": b"\0" * 16})
+            writer.commit()  # not blocked by the index build
+    finally:
+        holder.rollback()
+        holder.close()
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    with engine.connect() as conn:
+        assert _names(pg_demo) == {ix.name for ix in COVERING}
+        assert conn.execute(sa.text("SELECT count(*) FROM embedding WHERE embedding_model = 'Late'")).scalar_one() == 1
+    engine.dispose()
+
+
+def test_postgres_rebuilds_an_index_left_invalid(pg_demo):
+    assert run_cli("index", "-d", pg_demo).returncode == 0
+    engine = make_engine(pg_demo)
+    with engine.begin() as conn:  # as an interrupted CREATE INDEX CONCURRENTLY leaves it
+        conn.execute(sa.text("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_cw_embedding_invocation'::regclass"))
+    out = run_cli("index", "-d", pg_demo)
+    assert out.returncode == 0, out.stderr
+    assert "invalid" in out.stderr and "ix_cw_embedding_invocation: created" in out.stdout
+    with engine.connect() as conn:
+        valid = conn.execute(sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_cw_embedding_invocation'::regclass")).scalar_one()
+    engine.dispose()
+    assert valid
+
+
+def test_sqlite_says_what_it_locks_and_waits_boundedly_for_a_writer(demo_db):
+    import sqlite3
+
+    writer = sqlite3.connect(demo_db)
+    writer.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+    try:
+        out = run_cli("index", "-d", str(demo_db), env={"CLUSTER_WORKERS_BUSY_TIMEOUT": "1"})
+    finally:
+        writer.rollback()
+        writer.close()
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert "write lock" in out.stderr and "embeddings to index" in out.stderr  # said before it starts
+    assert "while indexing" in out.stderr and "locked" in out.stderr
+    assert _names(f"sqlite:///{demo_db}") == set()
+    done = run_cli("index", "-d", str(demo_db))
+    assert done.returncode == 0 and _names(f"sqlite:///{demo_db}") == {ix.name for ix in COVERING}
+
+
+def test_index_refuses_while_a_run_holds_the_run_lock(demo_db):
+    from cluster_workers.db.lock import run_lock
+
+    with run_lock(f"sqlite:///{demo_db}"):
+        out = run_cli("index", "-d", str(demo_db))
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    assert _names(f"sqlite:///{demo_db}") == set()
