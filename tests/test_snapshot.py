@@ -114,3 +114,21 @@ def test_the_workers_read_what_the_coordinator_counted(database):
         assert len(stored[model]) == report.after[model]
     after = expected_sample(database, 1)
     assert all(len(after[m]) == len(before[m]) + 24 for m in REAL)  # the writer really wrote
+
+
+def test_a_server_idle_in_transaction_timeout_does_not_break_a_run(pg_demo):
+    """The coordinator's snapshot transaction sits idle while workers run; with one worker the later models import
+    its snapshot seconds later. A database-wide 1 s idle-in-transaction timeout must not end it."""
+    import sqlalchemy as sa
+
+    from cluster_workers.db.connect import make_engine
+    from tests.conftest import run_cli
+
+    name = sa.make_url(pg_demo).database
+    admin = make_engine(pg_demo)
+    with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(sa.text(f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout = \'1s\''))
+    admin.dispose()
+    out = run_cli("cluster", "-d", pg_demo, "--downsample", "1", "--workers", "1", "--engine", "reference")
+    assert out.returncode == 0, out.stderr
+    assert "clustered 4 model(s)" in out.stdout

@@ -4,7 +4,10 @@ While the experiment keeps writing, a run must not count one database and
 cluster another. PostgreSQL: the coordinator counts inside a REPEATABLE READ
 transaction, exports its snapshot (``pg_export_snapshot()``) and keeps that
 transaction open while the workers run; each worker reads inside the same
-snapshot (``SET TRANSACTION SNAPSHOT``). SQLite: the coordinator notes the
+snapshot (``SET TRANSACTION SNAPSHOT``). The transaction lifts the server's
+``idle_in_transaction_session_timeout`` for itself; while it is open, VACUUM
+cannot remove row versions that became dead after the run started (the
+experiment's inserts are not blocked). SQLite: the coordinator notes the
 largest ``embedding`` rowid before counting, and the counts and every worker's
 fetch leave out rows inserted after it (SQLite appends rowids; an experiment
 that only inserts is seen exactly as it was when counted).
@@ -78,6 +81,10 @@ def run_snapshot(engine: sa.Engine) -> Iterator[tuple[sa.Connection, SampleBound
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             with conn.begin():
+                # this transaction waits, idle, while the workers run: a server-wide
+                # idle_in_transaction_session_timeout would end it and the workers still to start could not import
+                # its snapshot; the setting is the session's own to lift
+                conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
                 snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
                 yield conn, SampleBound(pg_snapshot=str(snapshot))
             return
