@@ -219,9 +219,22 @@ def test_trajectories_by_network_report_the_built_in_answers(known):
 
 
 def test_trajectories_last_k_changes_who_settles(known):
+    """K = 1: every run is judged and settled (entry steps 2, 4, 0, 7, 3, 1); K = 5: runs 1 and 3 are unsettled
+    (their last five texts leave their end cluster), run 5 (two texts) is short."""
     out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--json", "--last-k", "1")
     data = json.loads(out.stdout)
-    assert data["overall"]["unsettled"] == 0 and data["overall"]["short"] == 0
-    out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--last-k", "5")
-    assert out.returncode == 0
-    assert "last 5 sampled texts" in out.stdout and "where runs end" in out.stdout and "per initial prompt" in out.stdout
+    o = data["overall"]
+    assert (o["settled"], o["unsettled"], o["short"], o["median_entry_step"]) == (6, 0, 0, 2.5)
+    by_cluster = {row["cluster"]: row for row in data["clusters"]}
+    assert (by_cluster[2]["settled"], by_cluster[2]["median_entry_step"]) == (2, 3.5)
+    assert (by_cluster[-1]["settled"], by_cluster[-1]["median_entry_step"]) == (2, 2.0)
+    out = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--json", "--last-k", "5")
+    data = json.loads(out.stdout)
+    o = data["overall"]
+    assert (o["settled"], o["unsettled"], o["short"], o["median_entry_step"]) == (3, 2, 1, 2.0)
+    by_cluster = {row["cluster"]: row for row in data["clusters"]}
+    assert by_cluster[1]["unsettled_share"] == 0.5 and by_cluster[2]["unsettled_share"] == 0.5
+    table = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--last-k", "5").stdout
+    assert "last 5 sampled texts" in table and "40% never settle" in table
+
+

@@ -188,10 +188,15 @@ def test_knn_is_exact_in_float64(blocks, heap_bytes):
     assert graph.stats["screen"] == ("row blocks" if heap_bytes == 0 else "symmetric")
 
 
-def test_two_points():
-    data = l2_normalise(np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
-    params = HDBSCANParams(2, 1)
-    assert fast.cluster(data, params).labels.tolist() == reference.cluster(data, params).labels.tolist()
+def test_two_points_and_two_pairs():
+    two = l2_normalise(np.array([[1, 0, 0], [0, 1, 0]], dtype=np.float32))
+    ours, ref = fast.cluster(two, HDBSCANParams(2, 1)), reference.cluster(two, HDBSCANParams(2, 1))
+    assert ours.tree[0, 2] == pytest.approx(np.sqrt(2), rel=1e-7) and np.array_equal(ours.tree, ref.tree)
+    assert ours.labels.tolist() == ref.labels.tolist()
+    pairs = l2_normalise(np.array([[1, 0, 0], [1, 0.01, 0], [0, 1, 0], [0.01, 1, 0]], dtype=np.float32))
+    ours, ref = fast.cluster(pairs, HDBSCANParams(2, 1)), reference.cluster(pairs, HDBSCANParams(2, 1))
+    assert ours.labels.tolist() == ref.labels.tolist() == [0, 0, 1, 1]  # two clusters: the smallest case that can split
+    np.testing.assert_allclose(ours.tree, ref.tree, rtol=1e-12)
 
 
 def test_identical_vectors_form_one_cluster_with_allow_single_cluster():
@@ -203,11 +208,15 @@ def test_identical_vectors_form_one_cluster_with_allow_single_cluster():
 
 
 def test_uniform_noise_behaves_like_the_reference():
+    """No structure: the same tree (weights), the same GLOSH scores, and the same one cluster and outliers."""
     rng = np.random.default_rng(2)
     data = l2_normalise(rng.standard_normal((600, 64)).astype(np.float32))
-    params = HDBSCANParams(30, 29)
+    params = HDBSCANParams(30, 29, allow_single_cluster=True)
     ours, ref = fast.cluster(data, params), reference.cluster(data, params)
+    assert (ref.labels >= 0).any() and (ref.labels < 0).any()  # not all noise: the comparison can fail
     assert np.array_equal(ours.labels, ref.labels)
+    np.testing.assert_allclose(np.sort(ours.tree[:, 2]), np.sort(ref.tree[:, 2]), rtol=1e-12)
+    np.testing.assert_allclose(ours.outlier_scores, ref.outlier_scores, atol=1e-12)
 
 
 def test_too_few_points_is_a_clear_error():
