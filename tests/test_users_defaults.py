@@ -30,7 +30,7 @@ def stored_result(url: str, model: str) -> tuple[dict, dict[uuid.UUID, uuid.UUID
     return dict(row), members
 
 
-def users_call(url: str, model: str, downsample: int, n: int, allow_single_cluster: bool = True):
+def users_call(url: str, model: str, downsample: int, n: int, allow_single_cluster: bool = True, m: int = 0, eps: float = 0.5):
     """The users' workflow on the same sample: scikit-learn HDBSCAN with their parameters."""
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -38,27 +38,35 @@ def users_call(url: str, model: str, downsample: int, n: int, allow_single_clust
         vectors = {uuid.UUID(bytes=bytes(b)): vec for b, vec in zip(v.ids, v.data)}
     engine.dispose()
     data = v.data / np.linalg.norm(v.data, axis=1, keepdims=True)
-    m = max(2, int(len(data) * 0.001))
-    model_ = HDBSCAN(min_cluster_size=m, min_samples=m, cluster_selection_epsilon=0.5, allow_single_cluster=allow_single_cluster,
+    m = m or max(2, int(len(data) * 0.001))
+    model_ = HDBSCAN(min_cluster_size=m, min_samples=m, cluster_selection_epsilon=eps, allow_single_cluster=allow_single_cluster,
                      metric="euclidean", store_centers="medoid", copy=True).fit(data)
     ids = [uuid.UUID(bytes=bytes(b)) for b in v.ids]
     return ids, model_, vectors
 
 
-def assert_users_result(url: str, model: str, downsample: int, allow_single_cluster: bool = True, floor: float = 0.999) -> None:
+def assert_users_result(url: str, model: str, downsample: int, allow_single_cluster: bool = True, floor: float = 0.999,
+                        m: int = 0, eps: float = 0.5) -> None:  # fmt: skip
     row, members = stored_result(url, model)
-    ids, theirs, vectors = users_call(url, model, downsample, len(members), allow_single_cluster)
+    ids, theirs, vectors = users_call(url, model, downsample, len(members), allow_single_cluster, m, eps)
     medoid_ids = sorted({m for m in members.values() if m is not None}, key=str)
     ours = np.array([medoid_ids.index(members[i]) if members[i] is not None else -1 for i in ids])
     assert theirs.labels_.max() >= 0, "the sample must have a cluster for the comparison to mean something"
     assert adjusted_rand_score(theirs.labels_, ours) >= floor
     # same medoid vector (as vectors: duplicate texts tie) for >= 99% of their clusters
-    matched = 0
+    ours_by_medoid: dict = {}
+    for e, m in members.items():
+        ours_by_medoid.setdefault(m, set()).add(e)
+    matched = same_members = same_members_matched = 0
     for c in range(theirs.labels_.max() + 1):
         members_c = [ids[i] for i in np.flatnonzero(theirs.labels_ == c)]
         our_medoids = {members[e] for e in members_c} - {None}
-        if any(np.allclose(vectors[m], theirs.medoids_[c] * np.linalg.norm(vectors[m]), atol=1e-6) for m in our_medoids):
-            matched += 1
+        hit = any(np.allclose(vectors[m], theirs.medoids_[c] * np.linalg.norm(vectors[m]), atol=1e-6) for m in our_medoids)
+        matched += hit
+        if len(our_medoids) == 1 and ours_by_medoid[next(iter(our_medoids))] == set(members_c):
+            same_members += 1  # the same cluster in both: its medoid must be the same, whatever the ARI
+            same_members_matched += hit
+    assert same_members >= 1 and same_members_matched == same_members, f"{same_members_matched} of {same_members} identical clusters share the medoid"
     if floor >= 0.999:
         assert matched >= 0.99 * (theirs.labels_.max() + 1), f"{matched} of {theirs.labels_.max() + 1} medoids match"
     params = row["parameters"]
@@ -72,6 +80,16 @@ def test_real_text_default_is_the_users_sklearn_call(realtext_db):
     report = run_clustering(Settings(database_url=url, downsample=1, workers=1))
     assert [r.model for r in report.results] == ["MiniLM"] and report.results[0].n_clusters == 1
     assert_users_result(url, "MiniLM", 1)
+
+
+def test_real_text_with_clusters_and_outliers_is_the_users_sklearn_call(realtext_db):
+    """Their call with min_cluster_size = min_samples = 5, no epsilon: two clusters and a quarter outliers on the
+    3,000 real sentences -- a partition that can be wrong -- reproduced exactly, medoids included."""
+    url = f"sqlite:///{realtext_db}"
+    report = run_clustering(Settings(database_url=url, downsample=1, workers=1, min_cluster_size=5, min_samples=5, epsilon=0.0,
+                                     allow_single_cluster=False))  # fmt: skip
+    assert report.results[0].n_clusters >= 2 and 0.1 < report.results[0].outlier_share < 0.5
+    assert_users_result(url, "MiniLM", 1, allow_single_cluster=False, floor=0.999, m=5, eps=0.0)
 
 
 def test_real_text_without_single_cluster_is_as_close_as_their_own_call_to_itself(realtext_db):
