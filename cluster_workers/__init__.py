@@ -1,6 +1,6 @@
 """cluster_workers: HDBSCAN over sentence embeddings stored in SQL, one worker per model."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0):  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""A 2-D map of a sample of vectors: PCA by default, UMAP when it is installed and asked for."""
+"""A 2-D map of a sample of vectors: UMAP whenever umap-learn is installed, PCA otherwise."""
 
 from __future__ import annotations
 
