@@ -36,6 +36,21 @@ from cluster_workers.worker import ModelResult, peak_rss_mb
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "hdbscan", "joblib", "sqlalchemy", "psycopg", "numba", "threadpoolctl")
 
 
+def source_commit() -> str | None:
+    """The checkout's commit (with ``+changes`` when the tree differs from it), or None outside a git checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if head.returncode != 0:
+        return None
+    return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+
+
 def machine_info() -> dict:
     """Cores, CPU, BLAS kernels and library versions, so numbers can be compared honestly."""
     from threadpoolctl import threadpool_info
@@ -99,6 +114,7 @@ class BenchResult:
             "status": self.status,
             "error": self.error,
             "started": self.started,
+            "commit": source_commit(),
             "database": self.database,
             "settings": self.settings,
             "machine": self.machine,

@@ -15,6 +15,10 @@ def test_bench_with_baseline_prints_table_and_writes_json(demo_db, tmp_path):
     (path,) = (tmp_path / "res").glob("bench_ds2_*.json")
     data = json.loads(path.read_text())
     assert data["status"] == "ok" and data["machine"]["cores"] >= 1 and data["machine"]["blas"]
+    import subprocess
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert data["commit"] is None or data["commit"].startswith(head)  # figures name their commit (None outside git)
     assert data["database"] == f"sqlite: sqlite:///{demo_db}" and f"database: sqlite: sqlite:///{demo_db}" in out.stdout
     models = {m["model"]: m for m in data["models"]}
     assert set(models) == {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
