@@ -26,7 +26,7 @@ sys.path.insert(0, str(HERE.parent))
 
 def one_case(n: int, dim: int, ms: int, collapse: bool, copy_share: float, queue: mp.Queue) -> None:
     from cluster_workers.engines import HDBSCANParams, fast
-    from cluster_workers.synthetic import attractor_vectors
+    from cluster_workers.tools.synthetic import attractor_vectors
 
     data = attractor_vectors(n, dim, copy_share=copy_share)
     t0 = time.perf_counter()

@@ -120,8 +120,8 @@ def _ari(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(out: Path, sizes: list[int], hdbscan_max: int, users_setting: bool, sweep: bool, results_dir: Path) -> dict:
-    from cluster_workers.bench import machine_info
-    from cluster_workers.params import auto_size
+    from cluster_workers.tools.bench import machine_info
+    from cluster_workers.run.params import auto_size
 
     vectors = np.load(out / "vectors.npy")
     report: dict = {"corpus": f"{len(vectors):,} sentences of Debian package descriptions, all-MiniLM-L6-v2, 384-d",

@@ -31,11 +31,11 @@ def main() -> None:
     import numpy as np
     import sqlalchemy as sa
 
-    from cluster_workers.bench import machine_info
+    from cluster_workers.tools.bench import machine_info
     from cluster_workers.db.connect import make_engine
     from cluster_workers.db.results import list_results
     from cluster_workers.db.schema import clustering_tree
-    from cluster_workers.recut import load_source, recut_result, requested_params, sweep_source
+    from cluster_workers.run.recut import load_source, recut_result, requested_params, sweep_source
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-d", "--database", required=True)

@@ -14,9 +14,9 @@ import json
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.db.memberships import labelled
-from cluster_workers.explore import latest_by_downsample
+from cluster_workers.views.explore import latest_by_downsample
 from cluster_workers.db.results import list_results
-from cluster_workers.report import read_with
+from cluster_workers.db.connect import read_with
 
 
 def memberships(url: str, downsample: int) -> dict[str, dict[str, int]]:

@@ -4,7 +4,7 @@ __version__ = "0.2.0"
 
 
 def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0):  # type: ignore[no-untyped-def]
-    """One clustering result as a ``pandas.DataFrame`` (see :func:`cluster_workers.export.load_result`)."""
-    from cluster_workers.export import load_result as _load
+    """One clustering result as a ``pandas.DataFrame`` (see :func:`cluster_workers.views.export.load_result`)."""
+    from cluster_workers.views.export import load_result as _load
 
     return _load(database_url, result_id, busy_timeout)

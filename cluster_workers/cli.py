@@ -58,7 +58,7 @@ def main_options(
 
 
 def _settings(config: Optional[Path], **overrides):  # type: ignore[no-untyped-def]
-    from cluster_workers.config import load_settings
+    from cluster_workers.run.config import load_settings
 
     return load_settings(config, overrides)
 
@@ -93,7 +93,7 @@ def cluster(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
-    from cluster_workers.coordinator import run_clustering
+    from cluster_workers.run.coordinator import run_clustering
 
     try:
         settings = _settings(
@@ -144,7 +144,7 @@ def results(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """List clustering results: id, model, sample count, clusters, outliers, duration, stale or current, parameters."""
-    from cluster_workers import report as report_mod
+    from cluster_workers.views import report as report_mod
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -163,7 +163,7 @@ def show(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Show one result's clusters: size and medoid text, largest first; outliers counted apart."""
-    from cluster_workers import report as report_mod
+    from cluster_workers.views import report as report_mod
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -184,7 +184,7 @@ def export(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Write one result as a table: one row per sampled embedding with its run, step, cluster rank and text."""
-    from cluster_workers.export import export_result
+    from cluster_workers.views.export import export_result
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -204,7 +204,7 @@ def compare(
 ) -> None:
     """Do the models agree? ARI and AMI for each pair of models' newest current results with the same downsample,
     parameters and engine (stale results left out, and said so), and cluster matches."""
-    from cluster_workers import explore
+    from cluster_workers.views import explore
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -225,7 +225,7 @@ def trajectories(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Where runs end and when they settle: per end cluster, and per initial prompt or network."""
-    from cluster_workers import explore
+    from cluster_workers.views import explore
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -246,7 +246,7 @@ def transitions(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Cluster transitions along each run: (from, to) counts over consecutive sampled texts, per group."""
-    from cluster_workers import chains
+    from cluster_workers.views import chains
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -266,7 +266,7 @@ def run_lengths(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """How long chains stay in a cluster: each run's run-length encoding (JSON: every stretch; table: per cluster)."""
-    from cluster_workers import chains
+    from cluster_workers.views import chains
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -286,7 +286,7 @@ def delete(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Delete results and their memberships in one transaction (under the run lock); asks first on a terminal."""
-    from cluster_workers import removal
+    from cluster_workers.run import removal
     from cluster_workers.errors import ConfigError
 
     try:
@@ -337,7 +337,7 @@ def recut(
 ) -> None:
     """Write a new result from a result's stored tree with new selection parameters: no reclustering, the same
     labels, probabilities and medoids as a fresh `cluster` of that sample (one transaction, under the run lock)."""
-    from cluster_workers import recut as recut_mod
+    from cluster_workers.run import recut as recut_mod
 
     overrides = {"min_cluster_size": min_cluster_size, "cluster_selection_epsilon": epsilon, "cluster_selection_method": method,
                  "allow_single_cluster": allow_single_cluster, "min_samples": min_samples}  # fmt: skip
@@ -367,7 +367,7 @@ def sweep(
 ) -> None:
     """Try selection parameters on a result's stored tree; writes nothing. Per setting: clusters, outlier share,
     the largest cluster's share, and the ARI against the stored result."""
-    from cluster_workers import recut as recut_mod
+    from cluster_workers.run import recut as recut_mod
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -385,7 +385,7 @@ def report(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Write a self-contained HTML report: per result the size distribution and top clusters; models compared."""
-    from cluster_workers.html_report import write_report
+    from cluster_workers.views.html_report import write_report
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -426,7 +426,7 @@ def demo_db(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing SQLite file."),
 ) -> None:
     """Build a synthetic experiment database (small demo up to the production shape)."""
-    from cluster_workers.demo import build_demo_database
+    from cluster_workers.tools.demo import build_demo_database
 
     target = database_url or path
     if not target:
@@ -469,7 +469,7 @@ def bench(
 
     The commit writes every row inside its transaction and then rolls it back: the database's results are left
     exactly as they were (safe on a live database). Use `cluster --force` to keep what you measure."""
-    from cluster_workers import bench as bench_mod
+    from cluster_workers.tools import bench as bench_mod
 
     try:
         settings = _settings(

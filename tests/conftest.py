@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import embedding, invocation, run
-from cluster_workers.demo import build_demo_database
+from cluster_workers.tools.demo import build_demo_database
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = 3 * 420 + 25  # 420 text invocations per real model, Dummy with 25

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_workers.report import load_results
+from cluster_workers.views.report import load_results
 from tests.conftest import ROOT
 
 LAUNCHER = ROOT / "bin" / "cluster"

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cluster_workers.config import Settings
-from cluster_workers.coordinator import run_clustering
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
-from cluster_workers.params import ClusteringParams
+from cluster_workers.run.params import ClusteringParams
 from cluster_workers.errors import WorkerFailed
 from tests.conftest import expected_sample, file_hash
 

@@ -6,8 +6,8 @@ import os
 
 from threadpoolctl import threadpool_info
 
-from cluster_workers.monitor import WorkerMonitor
-from cluster_workers.worker import CoreShare, threads_file
+from cluster_workers.run.monitor import WorkerMonitor
+from cluster_workers.run.worker import CoreShare, threads_file
 
 
 def test_monitor_hands_finished_workers_cores_to_the_running_ones(tmp_path):

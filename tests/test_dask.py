@@ -8,8 +8,8 @@ distributed = pytest.importorskip("distributed", reason="dask.distributed not in
 
 import dask  # noqa: E402
 
-from cluster_workers.config import Settings  # noqa: E402
-from cluster_workers.coordinator import run_clustering  # noqa: E402
+from cluster_workers.run.config import Settings  # noqa: E402
+from cluster_workers.run.coordinator import run_clustering  # noqa: E402
 from cluster_workers.errors import ConfigError, WorkerFailed  # noqa: E402
 from tests.conftest import file_hash  # noqa: E402
 from tests.test_coordinator import stored  # noqa: E402
@@ -43,7 +43,7 @@ def test_dask_backend_commits_the_same_labels_as_loky(cluster, db, request, demo
             shutil.copy(demo_template, tmp_path / f"{name}.db")
             urls.append(f"sqlite:///{tmp_path / name}.db")
     else:
-        from cluster_workers.demo import build_demo_database
+        from cluster_workers.tools.demo import build_demo_database
         from tests.conftest import SMALL
 
         first = request.getfixturevalue("pg_demo")

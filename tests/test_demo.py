@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import embedding, invocation, run
-from cluster_workers.demo import DemoShape, build_demo_database, check_free_space
+from cluster_workers.tools.demo import DemoShape, build_demo_database, check_free_space
 from cluster_workers.errors import ConfigError
 from tests.conftest import SMALL
 

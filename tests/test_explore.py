@@ -73,7 +73,7 @@ def test_export_bad_input_is_one_line_and_writes_nothing(known, tmp_path, monkey
 
     # a missing extra: one clear line, no file
     from cluster_workers.errors import ClusterWorkersError
-    from cluster_workers.export import export_result, load_result
+    from cluster_workers.views.export import export_result, load_result
 
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pandas", None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import sqlite3
@@ -18,7 +17,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
-from cluster_workers.report import load_results
+from cluster_workers.views.report import load_results
 from tests.conftest import ROOT, expected_sample, file_hash, run_cli
 
 SLOW = ["--downsample", "1", "--engine", "reference", "--workers", "2"]
@@ -286,7 +285,7 @@ def test_a_sql_error_names_its_phase(request, where):
 
 
 def test_status_files_of_similar_model_names_never_collide(tmp_path):
-    from cluster_workers.worker import status_file
+    from cluster_workers.run.worker import status_file
 
     names = ["a/b", "a_b", "a b", "a:b", "A_b"]
     paths = {status_file(str(tmp_path), n) for n in names}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from loguru import logger
 
-from cluster_workers.config import Settings
-from cluster_workers.coordinator import run_clustering
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.engines.memory import fast_peak_bytes
-from cluster_workers.memory_plan import COORDINATOR_BYTES, PlanRefused, plan_memory
+from cluster_workers.run.memory_plan import COORDINATOR_BYTES, PlanRefused, plan_memory
 from tests.conftest import file_hash, run_cli
 
 GIB = 2**30

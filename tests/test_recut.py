@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cluster_workers.config import Settings
-from cluster_workers.coordinator import run_clustering
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.results import find_result
 from cluster_workers.db.schema import clustering_result, clustering_tree, embedding_cluster
@@ -20,7 +20,7 @@ from cluster_workers.engines.fast import cluster as fast_cluster
 from cluster_workers.engines.reference import cluster as reference_cluster
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
-from cluster_workers.recut import recut, sweep
+from cluster_workers.run.recut import recut, sweep
 from tests.conftest import file_hash, run_cli, write_experiment
 from tests.engines.datasets import attractor_data, near_copy_data
 

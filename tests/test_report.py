@@ -10,11 +10,12 @@ import subprocess
 import numpy as np
 import pytest
 
-from cluster_workers.config import Settings
-from cluster_workers.coordinator import run_clustering
-from cluster_workers.explore import compare
-from cluster_workers.html_report import report_data
-from cluster_workers.report import load_all_clusters, read_with
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
+from cluster_workers.views.explore import compare
+from cluster_workers.views.html_report import report_data
+from cluster_workers.db.connect import read_with
+from cluster_workers.views.report import load_all_clusters
 from tests.conftest import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

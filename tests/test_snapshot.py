@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cluster_workers.config import Settings
-from cluster_workers.coordinator import run_clustering
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster, invocation, run
-from cluster_workers.report import load_results
+from cluster_workers.views.report import load_results
 from tests.conftest import expected_sample, run_cli
 
 REAL = ("Nomic", "STSBMpnet", "STSBRoberta")

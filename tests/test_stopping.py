@@ -185,7 +185,7 @@ def test_a_stop_during_a_long_sqlite_statement_aborts_it(demo_db):
     """The progress handler: a stop request ends a statement in progress instead of waiting for it."""
     from cluster_workers import stopping
     from cluster_workers.errors import Interrupted
-    from cluster_workers.report import read_with
+    from cluster_workers.db.connect import read_with
 
     def endless(conn):  # noqa: ANN001, ANN202 - a statement that would run for minutes
         import threading

@@ -11,10 +11,10 @@ import sqlalchemy as sa
 from sklearn.cluster import HDBSCAN
 from sklearn.metrics import adjusted_rand_score
 
-from cluster_workers.config import Settings
-from cluster_workers.coordinator import run_clustering
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
+from cluster_workers.db.schema import clustering_result, embedding_cluster
 from cluster_workers.db.vectors import fetch_vectors
 
 

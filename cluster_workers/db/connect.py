@@ -156,3 +156,16 @@ def db_error(exc: BaseException, url: str, doing: str = "") -> ClusterWorkersErr
     if isinstance(exc, sa.exc.OperationalError) and any(k in text.lower() for k in ("connect", "refused", "timeout expired", "resolve host")):
         return DatabaseError(f"cannot connect to {where}{when}: {text}")
     return DatabaseError(f"database error on {where}{when}: {text}")
+
+
+def read_with(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]
+    """``fn(conn)`` on a read-only connection; SQL errors become one-line :class:`DatabaseError`."""
+    engine = make_engine(url, busy_timeout=busy_timeout, read_only=True)
+    try:
+        with engine.connect() as conn:
+            return fn(conn)
+    except sa.exc.SQLAlchemyError as exc:
+        stopping.check("while reading the database")  # a stop request aborted the statement
+        raise DatabaseError(f"cannot read results: {str(getattr(exc, 'orig', exc)).splitlines()[0]}") from exc
+    finally:
+        engine.dispose()

@@ -22,8 +22,10 @@ import sqlalchemy as sa
 from joblib import Parallel, delayed, parallel_config
 from loguru import logger
 
-from cluster_workers import faults, stopping
-from cluster_workers.config import Settings
+from cluster_workers import stopping
+
+from cluster_workers.run import faults
+from cluster_workers.run.config import Settings
 from cluster_workers.db import indexes, sampling
 from cluster_workers.db.connect import db_error, describe, enable_wal, make_engine
 from cluster_workers.db.lock import run_lock
@@ -31,9 +33,9 @@ from cluster_workers.db.results import matching_results, write_results
 from cluster_workers.db.schema import EXPERIMENT_TABLES
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
 from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError, Interrupted, WorkerFailed
-from cluster_workers.memory_plan import available_bytes, plan_memory
-from cluster_workers.monitor import WorkerMonitor
-from cluster_workers.worker import ModelResult, ModelTask, cluster_model, peak_rss_mb
+from cluster_workers.run.memory_plan import available_bytes, plan_memory
+from cluster_workers.run.monitor import WorkerMonitor
+from cluster_workers.run.worker import ModelResult, ModelTask, cluster_model, peak_rss_mb
 
 
 @dataclass

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from cluster_workers import faults, stopping
+from cluster_workers import stopping
+
+from cluster_workers.run import faults
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import ResultSummary, delete_results, results_to_delete
-from cluster_workers.report import read_with
+from cluster_workers.db.connect import read_with
 
 
 def chosen_results(url: str, result_id: str | None, model: str | None, busy_timeout: float = 30.0) -> list[ResultSummary]:

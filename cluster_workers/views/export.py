@@ -18,7 +18,7 @@ from cluster_workers import stopping
 from cluster_workers.db.memberships import EXPORT_COLUMNS, FLOAT_COLUMNS, iter_memberships
 from cluster_workers.db.results import find_result
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.report import read_with
+from cluster_workers.db.connect import read_with
 
 INTEGER_COLUMNS = ("sequence_number", "text_index", "cluster")
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cluster_workers.errors import ConfigError
-from cluster_workers.params import ClusteringParams
+from cluster_workers.run.params import ClusteringParams
 
 ENV_PREFIX = "CLUSTER_WORKERS_"
-DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent / "cluster_workers.toml"  # config/cluster_workers.toml links here
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "cluster_workers.toml"  # config/cluster_workers.toml links here
 BACKENDS = ("loky", "dask")
 _DEFAULTS = ClusteringParams()
 
@@ -29,7 +29,7 @@ class Settings:
 
     database_url: str = "sqlite:///demo/experiments.db"
     downsample: int = 10
-    # the clustering parameters: see cluster_workers.params.ClusteringParams (defined and validated there)
+    # the clustering parameters: see cluster_workers.run.params.ClusteringParams (defined and validated there)
     min_cluster_size: int = _DEFAULTS.min_cluster_size  # 0 = auto: max(2, int(n * 0.001))
     min_samples: int = _DEFAULTS.min_samples  # 0 = same as min_cluster_size; scikit-learn's convention
     epsilon: float = _DEFAULTS.cluster_selection_epsilon  # cluster_selection_epsilon

@@ -26,12 +26,12 @@ import numpy as np
 from loguru import logger
 from sqlalchemy import make_url
 
-from cluster_workers.config import Settings
+from cluster_workers.run.config import Settings
 from cluster_workers.db.connect import describe, normalise_url
-from cluster_workers.coordinator import RunReport, cluster_models, run_clustering
+from cluster_workers.run.coordinator import RunReport, cluster_models, run_clustering
 from cluster_workers.engines.memory import peak_bytes
 from cluster_workers.errors import ClusterWorkersError, Interrupted
-from cluster_workers.worker import ModelResult, peak_rss_mb
+from cluster_workers.run.worker import ModelResult, peak_rss_mb
 
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "hdbscan", "joblib", "sqlalchemy", "psycopg", "numba", "threadpoolctl")
 

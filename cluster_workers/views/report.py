@@ -6,26 +6,11 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from cluster_workers import stopping
 from cluster_workers.db import sampling
-from cluster_workers.db.connect import make_engine
+from cluster_workers.db.connect import read_with
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
-from cluster_workers.errors import DatabaseError
 
 TEXT_WIDTH = 70
-
-
-def read_with(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]
-    """``fn(conn)`` on a read-only connection; SQL errors become one-line :class:`DatabaseError`."""
-    engine = make_engine(url, busy_timeout=busy_timeout, read_only=True)
-    try:
-        with engine.connect() as conn:
-            return fn(conn)
-    except sa.exc.SQLAlchemyError as exc:
-        stopping.check("while reading the database")  # a stop request aborted the statement
-        raise DatabaseError(f"cannot read results: {str(getattr(exc, 'orig', exc)).splitlines()[0]}") from exc
-    finally:
-        engine.dispose()
 
 
 def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSummary]:
@@ -64,12 +49,12 @@ def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[Result
     return read_with(url, busy_timeout, fn)
 
 
-def _short(text: str | None, width: int = TEXT_WIDTH) -> str:
+def clip(text: str | None, width: int = TEXT_WIDTH) -> str:
     text = " ".join((text or "").split())
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
+def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
 
     def line(cells: list[str]) -> str:
@@ -120,7 +105,7 @@ def results_table(rows: list[ResultSummary]) -> str:
         ]
         for r in rows
     ]
-    table = _table(
+    table = text_table(
         ["id", "model", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"], body, {3, 4, 5, 6}
     )
     if any(r.stale for r in rows):
@@ -148,7 +133,7 @@ def clusters_table(summary: ResultSummary, clusters: list[ClusterSummary], limit
         f"result {summary.id}  model {summary.model}  {summary.sample_count:,} embeddings, "
         f"{summary.clusters} clusters, {data['outliers']:,} outliers ({summary.outlier_share:.1%})"
     )
-    body = [[str(c["rank"]), f"{c['size']:,}", _short(c["medoid_text"])] for c in data["clusters"]]
+    body = [[str(c["rank"]), f"{c['size']:,}", clip(c["medoid_text"])] for c in data["clusters"]]
     more = summary.clusters - len(body)
     tail = f"\n… {more} more cluster(s); use --limit 0 to see all" if more > 0 else ""
-    return head + "\n" + _table(["#", "size", "medoid text"], body, {0, 1}) + tail
+    return head + "\n" + text_table(["#", "size", "medoid text"], body, {0, 1}) + tail

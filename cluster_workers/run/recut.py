@@ -37,8 +37,8 @@ from cluster_workers.engines import l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.engines.tree import TreeCut, cut_tree
 from cluster_workers.errors import ConfigError, DatabaseError
-from cluster_workers.params import ClusteringParams
-from cluster_workers.report import read_with
+from cluster_workers.run.params import ClusteringParams
+from cluster_workers.db.connect import read_with
 
 
 @dataclass(frozen=True)
@@ -291,9 +291,9 @@ def sweep(url: str, result_id: str, epsilons: list[float], sizes: list[int], met
 
 
 def sweep_table(summary: ResultSummary, rows: list[SweepRow]) -> str:
-    from cluster_workers.report import _table
+    from cluster_workers.views.report import text_table
 
     head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
     body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
              f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip
-    return head + "\n" + _table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
+    return head + "\n" + text_table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})

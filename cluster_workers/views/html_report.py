@@ -11,16 +11,18 @@ from pathlib import Path
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers import plots, stopping
+from cluster_workers import stopping
+
+from cluster_workers.views import plots
 from cluster_workers.analysis.projection import pca_2d, umap_2d
 from cluster_workers.analysis import sequences
 from cluster_workers.db.memberships import Labelled, embedding_details, labelled, sample_embedding_ids, text_positions, vectors_of
 from cluster_workers.db.trees import read_tree
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
-from cluster_workers.recut import load_source, sweep_source
-from cluster_workers.report import read_with
+from cluster_workers.views.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
+from cluster_workers.run.recut import load_source, sweep_source
+from cluster_workers.db.connect import read_with
 
 TOP_CLUSTERS = 10
 MAP_SAMPLE = 3_000  # points per 2-D map

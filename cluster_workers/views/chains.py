@@ -16,7 +16,8 @@ from cluster_workers.analysis.sequences import Stretch, run_lengths, stretch_sum
 from cluster_workers.db.memberships import labelled, texts_of
 from cluster_workers.db.results import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
-from cluster_workers.report import _short, _table, read_with
+from cluster_workers.db.connect import read_with
+from cluster_workers.views.report import clip, text_table
 
 GROUPINGS = ("network", "prompt")
 OUTLIER_LABEL = "OUTLIER"
@@ -109,10 +110,10 @@ def transitions_table(report: TransitionReport, limit: int = 20) -> str:
     for group in sorted(report.counts, key=lambda g: (g is None, str(g))):
         mine = [r for r in rows if r["group"] == group]
         shown = mine[:limit] if limit else mine
-        table = _table(
+        table = text_table(
             ["from", "to", "count", "from medoid text", "to medoid text"],
-            [[_name(r["from_cluster"]), _name(r["to_cluster"]), f"{r['count']:,}", _short(report.labels.get(r["from_cluster"]), 36),
-              _short(report.labels.get(r["to_cluster"]), 36)] for r in shown],
+            [[_name(r["from_cluster"]), _name(r["to_cluster"]), f"{r['count']:,}", clip(report.labels.get(r["from_cluster"]), 36),
+              clip(report.labels.get(r["to_cluster"]), 36)] for r in shown],
             {0, 1, 2},
         )  # fmt: skip
         more = f"\n… {len(mine) - len(shown)} more; --limit 0 shows all" if len(mine) > len(shown) else ""
@@ -127,9 +128,9 @@ def run_lengths_table(report: RunLengthReport, limit: int = 20) -> str:
         f"result {report.result.id}  model {report.result.model}: {len(report.stretches):,} stretches in "
         f"{len({s.run_id for s in report.stretches}):,} runs; outliers {'kept' if report.include_outliers else 'dropped first'}"
     )
-    table = _table(
+    table = text_table(
         ["cluster", "stretches", "median length", "max length", "medoid text"],
-        [[_name(c), f"{k:,}", f"{med:g}", f"{top:,}", _short(report.labels.get(c), 50)] for c, k, med, top in shown],
+        [[_name(c), f"{k:,}", f"{med:g}", f"{top:,}", clip(report.labels.get(c), 50)] for c, k, med, top in shown],
         {0, 1, 2, 3},
     )
     more = f"\n… {len(summary) - len(shown)} more cluster(s); --limit 0 shows all; --json lists every stretch" if len(summary) > len(shown) else ""

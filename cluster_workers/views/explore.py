@@ -17,7 +17,8 @@ from cluster_workers.analysis.trajectories import LAST_K, Trajectories, trajecto
 from cluster_workers.db.memberships import Labelled, labelled, text_positions, texts_of
 from cluster_workers.db.results import ResultSummary, find_result, list_results
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.report import _short, _table, read_with
+from cluster_workers.db.connect import read_with
+from cluster_workers.views.report import clip, text_table
 
 
 @dataclass(frozen=True)
@@ -138,7 +139,7 @@ def compare_in(
         return CompareReport([_compare_pair(conn, a, b, get)], [])
     rows = list_results(conn)
     if check_stale:
-        from cluster_workers.report import mark_stale
+        from cluster_workers.views.report import mark_stale
 
         rows = mark_stale(conn, rows)
     if downsample is not None:
@@ -168,7 +169,7 @@ def compare_table(report: CompareReport) -> str:
             return [c.a.model, c.b.model, str(c.downsample), "0", "-", "-", c.note]
         return [c.a.model, c.b.model, str(c.downsample), f"{c.agreement.n:,}", f"{c.agreement.ari:.3f}", f"{c.agreement.ami:.3f}", c.note]
 
-    head = _table(["model a", "model b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5})
+    head = text_table(["model a", "model b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5})
     parts = [head]
     for r, why in report.left_out:
         parts.append(f"left out: {r.id.hex[:8]} ({r.model}): {why}")
@@ -180,12 +181,12 @@ def compare_table(report: CompareReport) -> str:
             continue
         rows = [
             [str(m.cluster_a), f"{m.size_a:,}", "-" if m.cluster_b is None else str(m.cluster_b), f"{m.size_b:,}", f"{m.jaccard:.2f}",
-             _short(c.medoid_texts_a.get(m.cluster_a), 50)]
+             clip(c.medoid_texts_a.get(m.cluster_a), 50)]
             for m in c.agreement.matches
         ]
         parts.append(
             f"\n{c.a.model} -> {c.b.model} (downsample {c.downsample}): best match of {c.a.model}'s largest clusters\n"
-            + _table([f"{c.a.model} #", "size", f"{c.b.model} #", "size", "Jaccard", f"{c.a.model} medoid text"], rows, {0, 1, 2, 3, 4})
+            + text_table([f"{c.a.model} #", "size", f"{c.b.model} #", "size", "Jaccard", f"{c.a.model} medoid text"], rows, {0, 1, 2, 3, 4})
         )
     return "\n".join(parts)
 
@@ -253,19 +254,19 @@ def trajectories_table(report: TrajectoryReport, limit: int = 20) -> str:
         f"{_share(o.unsettled_share)} never settle (last {t.last_k} sampled texts span more than one cluster; "
         f"{o.short:,} runs shorter than that not judged); median entry step {_step(o.median_entry_step)}"
     )
-    clusters = _table(
+    clusters = text_table(
         ["cluster", "runs ending", "settled", "unsettled", "median entry step", "medoid text"],
         [
             ["outliers" if r.key == -1 else str(r.key), f"{r.runs:,}", f"{r.settled:,}", _share(r.unsettled_share),
-             _step(r.median_entry_step), _short(report.medoid_texts.get(r.key), 50)]
+             _step(r.median_entry_step), clip(report.medoid_texts.get(r.key), 50)]
             for r in by_cluster
         ],
         {0, 1, 2, 3, 4},
     )
-    prompts = _table(
+    prompts = text_table(
         [label, "runs", "unsettled", "most runs end in", "share", "median entry step"],
         [
-            [_short(str(r.key), 40), f"{r.runs:,}", _share(r.unsettled_share), "outliers" if r.top_end == -1 else str(r.top_end),
+            [clip(str(r.key), 40), f"{r.runs:,}", _share(r.unsettled_share), "outliers" if r.top_end == -1 else str(r.top_end),
              _share(r.top_end_share), _step(r.median_entry_step)]
             for r in by_group
         ],

@@ -264,7 +264,6 @@ def build_demo_database(
     shape = DemoShape.for_total(embeddings, seed)
     url = normalise_url(database)
     path = sqlite_path(url)
-    target_url = url
     if path is not None:
         if path.exists() and not overwrite:
             raise DatabaseError(f"{path} exists; pass --overwrite to replace it")

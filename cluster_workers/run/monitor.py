@@ -21,7 +21,7 @@ from typing import Callable
 import psutil
 from loguru import logger
 
-from cluster_workers.worker import status_file, threads_file
+from cluster_workers.run.worker import status_file, threads_file
 
 HOST = socket.gethostname()
 DEAD_GRACE_S = 2.0

@@ -1,0 +1,1 @@
+"""Around the product: the benchmark, the demo database generator and generated vectors."""
