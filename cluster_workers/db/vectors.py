@@ -47,6 +47,27 @@ def _dimension(model: str, batch: list) -> int:
     return size // 4
 
 
+def _checked(model: str, batch: list, dim: int, skip_bad: bool) -> tuple[list, np.ndarray, int]:
+    """A batch's good rows and their vectors, and how many were left out; without ``skip_bad`` the first bad
+    row (wrong byte length, NaN/inf, all zero) is an error naming its embedding."""
+    good = [row for row in batch if row[1] is not None and len(row[1]) == dim * 4]
+    if len(good) < len(batch) and not skip_bad:
+        row = next(r for r in batch if r[1] is None or len(r[1]) != dim * 4)
+        got = 0 if row[1] is None else len(row[1])
+        raise BadVectorError(f"model {model}: embedding {row[0]} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)")
+    left_out = len(batch) - len(good)
+    chunk = np.frombuffer(b"".join(row[1] for row in good), dtype="<f4").reshape(len(good), dim)
+    bad = ~np.isfinite(chunk).all(axis=1) | ~chunk.any(axis=1)  # NaN/inf, or all zero (no direction)
+    if bad.any():
+        if not skip_bad:
+            row = good[int(np.argmax(bad))]
+            what = "is a zero vector" if not chunk[int(np.argmax(bad))].any() else "has NaN or infinite values"
+            raise BadVectorError(f"model {model}: embedding {row[0]} {what}")
+        good = [row for row, b in zip(good, bad) if not b]
+        chunk, left_out = chunk[~bad], left_out + int(bad.sum())
+    return good, chunk, left_out
+
+
 def fetch_vectors(
     conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False, bound: SampleBound | None = None
 ) -> Vectors:
@@ -71,35 +92,15 @@ def fetch_vectors(
         if data is None:
             dim = _dimension(model, batch)
             data = np.empty((capacity, dim), dtype=np.float32)
-        good = [row for row in batch if row[1] is not None and len(row[1]) == dim * 4]
-        if len(good) < len(batch):
-            if not skip_bad:
-                row = next(r for r in batch if r[1] is None or len(r[1]) != dim * 4)
-                got = 0 if row[1] is None else len(row[1])
-                raise BadVectorError(
-                    f"model {model}: embedding {row[0]} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)"
-                )
-            skipped += len(batch) - len(good)
-            batch = good
-        if not batch:
-            continue
-        blobs = [row[1] for row in batch]
+        batch, chunk, left_out = _checked(model, batch, dim, skip_bad)
+        skipped += left_out
         m = len(batch)
+        if not m:
+            continue
         if n + m > capacity:
             capacity = max(capacity * 2, n + m)
             ids = np.resize(ids, (capacity, 16))
             data = np.resize(data, (capacity, dim))
-        chunk = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(m, dim)
-        bad = ~np.isfinite(chunk).all(axis=1) | ~chunk.any(axis=1)  # NaN/inf, or all zero (no direction)
-        if bad.any():
-            if not skip_bad:
-                row = batch[int(np.argmax(bad))]
-                what = "is a zero vector" if not chunk[int(np.argmax(bad))].any() else "has NaN or infinite values"
-                raise BadVectorError(f"model {model}: embedding {row[0]} {what}")
-            skipped += int(bad.sum())
-            batch = [row for row, b in zip(batch, bad) if not b]
-            chunk = chunk[~bad]
-            m = len(batch)
         data[n : n + m] = chunk
         ids[n : n + m] = np.frombuffer(b"".join(uuid_bytes(row[0]) for row in batch), dtype=np.uint8).reshape(m, 16)
         n += m

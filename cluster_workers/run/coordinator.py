@@ -265,27 +265,28 @@ def dispatch(
         monitor.kill_all("a worker failed")
         raise WorkerFailed(monitor.timed_out() or str(exc)) from exc
     except Exception as exc:  # TerminatedWorkerError (a worker died), KilledWorker (dask), ...
-        stopped = stopping.wait(0.5)  # Ctrl-C reaches the workers too: their death is the stop, not a crash
-        reason = monitor.failure_reason()
-        monitor.kill_all("a worker failed")
-        if stopped:
-            raise Interrupted(
-                f"{stopping.signal_name()}: interrupted while clustering {monitor.running_description()}; nothing was written"
-            ) from None
-        if reason:
-            raise WorkerFailed(reason) from exc
-        if type(exc).__name__ == "TerminatedWorkerError":  # killed before it reported which model it had
-            raise WorkerFailed(
-                f"a worker process died (killed, out of memory or crashed) while running {monitor.running_description()}; "
-                "nothing was written"
-            ) from exc
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise WorkerFailed(
-            f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}; nothing was written"
-        ) from exc
+        raise _worker_failure(exc, monitor) from exc
     finally:
         monitor.stop()
     return results
+
+
+def _worker_failure(exc: Exception, monitor: WorkerMonitor) -> ClusterWorkersError:
+    """One line for a worker that died or raised something of its own: which model, which phase, nothing written."""
+    stopped = stopping.wait(0.5)  # Ctrl-C reaches the workers too: their death is the stop, not a crash
+    reason = monitor.failure_reason()
+    monitor.kill_all("a worker failed")
+    if stopped:
+        return Interrupted(f"{stopping.signal_name()}: interrupted while clustering {monitor.running_description()}; nothing was written")
+    if reason:
+        return WorkerFailed(reason)
+    if type(exc).__name__ == "TerminatedWorkerError":  # killed before it reported which model it had
+        return WorkerFailed(
+            f"a worker process died (killed, out of memory or crashed) while running {monitor.running_description()}; "
+            "nothing was written"
+        )
+    detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+    return WorkerFailed(f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}; nothing was written")
 
 
 def cluster_models(

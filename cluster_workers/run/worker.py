@@ -21,8 +21,8 @@ import numpy as np
 from cluster_workers.run import faults
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.snapshot import SampleBound, enter_snapshot
-from cluster_workers.db.vectors import fetch_vectors
-from cluster_workers.engines import engine_versions, get_engine, l2_normalise
+from cluster_workers.db.vectors import Vectors, fetch_vectors
+from cluster_workers.engines import HDBSCANParams, engine_versions, get_engine, l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.errors import ClusterWorkersError, WorkerFailed
 from cluster_workers.run.params import ClusteringParams
@@ -156,6 +156,41 @@ def cluster_model(task: ModelTask) -> ModelResult:
         ) from None
 
 
+def _fetch(task: ModelTask) -> Vectors:
+    """The model's sample, read with a connection of our own inside the run's snapshot."""
+    engine = make_engine(task.database_url, read_only=True, **task.db_limits)
+    try:
+        with engine.connect() as conn:
+            faults.fetch_started(conn)
+            conn = enter_snapshot(conn, task.bound)
+            return fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound)
+    finally:
+        engine.dispose()
+
+
+def _parameters(task: ModelTask, vectors: Vectors, params: HDBSCANParams, info: dict, medoid_info: dict) -> dict:
+    """What the result records of how it was made (``clusteringresult.parameters``)."""
+    wanted = task.clustering
+    n, dim = vectors.data.shape
+    fidelity = info.pop("fidelity", None)
+    return {
+        "downsample": task.downsample,
+        **wanted.users_values(n),
+        "metric": "euclidean on L2-normalised vectors",
+        "min_samples_convention": "scikit-learn (the point itself counts); engine_parameters hold hdbscan's",
+        "engine": wanted.engine,
+        "engine_parameters": params.as_dict(),
+        "engine_info": info,
+        "fidelity": fidelity,
+        "medoid": medoid_info,
+        "sample_count": int(n),
+        "skipped_bad_vectors": int(vectors.skipped),
+        "dimension": int(dim),
+        "requested": wanted.key(),
+        "versions": engine_versions(wanted.engine),
+    }
+
+
 def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
     from threadpoolctl import threadpool_limits
 
@@ -163,14 +198,7 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
     report_phase(task, "fetch", started)
     phase[0] = "fetching"
     t0 = time.perf_counter()
-    engine = make_engine(task.database_url, read_only=True, **task.db_limits)
-    try:
-        with engine.connect() as conn:
-            faults.fetch_started(conn)
-            conn = enter_snapshot(conn, task.bound)
-            vectors = fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound)
-    finally:
-        engine.dispose()
+    vectors = _fetch(task)
     fetch_s = time.perf_counter() - t0
     n, dim = vectors.data.shape
 
@@ -190,29 +218,12 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
     report_phase(task, "done", started)
     info = dict(result.info)
     info.pop("engine", None)
-    fidelity = info.pop("fidelity", None)
-    parameters = {
-        "downsample": task.downsample,
-        **wanted.users_values(n),
-        "metric": "euclidean on L2-normalised vectors",
-        "min_samples_convention": "scikit-learn (the point itself counts); engine_parameters hold hdbscan's",
-        "engine": wanted.engine,
-        "engine_parameters": params.as_dict(),
-        "engine_info": info,
-        "fidelity": fidelity,
-        "medoid": medoid_info,
-        "sample_count": int(n),
-        "skipped_bad_vectors": int(vectors.skipped),
-        "dimension": int(dim),
-        "requested": wanted.key(),
-        "versions": engine_versions(wanted.engine),
-    }
     return ModelResult(
         model=task.model,
         embedding_ids=vectors.ids,
         labels=result.labels,
         medoid_rows=medoids,
-        parameters=parameters,
+        parameters=_parameters(task, vectors, params, info, medoid_info),
         started_at=started,
         completed_at=time.time(),
         timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s, **info.get("timings", {})},

@@ -248,6 +248,7 @@ def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
         yield "embedding", embs
 
 
+# Longer than 50 lines on purpose: one streamed build with its progress, free-space check and atomic rename; the rows come from _rows.
 def build_demo_database(
     database: str,
     embeddings: int = 9_025,
