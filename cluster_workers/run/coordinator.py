@@ -289,6 +289,7 @@ def _worker_failure(exc: Exception, monitor: WorkerMonitor) -> ClusterWorkersErr
     return WorkerFailed(f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}; nothing was written")
 
 
+# Longer than 50 lines on purpose: plan, tasks, monitor and dispatch in order; each step is a call.
 def cluster_models(
     settings: Settings,
     models: list[str],
