@@ -369,6 +369,7 @@ def sweep(
     """Try selection parameters on a result's stored tree; writes nothing. Per setting: clusters, outlier share,
     the largest cluster's share, and the ARI against the stored result."""
     from cluster_workers.run import recut as recut_mod
+    from cluster_workers.views.report import sweep_table
 
     try:
         settings = _settings(config, database_url=database_url)
@@ -376,7 +377,7 @@ def sweep(
         summary, rows = recut_mod.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
     except ClusterWorkersError as exc:
         fail(exc)
-    typer.echo(json.dumps([r.as_dict() for r in rows], indent=2) if as_json else recut_mod.sweep_table(summary, rows))
+    typer.echo(json.dumps([r.as_dict() for r in rows], indent=2) if as_json else sweep_table(summary, rows))
 
 
 @app.command()

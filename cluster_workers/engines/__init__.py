@@ -13,8 +13,6 @@ count the point itself); :mod:`cluster_workers.run.params` converts the users' v
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Callable
-
 import numpy as np
 
 from cluster_workers.errors import BadVectorError
@@ -57,25 +55,3 @@ def l2_normalise(data: np.ndarray) -> np.ndarray:
         raise BadVectorError(f"{zero.size} zero vector(s) cannot be normalised (first at row {int(zero[0])})")
     np.divide(data, norms, out=data)
     return data
-
-
-Engine = Callable[[np.ndarray, HDBSCANParams], Clustering]
-
-
-def get_engine(name: str) -> Engine:
-    """The ``cluster(data, params) -> Clustering`` function of engine ``name``."""
-    if name == "reference":
-        from cluster_workers.engines.reference import cluster
-    elif name == "fast":
-        from cluster_workers.engines.fast import cluster
-    else:
-        raise ValueError(f"unknown engine {name!r}")
-    return cluster
-
-
-def engine_versions(name: str) -> dict[str, str]:
-    """Library versions that made a result, recorded in ``parameters``."""
-    from importlib.metadata import version
-
-    libs = ["numpy", "hdbscan"] + (["numba"] if name == "fast" else [])
-    return {lib: version(lib) for lib in libs}

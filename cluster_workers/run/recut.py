@@ -288,12 +288,3 @@ def sweep(url: str, result_id: str, epsilons: list[float], sizes: list[int], met
     """The sweep's table for one result; writes nothing."""
     source = read_with(url, busy_timeout, lambda conn: load_source(conn, result_id))
     return source.summary, sweep_source(source, epsilons, sizes, method)
-
-
-def sweep_table(summary: ResultSummary, rows: list[SweepRow]) -> str:
-    from cluster_workers.views.report import text_table
-
-    head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
-    body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
-             f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip
-    return head + "\n" + text_table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
