@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import sqlalchemy as sa
@@ -38,6 +38,7 @@ from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.engines.tree import TreeCut, cut_tree
 from cluster_workers.errors import ConfigError, DatabaseError
 from cluster_workers.run.params import ClusteringParams
+from cluster_workers.run.worker import ModelResult
 from cluster_workers.db.connect import read_with
 
 
@@ -57,23 +58,6 @@ class Source:
     @property
     def n(self) -> int:
         return self.tree.points
-
-
-@dataclass
-class RecutResult:
-    """A re-cut result, shaped as the writer takes a worker's (``db.results.ResultLike``)."""
-
-    model: str
-    embedding_ids: np.ndarray
-    labels: np.ndarray
-    medoid_rows: np.ndarray
-    parameters: dict
-    started_at: float
-    completed_at: float
-    probabilities: np.ndarray
-    outlier_scores: np.ndarray
-    tree: np.ndarray
-    timings: dict = field(default_factory=dict)
 
 
 def no_tree_message(summary: ResultSummary) -> str:
@@ -164,7 +148,7 @@ def _new_medoids(conn: sa.Connection, source: Source, rows: np.ndarray, labels: 
     return clusters, rows[medoids]
 
 
-def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) -> RecutResult:
+def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) -> ModelResult:
     """The new result: cut, medoids (kept where nothing changed), parameters recorded as ``cluster`` records them."""
     started = time.time()
     t0 = time.perf_counter()
@@ -190,7 +174,7 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
                   "medoids_kept": kept, "medoids_computed": int(medoid_rows.size) - kept},
     }  # fmt: skip
     parameters.pop("run_key", None)
-    return RecutResult(
+    return ModelResult(  # the shape the writer takes from a worker
         model=source.summary.model,
         embedding_ids=source.embedding_ids,
         labels=tree_cut.labels,
