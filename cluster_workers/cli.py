@@ -463,6 +463,7 @@ def bench(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0),
     min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", min=0),
+    model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Only these embedding models (repeat the option)."),
     heartbeat: float = typer.Option(30.0, "--heartbeat", min=0.1, help="Seconds between heartbeat log lines."),
     output_dir: Path = typer.Option(Path("bench/results"), "--output-dir", help="Where the JSON goes."),
     config: Optional[Path] = ConfigFile,
@@ -476,7 +477,7 @@ def bench(
     try:
         settings = _settings(
             config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
-            min_cluster_size=min_cluster_size, min_samples=min_samples,
+            min_cluster_size=min_cluster_size, min_samples=min_samples, models=tuple(model) if model else None,
         )
         result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
     except ClusterWorkersError as exc:

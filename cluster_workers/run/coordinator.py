@@ -54,6 +54,9 @@ class RunReport:
     dimensions: dict[str, int] = field(default_factory=dict)  # per model, from one stored vector
 
 
+RUN_SLACK_S = 60.0  # beyond timeout x rounds: starting processes and gathering results
+
+
 def run_key(settings: Settings) -> dict:
     """The settings that define a result: a second run with the same key is skipped unless forced."""
     return {"downsample": settings.downsample, **settings.clustering.key()}
@@ -317,6 +320,11 @@ def cluster_models(
             "clustering {} model(s) with engine={} in {} worker process(es), {} thread(s) each",
             len(tasks), settings.engine, n_jobs, threads,
         )
+        # each model may take ``timeout`` once it has started; the run as a whole never takes longer than the
+        # rounds of models that implies, even if a worker dies before it could report (its model has no status)
+        rounds = -(-len(tasks) // max(1, n_jobs))
+        implied = time.monotonic() + settings.timeout * rounds + RUN_SLACK_S
+        deadline = implied if deadline is None else min(deadline, implied)
         monitor = WorkerMonitor(status_dir, [t.model for t in tasks], settings.timeout, deadline, heartbeat_s)
 
         def _log_result(result: ModelResult) -> None:
