@@ -61,7 +61,7 @@ def main() -> None:
             ).scalar()  # fmt: skip
             if stored is None or summary.sample_count < 100:
                 continue
-            trans = conn.begin()
+            conn.rollback()  # end the reads' transaction: what follows is undone as one
             t0 = time.perf_counter()
             source = load_source(conn, summary.id.hex)
             load_s = time.perf_counter() - t0
@@ -70,7 +70,7 @@ def main() -> None:
             t0 = time.perf_counter()
             result = recut_result(conn, source, wanted)
             recut_s = load_s + time.perf_counter() - t0
-            trans.rollback()
+            conn.rollback()  # the recut wrote nothing yet, but whatever it read or staged goes
             mcs = int(source.parameters["min_cluster_size"])
             t0 = time.perf_counter()
             swept = sweep_source(source, EPSILONS, [mcs * f for f in SIZES_FACTORS])
