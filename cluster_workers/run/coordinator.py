@@ -219,6 +219,7 @@ def _bounded(results: Iterator[ModelResult], monitor: WorkerMonitor) -> Iterator
         yield value
 
 
+# Longer than 50 lines on purpose: the backend set-up and the result loop in one place; failures are translated in _worker_failure.
 def dispatch(
     tasks: list[ModelTask],
     n_jobs: int,
