@@ -135,7 +135,8 @@ def _raw(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.type_coerce(column, sa.String)
 
 
-def _hex(value: object) -> str:
+def id_hex(value: object) -> str:
+    """One id as 32-char lower-case hex, whether the driver gave a ``uuid.UUID`` or text."""
     return value.hex if isinstance(value, uuid.UUID) else str(value).replace("-", "").lower()
 
 
@@ -156,7 +157,7 @@ def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
     seq = np.array(seqs, dtype=np.int64)
     order = np.lexsort((seq, run_codes))  # run, then sequence
     if np.any((np.diff(run_codes[order]) == 0) & (np.diff(seq[order]) == 0)):  # a repeated sequence number: by id too
-        order = np.array(sorted(range(len(rows)), key=lambda i: (run_codes[i], seq[i], _hex(ids[i]))))
+        order = np.array(sorted(range(len(rows)), key=lambda i: (run_codes[i], seq[i], id_hex(ids[i]))))
     sorted_runs = run_codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_runs)) + 1]
     first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
@@ -182,7 +183,7 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
     runs = [r for r, _ in where]
     prompts = [prompt_of.get(r) for r in runs]
     sizes: dict[str, int] = {}
-    medoid_hex = [None if m is None else _hex(m) for m in medoids]
+    medoid_hex = [None if m is None else id_hex(m) for m in medoids]
     for m in medoid_hex:
         if m is not None:
             sizes[m] = sizes.get(m, 0) + 1
@@ -237,4 +238,4 @@ def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, 
     if len(rows) > limit:
         pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
         rows = [rows[i] for i in sorted(pick.tolist())]
-    return [(uuid.UUID(hex=_hex(e)), None if m is None else uuid.UUID(hex=_hex(m))) for e, m in rows]
+    return [(uuid.UUID(hex=id_hex(e)), None if m is None else uuid.UUID(hex=id_hex(m))) for e, m in rows]

@@ -63,7 +63,7 @@ def time_ordered_ids(n: int, when: float) -> np.ndarray:
     return ids
 
 
-def _hex(id_bytes: np.ndarray) -> list[str]:
+def hex_rows(id_bytes: np.ndarray) -> list[str]:
     """32-char lower-case hex per row of ``(n, 16)`` bytes: how ``sa.Uuid`` stores a UUID on SQLite."""
     text = np.ascontiguousarray(id_bytes).tobytes().hex()
     return [text[i : i + 32] for i in range(0, len(text), 32)]
@@ -73,11 +73,11 @@ def membership_columns(result: ResultLike, result_id: uuid.UUID, when: float) ->
     """The ``embeddingcluster`` rows of one result as hex columns ``(ids, embedding ids, result id, medoid ids)``,
     sorted by embedding id (so the unique index is filled in order); outliers get a NULL medoid."""
     order = byte_order(result.embedding_ids)
-    embedding_hex = _hex(result.embedding_ids[order])
-    medoid_hex = _hex(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)]) if len(result.medoid_rows) else []
+    embedding_hex = hex_rows(result.embedding_ids[order])
+    medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)]) if len(result.medoid_rows) else []
     labels = result.labels[order].tolist()
     medoids = [medoid_hex[label] if label >= 0 else None for label in labels]
-    return _hex(time_ordered_ids(len(order), when)), embedding_hex, result_id.hex, medoids
+    return hex_rows(time_ordered_ids(len(order), when)), embedding_hex, result_id.hex, medoids
 
 
 def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid.UUID, progress: Any) -> int:
