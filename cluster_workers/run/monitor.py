@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Callable
 import psutil
 from loguru import logger
 
+from cluster_workers.db.lock import HOST  # this machine, as the run lock records it
 from cluster_workers.run.worker import status_file, threads_file
 
-HOST = socket.gethostname()
 DEAD_GRACE_S = 2.0
 
 
