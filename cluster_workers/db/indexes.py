@@ -147,14 +147,20 @@ def build_indexes(url: str, db_limits: dict, drop: bool = False) -> list[IndexCh
     from cluster_workers.db.lock import run_lock
 
     with run_lock(url, db_limits):
+        try:  # said before the build: read on a read-only connection (a writer's BEGIN IMMEDIATE would wait first)
+            reader = make_engine(url, read_only=True, **db_limits)
+            with reader.connect() as conn:
+                warning = sqlite_warning(conn, drop)
+            reader.dispose()
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, url, "while indexing") from exc
+        if warning:
+            logger.warning(warning)
         engine = make_engine(url, **db_limits)
         try:
             with engine.connect() as conn:
                 if conn.dialect.name == "postgresql":
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                warning = sqlite_warning(conn, drop)
-                if warning:
-                    logger.warning(warning)
                 return apply(conn, drop=drop)
         except sa.exc.SQLAlchemyError as exc:
             raise db_error(exc, url, "while indexing") from exc
