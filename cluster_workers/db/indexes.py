@@ -90,11 +90,7 @@ def sqlite_warning(conn: sa.Connection, drop: bool) -> str | None:
         return None
     rows = conn.execute(sa.select(sa.func.count()).select_from(embedding)).scalar_one()
     return (f"SQLite builds an index under the database's write lock: writers wait (up to their busy timeout) until it "
-            f"finishes; {rows:,} embeddings to index (measured on the production shape, 3.3 million: about "
-            f"{max(1, round(rows / 3_288_025 * BUILD_S_AT_PRODUCTION))} s)")  # fmt: skip
-
-
-BUILD_S_AT_PRODUCTION = 70  # both indexes on the 3.3-million-embedding SQLite file (docs/production.md)
+            f"finishes; {rows:,} embeddings to index (docs/production.md gives the time measured on the production shape)")
 
 
 def _statement(ix: sa.Index, conn: sa.Connection, drop: bool) -> None:
