@@ -41,6 +41,7 @@ def main() -> None:
     ap.add_argument("-d", "--database", required=True)
     ap.add_argument("--downsample", type=int, default=10)
     ap.add_argument("--epsilon", type=float, default=0.2, help="The recut's new epsilon.")
+    ap.add_argument("--size-factor", type=int, default=2, help="The recut's min_cluster_size as a multiple of the result's (1: keep it).")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     url = args.database if "://" in args.database else f"sqlite:///{args.database}"
@@ -66,7 +67,7 @@ def main() -> None:
             source = load_source(conn, summary.id.hex)
             load_s = time.perf_counter() - t0
             wanted = requested_params(source, {"cluster_selection_epsilon": args.epsilon,
-                                               "min_cluster_size": 2 * int(source.parameters["min_cluster_size"])})  # fmt: skip
+                                               "min_cluster_size": args.size_factor * int(source.parameters["min_cluster_size"])})  # fmt: skip
             t0 = time.perf_counter()
             result = recut_result(conn, source, wanted)
             recut_s = load_s + time.perf_counter() - t0
@@ -92,6 +93,7 @@ def main() -> None:
                   f"{row['recut_over_cluster'] or 0:>6.3f} {sweep_s:>9.2f}")  # fmt: skip
     engine.dispose()
     if args.json:
+        rows = [{**r, "epsilon": args.epsilon, "size_factor": args.size_factor} for r in rows]
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
         out = {"date": dt.date.today().isoformat(), "commit": commit, "machine": machine_info(), "downsample": args.downsample,
                "epsilons": EPSILONS, "size_factors": SIZES_FACTORS, "rows": rows}  # fmt: skip
