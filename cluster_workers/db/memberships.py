@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from cluster_workers.db.sampling import is_text, text_index
 from cluster_workers.db.schema import embedding, embedding_cluster, invocation, run
-from cluster_workers.db.trees import id_bytes, point_scores
+from cluster_workers.db.trees import point_scores
+from cluster_workers.db.vectors import uuid_bytes
 
 OUTLIER = -1
 EXPORT_COLUMNS = (
@@ -96,7 +97,7 @@ def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STR
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
              ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text,
-             *scores.get(id_bytes(emb), none))
+             *scores.get(uuid_bytes(emb), none))
             for emb, inv, run_id, network, prompt, seq, tix, medoid, text in part
         ]
 

@@ -17,6 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.schema import clustering_tree, embedding_cluster
+from cluster_workers.db.vectors import uuid_bytes
 
 FORMAT = 1
 EDGE = np.dtype([("a", "<i4"), ("b", "<i4"), ("weight", "<f8")])
@@ -34,10 +35,6 @@ class StoredTree:
     @property
     def points(self) -> int:
         return int(self.positions.size)
-
-    @property
-    def stored_bytes(self) -> int:
-        return int(EDGE.itemsize * (self.points - 1) + 20 * self.points)
 
 
 def sorted_positions(embedding_ids: np.ndarray) -> np.ndarray:
@@ -111,17 +108,10 @@ def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.nda
         sa.select(sa.type_coerce(ec.c.embedding_id, sa.String), sa.type_coerce(ec.c.medoid_embedding_id, sa.String))
         .where(ec.c.clustering_result_id == result_id)
     ).all()
-    ids = np.frombuffer(b"".join(id_bytes(e) for e, _ in rows), dtype=np.uint8).reshape(len(rows), 16)
-    medoids = np.frombuffer(b"".join(id_bytes(m) if m is not None else bytes(16) for _, m in rows), dtype=np.uint8).reshape(len(rows), 16)
+    ids = np.frombuffer(b"".join(uuid_bytes(e) for e, _ in rows), dtype=np.uint8).reshape(len(rows), 16)
+    medoids = np.frombuffer(b"".join(uuid_bytes(m) if m is not None else bytes(16) for _, m in rows), dtype=np.uint8).reshape(len(rows), 16)
     order = byte_order(ids)
     return ids[order], medoids[order]
-
-
-def id_bytes(value: object) -> bytes:
-    """16 bytes of an id read as text (hex on SQLite, canonical text on PostgreSQL) or as ``uuid.UUID``."""
-    if isinstance(value, uuid.UUID):
-        return value.bytes
-    return bytes.fromhex(str(value).replace("-", ""))
 
 
 def point_scores(conn: sa.Connection, result_id: uuid.UUID) -> dict[bytes, tuple[float, float]]:
