@@ -134,3 +134,82 @@ def test_a_server_idle_in_transaction_timeout_does_not_break_a_run(pg_demo):
     out = run_cli("cluster", "-d", pg_demo, "--downsample", "1", "--workers", "1", "--engine", "reference")
     assert out.returncode == 0, out.stderr
     assert "clustered 4 model(s)" in out.stdout
+
+
+def _waiting_snapshots(url: str) -> int:
+    """Sessions on the run's database holding the run's exported snapshot open (its transaction names itself)."""
+    import sqlalchemy as sa
+
+    from cluster_workers.db.connect import make_engine
+    from cluster_workers.db.snapshot import SNAPSHOT_APPLICATION
+
+    name = sa.make_url(url).database
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(
+                sa.text("SELECT count(*) FROM pg_stat_activity WHERE datname = :db AND application_name = :app "
+                        "AND state LIKE 'idle in transaction%' AND backend_xmin IS NOT NULL"),
+                {"db": name, "app": SNAPSHOT_APPLICATION},
+            ).scalar_one()  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def test_the_snapshot_is_released_once_every_worker_has_read(pg_demo, tmp_path):
+    """While the workers cluster (here: paused on purpose after reading), no transaction of the run is left open
+    on the server, so VACUUM is not held back for the clustering's hours. With the snapshot held to the end (the
+    earlier behaviour) this finds the coordinator's idle transaction."""
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    log = tmp_path / "run.log"
+    env = {**__import__("os").environ, "CLUSTER_WORKERS_FAULT": "pause-in-clustering=8"}
+    with log.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cluster_workers", "cluster", "-d", pg_demo, "--downsample", "1", "--workers", "2",
+             "--model", "Nomic", "--model", "STSBMpnet", "--engine", "reference"],
+            stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=ROOT,
+        )  # fmt: skip
+    try:
+        limit = time.monotonic() + 60
+        while log.read_text().count("fault: pausing before clustering") < 2:
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < limit, "the workers never reached the clustering"
+            time.sleep(0.1)
+        time.sleep(1.5)  # the coordinator looks every quarter of a second
+        assert proc.poll() is None, "the pause is over before the database was looked at"
+        assert _waiting_snapshots(pg_demo) == 0, "a transaction of the run is still open while the workers cluster"
+        assert proc.wait(timeout=120) == 0, log.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    text = log.read_text()
+    assert "every worker has read its sample: snapshot" in text and "released" in text
+
+
+def test_the_snapshot_is_held_until_the_last_worker_has_read(pg_demo):
+    """One worker for two models: the second reads after the first has clustered, in the same snapshot; until it
+    has, the coordinator's transaction must stay open (released too early, the second import would fail)."""
+    from cluster_workers.db.snapshot import RunSnapshot
+
+    seen: list[int] = []
+    held: list[bool] = []
+    real_release = RunSnapshot.release
+
+    def watch(result) -> None:  # called in the coordinator as each model finishes
+        seen.append(_waiting_snapshots(pg_demo))
+
+    settings = Settings(database_url=pg_demo, downsample=1, workers=1, models=("Nomic", "STSBMpnet"), engine="reference")
+    try:
+        RunSnapshot.release = lambda self: (held.append(self.held), real_release(self))[1]  # type: ignore[method-assign]
+        report = run_clustering(settings, on_result=watch)
+    finally:
+        RunSnapshot.release = real_release  # type: ignore[method-assign]
+    assert len(report.results) == 2
+    assert seen[0] == 1, "after the first model, the second still has to read: the snapshot must be held"
+    assert seen[1] == 0, "after the last model the snapshot must be gone"
+    assert held and held[0] is True

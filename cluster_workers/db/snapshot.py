@@ -4,10 +4,13 @@ While the experiment keeps writing, a run must not count one database and
 cluster another. PostgreSQL: the coordinator counts inside a REPEATABLE READ
 transaction, exports its snapshot (``pg_export_snapshot()``) and keeps that
 transaction open while the workers run; each worker reads inside the same
-snapshot (``SET TRANSACTION SNAPSHOT``). The transaction lifts the server's
-``idle_in_transaction_session_timeout`` for itself; while it is open, VACUUM
-cannot remove row versions that became dead after the run started (the
-experiment's inserts are not blocked). SQLite: the coordinator notes the
+snapshot (``SET TRANSACTION SNAPSHOT``). The coordinator ends its transaction
+as soon as every worker has read its sample (the workers say so through the
+status folder; a worker's own read transaction ends with its fetch), so the
+snapshot is held for the reads, not for the clustering. The transaction lifts
+the server's ``idle_in_transaction_session_timeout`` for itself; while it is
+open, VACUUM cannot remove row versions that became dead after the run started
+(the experiment's inserts are not blocked). SQLite: the coordinator notes the
 largest ``embedding`` rowid before counting, and the counts and every worker's
 fetch leave out rows inserted after it (SQLite appends rowids; an experiment
 that only inserts is seen exactly as it was when counted).
@@ -30,6 +33,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 SQLITE_HASH_FUNCTION = "cw_id_hash"
+SNAPSHOT_APPLICATION = "cluster_workers snapshot"  # the exporting session's application_name while it holds the snapshot
 _SNAPSHOT_ID = re.compile(r"^[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9A-Fa-f]+)?$")
 
 
@@ -74,27 +78,53 @@ def embedding_rowid() -> sa.ColumnElement:
     return sa.literal_column("embedding.rowid", sa.Integer)
 
 
+class RunSnapshot:
+    """A connection to count on, the bound the workers read within, and :meth:`release` for when they have read."""
+
+    def __init__(self, conn: sa.Connection, bound: SampleBound, transaction: sa.RootTransaction | None = None) -> None:
+        self.conn = conn
+        self.bound = bound
+        self._transaction = transaction
+
+    @property
+    def held(self) -> bool:
+        """Whether the exported snapshot's transaction is still open (PostgreSQL)."""
+        return self._transaction is not None and self._transaction.is_active
+
+    def release(self) -> bool:
+        """End the exported snapshot's transaction, once no reader still has to import it; True if it was open."""
+        if not self.held:
+            return False
+        self._transaction.rollback()  # it only read
+        return True
+
+
 @contextlib.contextmanager
-def run_snapshot(engine: sa.Engine) -> Iterator[tuple[sa.Connection, SampleBound]]:
-    """A connection to count on, and the bound the workers must read within (held until the block ends)."""
+def run_snapshot(engine: sa.Engine) -> Iterator[RunSnapshot]:
+    """Count inside a snapshot the workers can read too; held until :meth:`RunSnapshot.release` or the block ends."""
     with engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
-            with conn.begin():
-                # this transaction waits, idle, while the workers run: a server-wide
+            transaction = conn.begin()
+            try:
+                # this transaction waits, idle, until every worker has imported its snapshot: a server-wide
                 # idle_in_transaction_session_timeout would end it and the workers still to start could not import
                 # its snapshot; the setting is the session's own to lift
                 conn.exec_driver_sql("SET LOCAL idle_in_transaction_session_timeout = 0")
+                conn.exec_driver_sql(f"SET LOCAL application_name = '{SNAPSHOT_APPLICATION}'")  # pg_stat_activity names it
                 snapshot = conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one()
-                yield conn, SampleBound(pg_snapshot=str(snapshot))
+                yield RunSnapshot(conn, SampleBound(pg_snapshot=str(snapshot)), transaction)
+            finally:
+                if transaction.is_active:
+                    transaction.rollback()
             return
         if conn.dialect.name == "sqlite":
             has_table = sa.inspect(conn).has_table("embedding")
             top = conn.execute(sa.text("SELECT max(rowid) FROM embedding")).scalar() if has_table else None
             conn.commit()
-            yield conn, SampleBound(max_rowid=int(top or 0))
+            yield RunSnapshot(conn, SampleBound(max_rowid=int(top or 0)))
             return
-        yield conn, SampleBound()
+        yield RunSnapshot(conn, SampleBound())
 
 
 def enter_snapshot(conn: sa.Connection, bound: SampleBound) -> sa.Connection:

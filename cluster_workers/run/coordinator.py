@@ -186,12 +186,16 @@ def _backend(backend: str, scheduler: str) -> Iterator[object]:
         client.close()
 
 
-def _bounded(results: Iterator[ModelResult], monitor: WorkerMonitor) -> Iterator[ModelResult]:
+def _bounded(
+    results: Iterator[ModelResult], monitor: WorkerMonitor, on_all_read: Callable[[], None] | None = None
+) -> Iterator[ModelResult]:
     """Consume ``results`` in a helper thread so that a monitor verdict or a stop request ends the wait.
 
     joblib's dask backend can wait forever on a task whose worker died; the
     monitor notices (dead pid, timeout) and we stop waiting. A stop request
-    (Ctrl-C, SIGTERM) is noticed within a quarter of a second.
+    (Ctrl-C, SIGTERM) is noticed within a quarter of a second. ``on_all_read``
+    is called once, on this (the caller's) thread, as soon as every worker has
+    read its sample.
     """
     box: queue.Queue = queue.Queue()
 
@@ -206,6 +210,9 @@ def _bounded(results: Iterator[ModelResult], monitor: WorkerMonitor) -> Iterator
     threading.Thread(target=consume, name="result-consumer", daemon=True).start()
     while True:
         stopping.check(f"while clustering {monitor.running_description()}")
+        if on_all_read is not None and monitor.all_read():
+            on_all_read()
+            on_all_read = None
         try:
             kind, value = box.get(timeout=0.25)
         except queue.Empty:
@@ -227,8 +234,13 @@ def dispatch(
     backend: str = "loky",
     on_result: Callable[[ModelResult], None] | None = None,
     scheduler: str = "",
+    on_all_read: Callable[[], None] | None = None,
 ) -> list[ModelResult]:
-    """Run every task in its own worker process; the first failure stops them all."""
+    """Run every task in its own worker process; the first failure stops them all.
+
+    ``on_all_read`` is called once every worker has read its sample (a worker on
+    another machine cannot say so through the status folder: then it is not called).
+    """
     results: list[ModelResult] = []
     monitor.start()
     try:
@@ -247,7 +259,7 @@ def dispatch(
             with threads_cap:
                 parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)
             jobs = (delayed(cluster_model)(task) for task in tasks)
-            stream = _bounded(parallel(jobs), monitor)
+            stream = _bounded(parallel(jobs), monitor, on_all_read)
             for result in stream:
                 if monitor.timed_out():
                     break
@@ -303,11 +315,13 @@ def cluster_models(
     on_result: Callable[[ModelResult], None] | None = None,
     bound: SampleBound | None = None,
     dimensions: dict[str, int] | None = None,
+    on_all_read: Callable[[], None] | None = None,
 ) -> tuple[list[ModelResult], int]:
     """Cluster ``models`` in worker processes; returns the results and the threads each worker had.
 
     With ``dimensions`` (per model), the memory plan decides how many workers
     run at once (largest models first), or refuses before any worker starts.
+    ``on_all_read``: called once every worker has read its sample.
     """
     cpus = os.cpu_count() or 1
     n_jobs = min(len(models), settings.workers or cpus)
@@ -350,7 +364,8 @@ def cluster_models(
             if on_result:
                 on_result(result)
 
-        return dispatch(tasks, n_jobs, monitor, settings.backend, _log_result, settings.scheduler), threads
+        results = dispatch(tasks, n_jobs, monitor, settings.backend, _log_result, settings.scheduler, on_all_read)
+        return results, threads
     finally:
         shutil.rmtree(status_dir, ignore_errors=True)
 
@@ -443,7 +458,8 @@ def _run_locked(
     """
     doing = "while counting"
     try:
-        with run_snapshot(engine) as (conn, bound):
+        with run_snapshot(engine) as snapshot:
+            conn, bound = snapshot.conn, snapshot.bound
             models = plan(conn, settings, report, bound)
             report.dimensions = sampling.vector_dimensions(conn, models)
             stopping.check("while counting")
@@ -457,10 +473,15 @@ def _run_locked(
                 logger.info("nothing to cluster")
                 return
             logger.debug("workers read {}", bound.describe())
-            doing = "while clustering"  # the snapshot's connection stays open (PostgreSQL) while the workers read
+            doing = "while clustering"  # the snapshot stays open (PostgreSQL) until every worker has read its sample
+
+            def release_snapshot() -> None:
+                if snapshot.release():
+                    logger.info("every worker has read its sample: snapshot {} released", bound.pg_snapshot)
+
             t0 = time.perf_counter()
             report.results, report.threads_per_worker = cluster_models(
-                settings, models, report.after, deadline, heartbeat_s, on_result, bound, report.dimensions
+                settings, models, report.after, deadline, heartbeat_s, on_result, bound, report.dimensions, release_snapshot
             )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:

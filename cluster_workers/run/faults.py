@@ -8,7 +8,9 @@ Set ``CLUSTER_WORKERS_FAULT`` in the environment of a run:
 - ``disk-full-in-commit``: on SQLite, forbid the file to grow (``max_page_count``),
   so the commit's inserts fail with SQLite's own "database or disk is full";
 - ``pause-in-delete=SECONDS``: the same pause inside ``delete``'s transaction;
-- ``sql-error-in-fetch``: a worker's first statement of its fetch fails (a table that does not exist).
+- ``sql-error-in-fetch``: a worker's first statement of its fetch fails (a table that does not exist);
+- ``pause-in-clustering=SECONDS``: each worker, having read its sample, logs
+  ``fault: pausing before clustering`` and waits (a test then looks at the database).
 
 Unset (always, outside tests), every hook here does nothing.
 """
@@ -60,3 +62,11 @@ def fetch_started(conn: sa.Connection) -> None:
     name, _ = _fault()
     if name == "sql-error-in-fetch":
         conn.exec_driver_sql("SELECT count(*) FROM cluster_workers_fault_no_such_table")
+
+
+def clustering_started() -> None:
+    """Called in each worker after its sample is read, before clustering (``pause-in-clustering=SECONDS``)."""
+    name, value = _fault()
+    if name == "pause-in-clustering":
+        logger.warning("fault: pausing before clustering for {} s", value)
+        stopping.wait(float(value or 60))

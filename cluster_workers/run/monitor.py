@@ -91,6 +91,10 @@ class WorkerMonitor:
         with self._lock:
             return [m for m in self.models if m not in self._done]
 
+    def all_read(self) -> bool:
+        """Every model's worker has read its sample (its fetch's transaction is over): the snapshot can go."""
+        return all(m not in self.unfinished() or (self.status(m) or {}).get("phase") in ("cluster", "done") for m in self.models)
+
     def running_description(self) -> str:
         parts = []
         now = time.time()

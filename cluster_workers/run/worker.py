@@ -205,6 +205,7 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
 
     report_phase(task, "cluster", started)
     phase[0] = "clustering"
+    faults.clustering_started()
     wanted = task.clustering
     params = wanted.engine_params(n)
     t0 = time.perf_counter()
