@@ -52,14 +52,19 @@ def snapshot(url: str, result_id: str) -> dict[uuid.UUID, tuple]:
     }
 
 
-def assert_recut_equals_fresh(url: str, model: str, base_id: uuid.UUID, base: dict, setting: dict) -> None:
-    """recut(the base result -> setting) gives what `cluster` with the base's values and ``setting`` gives."""
-    recut(url, base_id.hex, {
+def assert_recut_equals_fresh(url: str, model: str, base_id: uuid.UUID, base: dict, setting: dict) -> dict:
+    """recut(the base result -> setting) gives what `cluster` with the base's values and ``setting`` gives; the
+    recut result's parameters."""
+    report = recut(url, base_id.hex, {
         "min_cluster_size": setting.get("min_cluster_size"), "cluster_selection_epsilon": setting.get("epsilon"),
         "cluster_selection_method": setting.get("cluster_selection_method"),
         "allow_single_cluster": setting.get("allow_single_cluster"),
     }, {}, force=True)  # fmt: skip
     cut = snapshot(url, f"latest:{model}")
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        parameters = find_result(conn, report.result_id.hex).parameters  # read now: the fresh run replaces it
+    engine.dispose()
     cluster(url, model, force=True, **{**base, **setting})
     fresh = snapshot(url, f"latest:{model}")
     assert cut.keys() == fresh.keys()
@@ -67,6 +72,7 @@ def assert_recut_equals_fresh(url: str, model: str, base_id: uuid.UUID, base: di
     np.testing.assert_array_equal([cut[k][1] for k in fresh], [fresh[k][1] for k in fresh])
     np.testing.assert_array_equal([cut[k][2] for k in fresh], [fresh[k][2] for k in fresh])
     assert len({m for m, _, _ in fresh.values()}) > 1 or setting.get("allow_single_cluster") is not False
+    return parameters
 
 
 SETTINGS = [
@@ -96,6 +102,34 @@ def test_recut_equals_fresh_cluster_on_generated_data(tmp_path, kind):
     for setting in ({"min_cluster_size": 60, "epsilon": 0.1}, {"min_cluster_size": 12, "cluster_selection_method": "leaf"},
                     {"min_cluster_size": 40, "epsilon": 0.0, "allow_single_cluster": False}):  # fmt: skip
         assert_recut_equals_fresh(url, "Gen", base_id, base, setting)
+
+
+@pytest.mark.parametrize("drop_every", [0, 3])
+def test_medoid_vectors_read_by_one_pass_over_the_sample(tmp_path, monkeypatch, drop_every):
+    """Many changed medoids: the members' vectors come from one pass over the sample (and by primary key for any
+    row that pass no longer finds, e.g. the database changed); the medoids are those of a fresh `cluster`."""
+    import cluster_workers.run.recut as recut_module
+    from cluster_workers.db.vectors import Vectors
+
+    data = attractor_data(n=1500, dim=48, seed=4)
+    path = tmp_path / "experiments.db"
+    write_experiment(path, "Gen", [f"text {i}" for i in range(len(data))], data.astype(np.float32))
+    url = f"sqlite:///{path}"
+    base = {"min_cluster_size": 26, "min_samples": 26}
+    base_id = cluster(url, "Gen", **base)
+    monkeypatch.setattr(recut_module, "SCAN_MIN_ROWS", 0)
+    if drop_every:
+        real_fetch = recut_module.fetch_vectors
+
+        def fetch_fewer(*args, **kwargs) -> Vectors:  # type: ignore[no-untyped-def]
+            full = real_fetch(*args, **kwargs)
+            keep = np.arange(len(full.ids)) % drop_every != 0
+            return Vectors(ids=full.ids[keep], data=full.data[keep], skipped=full.skipped)
+
+        monkeypatch.setattr(recut_module, "fetch_vectors", fetch_fewer)
+    parameters = assert_recut_equals_fresh(url, "Gen", base_id, base, {"min_cluster_size": 12, "cluster_selection_method": "leaf"})
+    assert parameters["recut"]["medoids_computed"] > 0
+    assert parameters["recut"]["vectors_read"] == ("sample scan and primary key" if drop_every else "sample scan")
 
 
 def test_recut_equals_fresh_cluster_on_postgres(pg_demo):

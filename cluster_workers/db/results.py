@@ -141,12 +141,18 @@ def write_results(
     run_key: dict,
     replace: bool,
     progress: Any = None,
+    result_ids: Sequence[uuid.UUID] | None = None,
 ) -> dict[str, int]:
     """Insert every result on ``conn`` (the caller owns the one transaction).
 
     With ``replace``, the models' earlier results with the same run key are
-    deleted first, in the same transaction. Returns row counts written.
+    deleted first, in the same transaction. ``result_ids`` (one per result, in
+    order) names the new rows; by default each gets a fresh uuid4. Returns row
+    counts written.
     """
+    if result_ids is not None and len(result_ids) != len(results):
+        raise ValueError(f"{len(result_ids)} result ids for {len(results)} results")
+    ids = {id(r): rid for r, rid in zip(results, result_ids)} if result_ids is not None else {}
     create_result_tables(conn)
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA cache_size = -1048576")  # up to 1 GiB of pages: index pages stay in memory
@@ -166,7 +172,7 @@ def write_results(
         # each model's completion time, strictly increasing so "latest result" lookups are well defined
         stamp = _utc(result.completed_at)
         created_at = stamp if created_at is None or stamp > created_at else created_at + dt.timedelta(microseconds=1)
-        result_id = uuid.uuid4()
+        result_id = ids.get(id(result)) or uuid.uuid4()
         conn.execute(
             sa.insert(clustering_result),
             [

@@ -59,7 +59,7 @@ RUN_SLACK_S = 60.0  # beyond timeout x rounds: starting processes and gathering 
 
 def run_key(settings: Settings) -> dict:
     """The settings that define a result: a second run with the same key is skipped unless forced."""
-    return {"downsample": settings.downsample, **settings.clustering.key()}
+    return settings.clustering.run_key(settings.downsample)
 
 
 def check_tables(conn: sa.Connection) -> None:

@@ -82,3 +82,8 @@ class ClusteringParams:
     def key(self) -> dict:
         """The requested values, as stored in the run key."""
         return asdict(self)
+
+    def run_key(self, downsample: int | None) -> dict:
+        """The key of a result made with these values at ``downsample``: an equal key on the same sample is not
+        clustered (or re-cut) twice unless forced."""
+        return {"downsample": downsample, **self.key()}

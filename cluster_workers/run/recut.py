@@ -7,8 +7,9 @@ condensed tree (``min_cluster_size``), the selection method, epsilon and
 same sample with the new values gives: labels, probabilities and GLOSH scores
 from the same code (:func:`cluster_workers.engines.tree.cut_tree`), and medoids
 by the same rule -- a cluster whose members and probabilities did not change
-keeps its medoid; the others are computed from their members' vectors, read by
-primary key, in the sample's row order (ties break as they did in the run).
+keeps its medoid; the others are computed from their members' vectors (read by
+primary key, or by one pass over the sample when many are needed), in the
+sample's row order (ties break as they did in the run).
 
 ``recut`` writes a new result in one transaction under the run lock, with the
 source's sample fingerprint and a run key made as ``cluster`` makes it: the same
@@ -33,6 +34,7 @@ from cluster_workers.db.lock import run_lock
 from cluster_workers.db.memberships import vectors_of
 from cluster_workers.db.results import ResultSummary, find_result, matching_results, write_results
 from cluster_workers.db.trees import StoredTree, read_tree, sorted_member_ids
+from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.engines.tree import TreeCut, cut_tree
@@ -135,17 +137,52 @@ def _kept_medoids(source: Source, labels: np.ndarray, probabilities: np.ndarray,
     return medoid_rows
 
 
-def _new_medoids(conn: sa.Connection, source: Source, rows: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, rule: str) -> np.ndarray:
+SCAN_SHARE = 20  # read the whole sample once instead of by primary key when more than 1/SCAN_SHARE of it is needed
+SCAN_MIN_ROWS = 2_000
+
+
+def member_vectors(conn: sa.Connection, source: Source, rows: np.ndarray) -> tuple[np.ndarray, str]:
+    """The stored vectors of ``rows`` (in that order), and how they were read.
+
+    A few rows are looked up by primary key. Many (the medoids of most clusters
+    changed) are found by reading the model's sample again the way the worker
+    reads it -- one pass in index order, 5-8x faster than random primary-key
+    lookups at downsample 10 -- and any row no longer in that sample (the
+    database changed since) by primary key.
+    """
+    wanted = source.embedding_ids[rows]
+    found = np.zeros(rows.size, dtype=bool)
+    out: np.ndarray | None = None
+    how = "primary key"
+    downsample = source.parameters.get("downsample")
+    if downsample and rows.size > max(SCAN_MIN_ROWS, source.n // SCAN_SHARE):
+        sample = fetch_vectors(conn, source.summary.model, int(downsample), expected=source.n, skip_bad=True)
+        at = {sample.ids[i].tobytes(): i for i in range(len(sample.ids))}
+        where = np.array([at.get(w.tobytes(), -1) for w in wanted], dtype=np.int64)
+        found = where >= 0
+        out = np.empty((rows.size, sample.data.shape[1]), dtype=np.float32)
+        out[found] = sample.data[where[found]]
+        how = "sample scan" if found.all() else "sample scan and primary key"
+    if not found.all():
+        ids = [uuid.UUID(bytes=w.tobytes()) for w in wanted[~found]]
+        by_key = vectors_of(conn, ids)
+        missing = [str(i) for i in ids if i not in by_key]
+        if missing:
+            raise DatabaseError(f"{len(missing)} embedding(s) of the result are gone from the database (e.g. {missing[0]})")
+        looked_up = np.stack([by_key[i] for i in ids]).astype(np.float32)
+        if out is None:
+            out = np.empty((rows.size, looked_up.shape[1]), dtype=np.float32)
+        out[~found] = looked_up
+    return out, how
+
+
+def _new_medoids(conn: sa.Connection, source: Source, rows: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, rule: str) -> tuple[np.ndarray, np.ndarray, str]:
     """Medoid rows of the clusters whose members are ``rows`` (row order kept: ties break as in the run)."""
-    ids = [uuid.UUID(bytes=source.embedding_ids[r].tobytes()) for r in rows]
-    found = vectors_of(conn, ids)
-    missing = [str(i) for i in ids if i not in found]
-    if missing:
-        raise DatabaseError(f"{len(missing)} embedding(s) of the result are gone from the database (e.g. {missing[0]})")
-    data = l2_normalise(np.stack([found[i] for i in ids]).astype(np.float32))
+    vectors, how = member_vectors(conn, source, rows)
+    data = l2_normalise(vectors)
     clusters, local = np.unique(labels[rows], return_inverse=True)
     medoids, _ = medoid_indices(data, local.astype(np.int64), probabilities[rows], rule)
-    return clusters, rows[medoids]
+    return clusters, rows[medoids], how
 
 
 def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) -> ModelResult:
@@ -159,8 +196,9 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
     medoid_rows = _kept_medoids(source, tree_cut.labels, tree_cut.probabilities, same_rule=old_rule == wanted.medoid)
     kept = int(np.sum(medoid_rows >= 0))
     changed_rows = np.flatnonzero(np.isin(tree_cut.labels, np.flatnonzero(medoid_rows < 0)))
+    vectors_read = "none"
     if changed_rows.size:
-        clusters, rows = _new_medoids(conn, source, changed_rows, tree_cut.labels, tree_cut.probabilities, wanted.medoid)
+        clusters, rows, vectors_read = _new_medoids(conn, source, changed_rows, tree_cut.labels, tree_cut.probabilities, wanted.medoid)
         medoid_rows[clusters] = rows
     medoid_s = time.perf_counter() - t0
     p = source.parameters
@@ -171,7 +209,7 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
         "requested": wanted.key(),
         "medoid": {**(p.get("medoid") or {}), "rule": wanted.medoid},
         "recut": {"from": str(source.summary.id), "tree_s": round(tree_s, 3), "medoid_s": round(medoid_s, 3),
-                  "medoids_kept": kept, "medoids_computed": int(medoid_rows.size) - kept},
+                  "medoids_kept": kept, "medoids_computed": int(medoid_rows.size) - kept, "vectors_read": vectors_read},
     }  # fmt: skip
     parameters.pop("run_key", None)
     return ModelResult(  # the shape the writer takes from a worker
@@ -187,11 +225,6 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
         tree=source.tree.edges,
         timings={"tree_s": tree_s, "medoid_s": medoid_s},
     )
-
-
-def run_key_of(source: Source, wanted: ClusteringParams) -> dict:
-    """The run key ``cluster`` would give these values (``coordinator.run_key``)."""
-    return {"downsample": source.parameters.get("downsample"), **wanted.key()}
 
 
 @dataclass
@@ -212,7 +245,7 @@ def recut(url: str, result_id: str, overrides: dict, db_limits: dict, force: boo
             with engine.begin() as conn:
                 source = load_source(conn, result_id)
                 wanted = requested_params(source, dict(overrides))
-                key = run_key_of(source, wanted)
+                key = wanted.run_key(source.parameters.get("downsample"))
                 sample = source.parameters.get("sample")
                 same = [rid for rid, params in matching_results(conn, source.summary.model, key) if params.get("sample") == sample]
                 if same and not force:
@@ -221,8 +254,8 @@ def recut(url: str, result_id: str, overrides: dict, db_limits: dict, force: boo
                     return RecutReport(source.summary, None, same[-1], 0, 0.0, {})
                 result = recut_result(conn, source, wanted)
                 stopping.check("before the commit", "the transaction was rolled back, nothing was written")
-                write_results(conn, [result], key, replace=force)
-                new_id = matching_results(conn, source.summary.model, key)[-1][0]
+                new_id = uuid.uuid4()
+                write_results(conn, [result], key, replace=force, result_ids=[new_id])
         except sa.exc.SQLAlchemyError as exc:
             raise db_error(exc, url, "during the recut") from exc
         finally:
