@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ def main() -> None:
     import numpy as np
     import sqlalchemy as sa
 
-    from cluster_workers.tools.bench import machine_info
+    from cluster_workers.tools.bench import machine_info, source_commit
     from cluster_workers.db.connect import make_engine
     from cluster_workers.db.results import list_results
     from cluster_workers.db.schema import clustering_tree
@@ -84,7 +83,7 @@ def main() -> None:
                 "medoids_computed": recut_info["medoids_computed"], "recut_s": round(recut_s, 3),
                 "recut_over_cluster": round(recut_s / summary.duration_s, 4) if summary.duration_s else None,
                 "sweep_settings": len(swept), "sweep_s": round(sweep_s, 3),
-                "recut_clusters": int(np.max(result.labels)) + 1,
+                "recut_clusters": int(np.max(result.labels)) + 1, "vectors_read": recut_info.get("vectors_read"),
             }  # fmt: skip
             rows.append(row)
             print(f"{model:<12} {source.n:>9,} {stored / 1e6:>8.1f} {summary.duration_s or 0:>9.1f} {load_s:>7.2f} "
@@ -94,7 +93,7 @@ def main() -> None:
     engine.dispose()
     if args.json:
         rows = [{**r, "epsilon": args.epsilon, "size_factor": args.size_factor} for r in rows]
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+        commit = source_commit()
         out = {"date": dt.date.today().isoformat(), "commit": commit, "machine": machine_info(), "downsample": args.downsample,
                "epsilons": EPSILONS, "size_factors": SIZES_FACTORS, "rows": rows}  # fmt: skip
         args.json.write_text(json.dumps(out, indent=1))
