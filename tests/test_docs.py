@@ -1,0 +1,42 @@
+"""The docs agree with the tree: every benchmark JSON is cited, the index lists exactly what is there."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _index_module():  # type: ignore[no-untyped-def]
+    spec = importlib.util.spec_from_file_location("benchmark_index", ROOT / "bench" / "benchmark_index.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def test_every_benchmark_json_is_cited_and_indexed():
+    index = _index_module()
+    assert list(index.citations()), "docs/benchmarks holds no JSON"
+    assert index.problems() == []
+
+
+def test_an_uncited_json_is_found(tmp_path, monkeypatch):
+    """The check itself can fail: a JSON nobody cites, and an index that no longer matches."""
+    index = _index_module()
+    folder = tmp_path / "benchmarks"
+    folder.mkdir()
+    (folder / "cited_20260101.json").write_text('{"date": "2026-01-01", "commit": "abc1234"}')
+    (folder / "orphan_20260101.json").write_text('{"date": "2026-01-01"}')
+    doc = tmp_path / "README.md"
+    doc.write_text("figures: `cited_20260101.json` (and cited_20260101.jsonl is another file)\n")
+    monkeypatch.setattr(index, "FOLDER", folder)
+    monkeypatch.setattr(index, "INDEX", folder / "README.md")
+    monkeypatch.setattr(index, "ROOT", tmp_path)
+    monkeypatch.setattr(index, "documents", lambda: [doc])
+    assert index.citations() == {"cited_20260101.json": ["README.md"], "orphan_20260101.json": []}
+    found = index.problems()
+    assert "orphan_20260101.json: no document cites it" in found
+    assert any("is stale" in line for line in found)
+    index.INDEX.write_text(index.index_text())
+    assert index.problems() == ["orphan_20260101.json: no document cites it"]
