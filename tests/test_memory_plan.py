@@ -30,7 +30,7 @@ def test_plan_runs_fewer_workers_when_the_largest_do_not_fit_together():
 
 
 def test_plan_refuses_a_model_that_cannot_fit_alone():
-    with pytest.raises(PlanRefused, match=r"model Big needs an estimated .* GiB \(1,100,000 vectors x 768, min_samples 1100\)"):
+    with pytest.raises(PlanRefused, match=r"model Big needs an estimated .* GiB \(1,100,000 vectors x 768, min_samples 1100; "):
         plan_memory({"Big": (1_100_000, 768, 1099), "Small": (100, 768, 1)}, "fast", 2, 4 * GIB)
 
 
@@ -54,3 +54,14 @@ def test_real_run_serialises_workers_under_a_small_limit(demo_db):
     assert len(report.results) == 4
     assert any("memory plan: 1 worker(s) at once" in line for line in lines), lines
     assert any("1 worker(s) at once instead of 2" in line for line in lines)
+
+
+def test_the_plan_keeps_headroom_over_the_formula():
+    """A model whose estimate fits but not with the headroom (measured peaks ran 18% above the formula) is refused."""
+    from cluster_workers.run.memory_plan import HEADROOM
+
+    one = fast_peak_bytes(110_000, 768, 109)
+    assert HEADROOM >= 1.2
+    with pytest.raises(PlanRefused, match="with the plan's 25% to spare"):
+        plan_memory({"A": (110_000, 768, 109)}, "fast", 1, COORDINATOR_BYTES + int(1.1 * one))
+    assert plan_memory({"A": (110_000, 768, 109)}, "fast", 1, COORDINATOR_BYTES + int(1.3 * one)).workers == 1
