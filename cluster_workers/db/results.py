@@ -152,7 +152,7 @@ def write_results(
     """
     if result_ids is not None and len(result_ids) != len(results):
         raise ValueError(f"{len(result_ids)} result ids for {len(results)} results")
-    ids = {id(r): rid for r, rid in zip(results, result_ids)} if result_ids is not None else {}
+    named = list(zip(results, result_ids if result_ids is not None else [None] * len(results)))
     create_result_tables(conn)
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("PRAGMA cache_size = -1048576")  # up to 1 GiB of pages: index pages stay in memory
@@ -168,11 +168,11 @@ def write_results(
                 conn.execute(sa.delete(clustering_result).where(clustering_result.c.id.in_(old)))
     written = 0
     created_at: dt.datetime | None = None
-    for result in sorted(results, key=lambda r: r.completed_at):
+    for result, given_id in sorted(named, key=lambda pair: pair[0].completed_at):
         # each model's completion time, strictly increasing so "latest result" lookups are well defined
         stamp = _utc(result.completed_at)
         created_at = stamp if created_at is None or stamp > created_at else created_at + dt.timedelta(microseconds=1)
-        result_id = ids.get(id(result)) or uuid.uuid4()
+        result_id = given_id or uuid.uuid4()
         conn.execute(
             sa.insert(clustering_result),
             [
