@@ -192,8 +192,9 @@ def test_the_snapshot_is_released_once_every_worker_has_read(pg_demo, tmp_path):
 
 
 def test_the_snapshot_is_held_until_the_last_worker_has_read(pg_demo):
-    """One worker for two models: the second reads after the first has clustered, in the same snapshot; until it
-    has, the coordinator's transaction must stay open (released too early, the second import would fail)."""
+    """One worker for two models: the second reads after the first has clustered, in the same snapshot, so the
+    coordinator's transaction must stay open until then (released too early, the second import fails with
+    "invalid snapshot identifier") -- and be gone by the time the last result is in."""
     from cluster_workers.db.snapshot import RunSnapshot
 
     seen: list[int] = []
@@ -209,7 +210,6 @@ def test_the_snapshot_is_held_until_the_last_worker_has_read(pg_demo):
         report = run_clustering(settings, on_result=watch)
     finally:
         RunSnapshot.release = real_release  # type: ignore[method-assign]
-    assert len(report.results) == 2
-    assert seen[0] == 1, "after the first model, the second still has to read: the snapshot must be held"
-    assert seen[1] == 0, "after the last model the snapshot must be gone"
-    assert held and held[0] is True
+    assert len(report.results) == 2, "the second worker could not read in the run's snapshot"
+    assert held == [True], "the snapshot must be released once, while it was still held"
+    assert seen[-1] == 0, "after the last model the snapshot must be gone"

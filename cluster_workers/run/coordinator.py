@@ -208,11 +208,17 @@ def _bounded(
             box.put(("error", exc))
 
     threading.Thread(target=consume, name="result-consumer", daemon=True).start()
+    pending = on_all_read
+
+    def notice_all_read() -> None:
+        nonlocal pending
+        if pending is not None and monitor.all_read():
+            pending()
+            pending = None
+
     while True:
         stopping.check(f"while clustering {monitor.running_description()}")
-        if on_all_read is not None and monitor.all_read():
-            on_all_read()
-            on_all_read = None
+        notice_all_read()
         try:
             kind, value = box.get(timeout=0.25)
         except queue.Empty:
@@ -223,6 +229,7 @@ def _bounded(
             return
         if kind == "error":
             raise value
+        notice_all_read()  # a worker reports "done" before its result arrives: the last result never waits for a poll
         yield value
 
 
