@@ -160,6 +160,7 @@ def test_the_snapshot_is_released_once_every_worker_has_read(pg_demo, tmp_path):
     """While the workers cluster (here: paused on purpose after reading), no transaction of the run is left open
     on the server, so VACUUM is not held back for the clustering's hours. With the snapshot held to the end (the
     earlier behaviour) this finds the coordinator's idle transaction."""
+    import os
     import subprocess
     import sys
     import time
@@ -167,7 +168,7 @@ def test_the_snapshot_is_released_once_every_worker_has_read(pg_demo, tmp_path):
     from tests.conftest import ROOT
 
     log = tmp_path / "run.log"
-    env = {**__import__("os").environ, "CLUSTER_WORKERS_FAULT": "pause-in-clustering=8"}
+    env = {**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-clustering=8"}
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cluster_workers", "cluster", "-d", pg_demo, "--downsample", "1", "--workers", "2",

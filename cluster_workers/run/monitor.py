@@ -93,7 +93,7 @@ class WorkerMonitor:
 
     def all_read(self) -> bool:
         """Every model's worker has read its sample (its fetch's transaction is over): the snapshot can go."""
-        return all(m not in self.unfinished() or (self.status(m) or {}).get("phase") in ("cluster", "done") for m in self.models)
+        return all((self.status(m) or {}).get("phase") in ("cluster", "done") for m in self.unfinished())
 
     def running_description(self) -> str:
         parts = []
