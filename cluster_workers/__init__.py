@@ -1,5 +1,9 @@
 """cluster_workers: HDBSCAN over sentence embeddings stored in SQL, one worker per model."""
 
+from cluster_workers import blas_env
+
+blas_env.apply()  # before numpy loads OpenBLAS, here and in every worker process (they inherit it)
+
 __version__ = "0.2.0"
 
 
