@@ -1,14 +1,18 @@
-"""The engine with OpenBLAS's idle threads sleeping at once (ours) against OpenBLAS's default spin, same data, same run.
+"""The engine on a dense region of the users' kind of data, against a baseline in the same run.
 
-    python bench/blas_spin.py --database production.db --model Nomic --size 60000 --min-samples 365 \
-        --threads 2 --repeat 2 --json docs/benchmarks/blas_spin.json
+    python bench/dense_region.py --database production.db --model Nomic --size 60000 --min-samples 365 \
+        --threads 2 --repeat 2 --json docs/benchmarks/dense_region.json
+    git worktree add /tmp/before COMMIT
+    python bench/dense_region.py --database production.db --against-tree /tmp/before --json ...
 
 The data: a dense region of one model's vectors (every third stored vector, as
 downsample 3 keeps; the ``size`` nearest to a random one), where most core
 distances go to the float64 recomputation as at downsample 3. Each case runs
-in a fresh process (OpenBLAS reads ``OPENBLAS_THREAD_TIMEOUT`` when it loads):
-``default`` sets it to 28, OpenBLAS's compiled-in spin of 2^28 cycles; ``ours``
-leaves it to the package (2^4). Cases alternate; labels must be identical.
+in a fresh process. The baseline is either OpenBLAS's default spin (default:
+``OPENBLAS_THREAD_TIMEOUT=28``, its compiled-in 2^28 cycles, against the
+package's 2^4; OpenBLAS reads it when it loads) or, with ``--against-tree``,
+the package as it is in another checkout (an earlier commit). Cases
+alternate; labels must be identical.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ def region(database: str, model: str, size: int, seed: int) -> np.ndarray:
     return x[np.sort(keep)]
 
 
+def _commit(path: Path) -> str:
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=path).stdout.strip()
+
+
 def main() -> None:
     from cluster_workers.tools.bench import machine_info
 
@@ -71,8 +79,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--against-tree", type=Path, help="a checkout of an earlier commit: the baseline is its package")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
+    baseline = "before" if args.against_tree else "default"
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "region.npy"
@@ -81,10 +91,12 @@ def main() -> None:
         print(f"{x.shape[0]:,} x {x.shape[1]} vectors of {args.model}, min_samples {args.min_samples}, {args.threads} thread(s)")
         print(f"{'case':<8} {'seconds':>8} {'neighbours':>11} {'MST':>7} {'recomputed':>11}")
         for rep in range(args.repeat):
-            for case in ("default", "ours"):
-                env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+            for case in (baseline, "ours"):
+                env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_THREAD_TIMEOUT", "PYTHONPATH")}
                 if case == "default":
                     env["OPENBLAS_THREAD_TIMEOUT"] = "28"
+                tree = args.against_tree if case == "before" else HERE.parent
+                env["PYTHONPATH"] = str(tree.resolve())
                 out = subprocess.run([sys.executable, "-c", CASE, str(path), str(args.threads), str(args.min_samples)],
                                      capture_output=True, text=True, env=env, check=True, timeout=3600)  # fmt: skip
                 row = {"case": case, "repeat": rep, **json.loads(out.stdout.strip().splitlines()[-1])}
@@ -93,15 +105,16 @@ def main() -> None:
                 print(f"{case:<8} {row['seconds']:>8.1f} {t['neighbours_s']:>11.1f} {t['mst_s']:>7.1f} "
                       f"{row['certificate']['recomputed']:>11,}", flush=True)  # fmt: skip
     assert len({r["labels_sha1"] for r in rows}) == 1, "labels differ between cases"
-    best = {c: min(r["seconds"] for r in rows if r["case"] == c) for c in ("default", "ours")}
-    neigh = {c: min(r["timings"]["neighbours_s"] for r in rows if r["case"] == c) for c in ("default", "ours")}
-    print(f"best of {args.repeat}: default {best['default']:.1f} s, ours {best['ours']:.1f} s "
-          f"({best['default'] / best['ours']:.2f}x; neighbours {neigh['default'] / neigh['ours']:.2f}x); labels identical")
+    best = {c: min(r["seconds"] for r in rows if r["case"] == c) for c in (baseline, "ours")}
+    neigh = {c: min(r["timings"]["neighbours_s"] for r in rows if r["case"] == c) for c in (baseline, "ours")}
+    print(f"best of {args.repeat}: {baseline} {best[baseline]:.1f} s, ours {best['ours']:.1f} s "
+          f"({best[baseline] / best['ours']:.2f}x; neighbours {neigh[baseline] / neigh['ours']:.2f}x); labels identical")
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+        commit = _commit(HERE)
         meta = {"date": dt.date.today().isoformat(), "commit": commit, "machine": machine_info(), "model": args.model,
-                "size": int(x.shape[0]), "min_samples": args.min_samples, "threads": args.threads, "seed": args.seed}  # fmt: skip
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "best_s": best, "speedup": round(best["default"] / best["ours"], 3)}, indent=1))
+                "size": int(x.shape[0]), "min_samples": args.min_samples, "threads": args.threads, "seed": args.seed,
+                "baseline": baseline, "baseline_commit": _commit(args.against_tree) if args.against_tree else commit}  # fmt: skip
+        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "best_s": best, "speedup": round(best[baseline] / best["ours"], 3)}, indent=1))
 
 
 if __name__ == "__main__":
