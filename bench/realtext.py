@@ -31,11 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
+
+import cluster_workers  # noqa: E402,F401  first: its BLAS settings apply before numpy loads OpenBLAS (blas_env.py)
+import numpy as np  # noqa: E402
 
 SWEEP = [  # (n, min_cluster_size, min_samples [scikit-learn convention], epsilon, allow_single_cluster)
     (3000, 5, 3, 0.0, False),
