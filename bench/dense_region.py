@@ -64,12 +64,8 @@ def region(database: str, model: str, size: int, seed: int) -> np.ndarray:
     return x[np.sort(keep)]
 
 
-def _commit(path: Path) -> str:
-    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=path).stdout.strip()
-
-
 def main() -> None:
-    from cluster_workers.tools.bench import machine_info
+    from cluster_workers.tools.bench import machine_info, source_commit
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database", required=True, help="SQLite file of the production shape (cluster-workers demo-db)")
@@ -110,10 +106,10 @@ def main() -> None:
     print(f"best of {args.repeat}: {baseline} {best[baseline]:.1f} s, ours {best['ours']:.1f} s "
           f"({best[baseline] / best['ours']:.2f}x; neighbours {neigh[baseline] / neigh['ours']:.2f}x); labels identical")
     if args.json:
-        commit = _commit(HERE)
+        commit = source_commit()
         meta = {"date": dt.date.today().isoformat(), "commit": commit, "machine": machine_info(), "model": args.model,
                 "size": int(x.shape[0]), "min_samples": args.min_samples, "threads": args.threads, "seed": args.seed,
-                "baseline": baseline, "baseline_commit": _commit(args.against_tree) if args.against_tree else commit}  # fmt: skip
+                "baseline": baseline, "baseline_commit": source_commit(args.against_tree) if args.against_tree else commit}  # fmt: skip
         args.json.write_text(json.dumps({"meta": meta, "rows": rows, "best_s": best, "speedup": round(best[baseline] / best["ours"], 3)}, indent=1))
 
 

@@ -15,7 +15,6 @@ import json
 import multiprocessing as mp
 import platform
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ def one_case(n: int, dim: int, ms: int, collapse: bool, copy_share: float, queue
 
 def main() -> None:
     from cluster_workers.engines.memory import fast_peak_bytes
+    from cluster_workers.tools.bench import source_commit
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", required=True, help="NxDIM:MS,... e.g. 120000x384:2,120000x384:1000")
@@ -67,7 +67,7 @@ def main() -> None:
         print(f"{n:>9,} {dim:>5} {ms:>6} {row['seconds']:>8.1f} {row['peak_mib']:>9.0f} {row['formula_mib']:>12.0f} "
               f"{row['certificate']['recomputed']:>11,} {row['copies']:>8,}", flush=True)  # fmt: skip
     if args.json:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=HERE).stdout.strip()
+        commit = source_commit()
         meta = {"date": dt.date.today().isoformat(), "commit": commit, "machine": platform.processor() or platform.machine(),
                 "cpus": __import__("os").cpu_count(), "collapse_copies": not args.no_collapse, "copy_share": args.copy_share}  # fmt: skip
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ def main() -> None:
 
     import cluster_workers
     from cluster_workers.engines import HDBSCANParams, fast
+    from cluster_workers.tools.bench import source_commit
     near_copy_data = _datasets().near_copy_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,7 +80,7 @@ def main() -> None:
                   f"{row['ari']:>7.4f} {row['core_exactly_equal']:>6.1%} {str(row['recomputed']):>10} {seconds:>6.1f}", flush=True)  # fmt: skip
     if args.json:
         code = Path(cluster_workers.__file__).resolve().parent.parent
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=code).stdout.strip()
+        commit = source_commit()  # of the checkout cluster_workers is imported from: ``code``
         meta = {"date": dt.date.today().isoformat(), "commit": commit, "code": str(code), "blobs": args.blobs}
         args.json.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
 

@@ -36,11 +36,12 @@ from cluster_workers.run.worker import ModelResult, peak_rss_mb
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "hdbscan", "joblib", "sqlalchemy", "psycopg", "numba", "threadpoolctl")
 
 
-def source_commit() -> str | None:
-    """The checkout's commit (with ``+changes`` when the tree differs from it), or None outside a git checkout."""
+def source_commit(checkout: Path | None = None) -> str | None:
+    """The commit of ``checkout`` (default: the one this package is imported from), with ``+changes`` when the
+    tree differs from it; None outside a git checkout."""
     import subprocess
 
-    here = Path(__file__).resolve().parent
+    here = checkout or Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10)
