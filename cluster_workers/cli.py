@@ -280,8 +280,8 @@ def run_lengths(
 @app.command()
 def delete(
     result_id: Optional[str] = typer.Argument(None, help="A result id (or unique prefix), `latest` or `latest:MODEL`."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Delete every result of this embedding model."),
-    all_results: bool = typer.Option(False, "--all", help="Delete every clustering result."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Delete every result of this embedding model that this tool made."),
+    all_results: bool = typer.Option(False, "--all", help="Delete every clustering result this tool made (the users' own only by id)."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
     database_url: Optional[str] = DatabaseUrl,
     config: Optional[Path] = ConfigFile,
@@ -295,6 +295,9 @@ def delete(
             raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
         settings = _settings(config, database_url=database_url)
         chosen = removal.chosen_results(settings.database_url, result_id, model, settings.busy_timeout)
+        theirs = removal.left_alone(settings.database_url, result_id, model, settings.busy_timeout)
+        if theirs:
+            typer.echo(f"leaving {theirs} result(s) this tool did not make (the users' own); delete one by naming its id", err=True)
         if not chosen:
             typer.echo("no clustering results to delete")
             return
@@ -426,8 +429,14 @@ def demo_db(
     embeddings: int = typer.Option(9_025, "--embeddings", "-e", min=145, help="Total embeddings (production: 3288025)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same database."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing SQLite file."),
+    schema: str = typer.Option("legacy", "--schema", help="legacy (run/invocation/embedding, three 768-d models) or current "
+                               "(the users' schema today: one 256-d model and their own EVoC layers)."),
+    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated embedding models instead of the schema's default."),
+    dim: Optional[int] = typer.Option(None, "--dim", min=2, max=768, help="Vector dimension (default: 768 legacy, 256 current)."),
+    user_results: Optional[bool] = typer.Option(None, "--user-results/--no-user-results",
+                                                help="Write the users' own EVoC layers (default: with the current schema)."),
 ) -> None:
-    """Build a synthetic experiment database (small demo up to the production shape)."""
+    """Build a synthetic experiment database (small demo up to the production shape), in either schema."""
     from cluster_workers.tools.demo import build_demo_database
 
     target = database_url or path
@@ -445,12 +454,16 @@ def demo_db(
                     last["t"] = time.monotonic()
                     logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
 
-            shape = build_demo_database(target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress)
+            shape = build_demo_database(
+                target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress, schema=schema,
+                models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None, dim=dim,
+                user_results=user_results,
+            )
     except ClusterWorkersError as exc:
         fail(exc)
     from cluster_workers.db.connect import describe
 
-    typer.echo(f"wrote {describe(target)}: {shape.total:,} embeddings in {shape.runs} runs")
+    typer.echo(f"wrote {describe(target)} ({schema} schema): {shape.total:,} embeddings in {shape.runs} runs")
 
 
 @app.command()

@@ -181,3 +181,55 @@ def realtext_template(tmp_path_factory) -> Path:
 @pytest.fixture()
 def realtext_db(realtext_template, tmp_path) -> Path:
     return _private_copy(realtext_template, tmp_path)
+
+
+CURRENT_SMALL = 1_500  # one 256-d model, as the users' current data
+
+
+@pytest.fixture(scope="session")
+def current_template(tmp_path_factory) -> Path:
+    """A small database in the users' current schema, with their own EVoC-style layers."""
+    path = tmp_path_factory.mktemp("current") / "current.db"
+    build_demo_database(str(path), embeddings=CURRENT_SMALL, seed=7, schema="current")
+    return path
+
+
+@pytest.fixture()
+def current_db(current_template, tmp_path) -> Path:
+    return _private_copy(current_template, tmp_path)
+
+
+@pytest.fixture(scope="session")
+def twin_templates(tmp_path_factory) -> dict[str, Path]:
+    """The same data (seed, model, 256-d vectors, ids, texts) in both schemas."""
+    out = {}
+    for schema in ("legacy", "current"):
+        path = tmp_path_factory.mktemp(f"twin_{schema}") / "experiments.db"
+        build_demo_database(str(path), embeddings=CURRENT_SMALL, seed=3, schema=schema, models=("Nomic256",), dim=256)
+        out[schema] = path
+    return out
+
+
+@pytest.fixture(params=["legacy", "current"])
+def any_db(request, tmp_path) -> Path:
+    """A private copy of a small database in each schema in turn (the legacy demo, or the current one)."""
+    template = request.getfixturevalue("demo_template" if request.param == "legacy" else "current_template")
+    return _private_copy(template, tmp_path)
+
+
+def users_rows(path: Path) -> str:
+    """A digest of every row of the users' own tables that is not ours: their results (no run key), their
+    memberships, their other analyses -- to prove them byte-identical after our runs."""
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    h = hashlib.sha256()
+    theirs = [r[0] for r in con.execute("SELECT id FROM clustering_results WHERE parameters NOT LIKE '%run_key%' ORDER BY id")]
+    assert theirs, "no users' results to guard"
+    for rid in theirs:
+        h.update(repr(con.execute("SELECT * FROM clustering_results WHERE id = ?", (rid,)).fetchall()).encode())
+        h.update(repr(con.execute("SELECT * FROM embedding_clusters WHERE clustering_result_id = ? ORDER BY id", (rid,)).fetchall()).encode())
+    for table in ("lyapunov_results", "persistence_diagrams", "experiments", "runs"):
+        h.update(repr(con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()).encode())
+    con.close()
+    return h.hexdigest()

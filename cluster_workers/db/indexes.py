@@ -5,7 +5,11 @@ that invocation: their model and id. Without an index holding those columns,
 SQLite reads the embedding rows themselves -- 3 KB vectors included -- so a cold
 count reads the whole 11.8 GB file. With ``ix_cw_embedding_invocation`` it reads
 the index only; ``ix_cw_invocation_text`` does the same for numbering each run's
-text invocations. Indexes change no result: the queries are the same.
+text invocations. Indexes change no result: the queries are the same. The current
+schema gets the same two on its own tables, and a third its migrations lack:
+``ix_cw_embedding_clusters_result`` on ``embedding_clusters.clustering_result_id``, without
+which reading one result's memberships (``show``, ``export``, every analysis) scans
+every membership row of every result.
 
 Safe on a live database. PostgreSQL: ``CREATE INDEX CONCURRENTLY`` (and ``DROP
 INDEX CONCURRENTLY``), outside a transaction, so the experiment's inserts go on
@@ -25,18 +29,29 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from loguru import logger
 
+from cluster_workers.db.detect import schema_of
 from cluster_workers.db.sampling import is_text
-from cluster_workers.db.schema import embedding, invocation
+from cluster_workers.db.schema import SCHEMAS, Schema
 
-# copies of the tables, so that these opt-in indexes are not part of the schema that create_all() builds
-_own = sa.MetaData()
-_embedding, _invocation = embedding.to_metadata(_own), invocation.to_metadata(_own)
-COVERING = (
-    sa.Index("ix_cw_embedding_invocation", _embedding.c.invocation_id, _embedding.c.embedding_model, _embedding.c.id),
-    # in the order the sampling numbers them (no sort); on SQLite partial: text invocations only
-    sa.Index("ix_cw_invocation_text", _invocation.c.run_id, _invocation.c.sequence_number, _invocation.c.id, _invocation.c.type,
-             sqlite_where=is_text(_invocation)),  # PostgreSQL refuses the enum cast in a predicate: a full index there
-)
+
+def _covering(s: Schema) -> tuple[sa.Index, ...]:
+    """The opt-in indexes of one schema, on copies of its tables (so that create_all() never builds them)."""
+    own = sa.MetaData()
+    emb, inv = s.embedding.to_metadata(own), s.invocation.to_metadata(own)
+    found = [
+        sa.Index("ix_cw_embedding_invocation", emb.c.invocation_id, emb.c.embedding_model, emb.c.id),
+        # in the order the sampling numbers them (no sort); on SQLite partial: text invocations only
+        sa.Index("ix_cw_invocation_text", inv.c.run_id, inv.c.sequence_number, inv.c.id, inv.c.type,
+                 sqlite_where=is_text(inv)),  # PostgreSQL refuses the enum cast in a predicate: a full index there
+    ]
+    if s.layered:  # the users' migrations index embedding_clusters on (embedding_id, clustering_result_id) only
+        ec = s.embedding_cluster.to_metadata(own)
+        found.append(sa.Index("ix_cw_embedding_clusters_result", ec.c.clustering_result_id))
+    return tuple(found)
+
+
+COVERING_BY_SCHEMA = {name: _covering(s) for name, s in SCHEMAS.items()}
+COVERING = COVERING_BY_SCHEMA["legacy"]
 SLOW_COUNT_S = 10.0  # counts slower than this, without the indexes, get a hint in the log
 
 
@@ -48,10 +63,15 @@ class IndexChange:
     size_bytes: int | None
 
 
+def covering(conn: sa.Connection) -> tuple[sa.Index, ...]:
+    """The opt-in indexes for the connection's schema."""
+    return COVERING_BY_SCHEMA[schema_of(conn).name]
+
+
 def existing(conn: sa.Connection) -> set[str]:
     inspector = sa.inspect(conn)
     names: set[str] = set()
-    for table in ("embedding", "invocation"):
+    for table in {ix.table.name for ix in covering(conn)}:
         if inspector.has_table(table):
             names.update(ix["name"] for ix in inspector.get_indexes(table))
     return names
@@ -59,7 +79,7 @@ def existing(conn: sa.Connection) -> set[str]:
 
 def missing(conn: sa.Connection) -> list[str]:
     have = existing(conn)
-    return [ix.name for ix in COVERING if ix.name not in have]
+    return [ix.name for ix in covering(conn) if ix.name not in have]
 
 
 def index_size(conn: sa.Connection, name: str) -> int | None:
@@ -80,7 +100,7 @@ def invalid(conn: sa.Connection) -> set[str]:
         return set()
     rows = conn.execute(sa.text(
         "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE NOT i.indisvalid AND c.relname = ANY(:names)"
-    ), {"names": [ix.name for ix in COVERING]})  # fmt: skip
+    ), {"names": [ix.name for ix in covering(conn)]})  # fmt: skip
     return {name for (name,) in rows}
 
 
@@ -88,7 +108,7 @@ def sqlite_warning(conn: sa.Connection, drop: bool) -> str | None:
     """What an index build will hold on SQLite, said before it starts (None elsewhere or when nothing is to do)."""
     if conn.dialect.name != "sqlite" or drop or not missing(conn):
         return None
-    rows = conn.execute(sa.select(sa.func.count()).select_from(embedding)).scalar_one()
+    rows = conn.execute(sa.select(sa.func.count()).select_from(schema_of(conn).embedding)).scalar_one()
     return (f"SQLite builds an index under the database's write lock: writers wait (up to their busy timeout) until it "
             f"finishes; {rows:,} embeddings to index (docs/production.md gives the time measured on the production shape)")
 
@@ -111,7 +131,7 @@ def apply(conn: sa.Connection, drop: bool = False) -> list[IndexChange]:
     """
     changes = []
     broken = invalid(conn)
-    for ix in COVERING:
+    for ix in covering(conn):
         if ix.name in broken:
             logger.warning("index {}: invalid (an interrupted build); dropping it to build it again", ix.name)
             _statement(ix, conn, drop=True)

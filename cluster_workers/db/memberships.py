@@ -16,7 +16,8 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.sampling import is_text, text_index
-from cluster_workers.db.schema import embedding, embedding_cluster, invocation, run
+from cluster_workers.db.detect import schema_of
+from cluster_workers.db.schema import Schema
 from cluster_workers.db.trees import point_scores
 from cluster_workers.db.vectors import uuid_bytes
 
@@ -41,7 +42,7 @@ STREAM_ROWS = 20_000
 
 def cluster_ranks(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, int]:
     """``medoid embedding id -> rank`` (1 = largest cluster); outliers (no medoid) are not in it."""
-    ec = embedding_cluster
+    ec = schema_of(conn).embedding_cluster
     sizes = conn.execute(
         sa.select(ec.c.medoid_embedding_id, sa.func.count())
         .where(ec.c.clustering_result_id == result_id, ec.c.medoid_embedding_id.is_not(None))
@@ -56,14 +57,16 @@ def rank_by_size(sizes: dict, key=str) -> dict:  # type: ignore[no-untyped-def]
     return {medoid: rank for rank, medoid in enumerate(ordered, 1)}
 
 
-def _text_positions() -> sa.Subquery:
+def _text_positions(s: Schema) -> sa.Subquery:
     """``(invocation_id, text_index)`` for every text invocation."""
-    return sa.select(invocation.c.id.label("invocation_id"), text_index().label("text_index")).where(is_text()).subquery("text_position")
+    invocation = s.invocation
+    return sa.select(invocation.c.id.label("invocation_id"), text_index(s).label("text_index")).where(is_text(invocation)).subquery("text_position")
 
 
-def membership_query(result_id: uuid.UUID) -> sa.Select:
+def membership_query(result_id: uuid.UUID, s: Schema) -> sa.Select:
     """The export's columns (``cluster`` as the medoid id, ranked by the caller), in run and sequence order."""
-    ec, pos = embedding_cluster, _text_positions()
+    ec, pos = s.embedding_cluster, _text_positions(s)
+    embedding, invocation, run = s.embedding, s.invocation, s.run
     return (
         sa.select(
             ec.c.embedding_id,
@@ -92,7 +95,7 @@ def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STR
     ranks = cluster_ranks(conn, result_id)
     scores = point_scores(conn, result_id)
     none = (None, None)
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id))
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id, schema_of(conn)))
     for part in result.partitions(batch):
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
@@ -147,8 +150,9 @@ def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
     Measured on the production shape (1.1M text invocations): 3 s, where the window
     function joined into each result's query took 10-20 s per result.
     """
+    invocation = schema_of(conn).invocation
     rows = conn.execute(
-        sa.select(_raw(invocation.c.id), _raw(invocation.c.run_id), invocation.c.sequence_number).where(is_text())
+        sa.select(_raw(invocation.c.id), _raw(invocation.c.run_id), invocation.c.sequence_number).where(is_text(invocation))
     ).all()
     if not rows:
         return {}
@@ -170,7 +174,8 @@ def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
 def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, tuple[object, int]] | None = None) -> Labelled:
     """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given)."""
     positions = text_positions(conn) if positions is None else positions
-    ec = embedding_cluster
+    s = schema_of(conn)
+    ec, embedding, run = s.embedding_cluster, s.embedding, s.run
     rows = conn.execute(
         sa.select(_raw(embedding.c.invocation_id), _raw(ec.c.medoid_embedding_id))
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
@@ -207,6 +212,8 @@ def texts_of(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.U
 
 def embedding_details(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[uuid.UUID, int, str | None]]:
     """``embedding id -> (run id, sequence number, output text)``, looked up by primary key, 500 at a time."""
+    s = schema_of(conn)
+    embedding, invocation = s.embedding, s.invocation
     out: dict[uuid.UUID, tuple[uuid.UUID, int, str | None]] = {}
     for start in range(0, len(embedding_ids), 500):
         chunk = embedding_ids[start : start + 500]
@@ -221,6 +228,7 @@ def embedding_details(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> di
 
 def vectors_of(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid.UUID, np.ndarray]:
     """The float32 vectors of a few embeddings (a plot's sample), looked up by primary key."""
+    embedding = schema_of(conn).embedding
     out: dict[uuid.UUID, np.ndarray] = {}
     for start in range(0, len(embedding_ids), 500):
         chunk = embedding_ids[start : start + 500]
@@ -232,7 +240,7 @@ def vectors_of(conn: sa.Connection, embedding_ids: list[uuid.UUID]) -> dict[uuid
 
 def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, seed: int = 0) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
     """Up to ``limit`` ``(embedding id, medoid id)`` of the result, a seeded random sample (Python side)."""
-    ec = embedding_cluster
+    ec = schema_of(conn).embedding_cluster
     rows = conn.execute(
         sa.select(_raw(ec.c.embedding_id), _raw(ec.c.medoid_embedding_id)).where(ec.c.clustering_result_id == result_id)
     ).all()

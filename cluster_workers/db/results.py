@@ -12,23 +12,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.schema import (
-    RESULT_TABLES,
-    clustering_result,
-    embedding,
-    embedding_cluster,
-    invocation,
-    metadata,
-)
+from cluster_workers.db.detect import schema_of
+from cluster_workers.db.schema import Schema
 from cluster_workers.db.trees import byte_order, delete_trees, encode, sorted_positions, write_tree
 from cluster_workers.errors import DatabaseError
 
 INSERT_CHUNK = 50_000  # rows between progress calls (and stop checks) inside the commit
-INSERT_MEMBERSHIPS = (
-    "INSERT INTO embeddingcluster (id, embedding_id, clustering_result_id, medoid_embedding_id) VALUES (?, ?, ?, ?)"
-)
 NULL_TEXT = "\\N"  # NULL in COPY's text format
-COPY_MEMBERSHIPS = "COPY embeddingcluster (id, embedding_id, clustering_result_id, medoid_embedding_id) FROM STDIN"
 ALGORITHM = "hdbscan"
 
 
@@ -69,15 +59,29 @@ def hex_rows(id_bytes: np.ndarray) -> list[str]:
     return [text[i : i + 32] for i in range(0, len(text), 32)]
 
 
-def membership_columns(result: ResultLike, result_id: uuid.UUID, when: float) -> tuple[list[str], list[str], str, list[str | None]]:
-    """The ``embeddingcluster`` rows of one result as hex columns ``(ids, embedding ids, result id, medoid ids)``,
-    sorted by embedding id (so the unique index is filled in order); outliers get a NULL medoid."""
+def membership_columns(
+    result: ResultLike, result_id: uuid.UUID, when: float, s: Schema | None = None
+) -> tuple[list[str], list[str], str, list[str | None]]:
+    """The membership rows of one result as text columns ``(ids, embedding ids, result id, medoid ids)`` in the
+    schema's id format (32-char hex, or dashed for the current schema), sorted by embedding id (so the unique index
+    is filled in order); outliers get a NULL medoid."""
     order = byte_order(result.embedding_ids)
     embedding_hex = hex_rows(result.embedding_ids[order])
     medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)]) if len(result.medoid_rows) else []
+    ids = hex_rows(time_ordered_ids(len(order), when))
+    rid = result_id.hex
+    if s is not None and s.id_text("0" * 32) != "0" * 32:  # the schema writes ids in another text form
+        ids, embedding_hex, medoid_hex = ([s.id_text(h) for h in col] for col in (ids, embedding_hex, medoid_hex))
+        rid = s.id_text(rid)
     labels = result.labels[order].tolist()
     medoids = [medoid_hex[label] if label >= 0 else None for label in labels]
-    return hex_rows(time_ordered_ids(len(order), when)), embedding_hex, result_id.hex, medoids
+    return ids, embedding_hex, rid, medoids
+
+
+def membership_names(s: Schema) -> list[str]:
+    """The membership table's columns a raw insert fills, in order (the stamps too, where the schema has them)."""
+    names = ["id", "embedding_id", "clustering_result_id", "medoid_embedding_id"]
+    return names + (["inserted_at", "updated_at"] if s.stamped else [])
 
 
 def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid.UUID, progress: Any) -> int:
@@ -86,26 +90,33 @@ def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid
     SQLite: ``executemany`` of plain tuples on the driver connection; PostgreSQL: ``COPY``;
     anything else: SQLAlchemy's ``insert``. ``progress(rows)`` after each batch (it may raise to stop).
     """
-    ids, embedding_ids, rid, medoids = membership_columns(result, result_id, time.time())
+    s = schema_of(conn)
+    ids, embedding_ids, rid, medoids = membership_columns(result, result_id, time.time(), s)
+    stamps = [s.timestamp_text(_utc(time.time()))] * 2 if s.stamped else []
+    names = membership_names(s)
     n = len(ids)
     driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
+        copy_sql = f"COPY {s.embedding_cluster.name} ({', '.join(names)}) FROM STDIN"
+        tail = "".join(f"\t{v}" for v in stamps)
         for start in range(0, n, INSERT_CHUNK):
             stop = min(n, start + INSERT_CHUNK)
             block = "".join(
-                f"{ids[k]}\t{embedding_ids[k]}\t{rid}\t{medoids[k] or NULL_TEXT}\n" for k in range(start, stop)
-            )  # COPY's text format; hex ids need no escaping
-            with driver.cursor() as cur, cur.copy(COPY_MEMBERSHIPS) as copy:
+                f"{ids[k]}\t{embedding_ids[k]}\t{rid}\t{medoids[k] or NULL_TEXT}{tail}\n" for k in range(start, stop)
+            )  # COPY's text format; ids and timestamps need no escaping
+            with driver.cursor() as cur, cur.copy(copy_sql) as copy:
                 copy.write(block)
             if progress is not None:
                 progress(stop - start)
         return n
+    insert_sql = f"INSERT INTO {s.embedding_cluster.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     for start in range(0, n, INSERT_CHUNK):
         stop = min(n, start + INSERT_CHUNK)
         if conn.dialect.name == "sqlite":
-            driver.executemany(INSERT_MEMBERSHIPS, zip(ids[start:stop], embedding_ids[start:stop], [rid] * (stop - start), medoids[start:stop]))
+            rows = zip(ids[start:stop], embedding_ids[start:stop], [rid] * (stop - start), medoids[start:stop], *([v] * (stop - start) for v in stamps))
+            driver.executemany(insert_sql, rows)
         else:
-            conn.execute(sa.insert(embedding_cluster), [
+            conn.execute(sa.insert(s.embedding_cluster), [
                 {"id": uuid.UUID(ids[k]), "embedding_id": uuid.UUID(embedding_ids[k]), "clustering_result_id": result_id,
                  "medoid_embedding_id": None if medoids[k] is None else uuid.UUID(medoids[k])} for k in range(start, stop)
             ])
@@ -115,13 +126,47 @@ def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid
 
 
 def create_result_tables(conn: sa.Connection) -> None:
-    metadata.create_all(conn, tables=list(RESULT_TABLES), checkfirst=True)
+    """The tables this tool writes that the database lacks (legacy: all three; current: only ``clusteringtree``)."""
+    s = schema_of(conn)
+    s.metadata.create_all(conn, tables=list(s.ours), checkfirst=True)
+
+
+def has_results_table(conn: sa.Connection) -> bool:
+    return sa.inspect(conn).has_table(schema_of(conn).clustering_result.name)
+
+
+def algorithm_name(s: Schema, run_key: dict, algorithm: str = ALGORITHM) -> str:
+    """The ``algorithm`` a result of ours is written with.
+
+    Legacy schema: the engine family (``hdbscan``). Current schema: its UNIQUE (embedding_model,
+    algorithm, layer) allows one result per model, algorithm and layer, so the name says what made the
+    result and carries a digest of its run key: results with other parameters or downsamples coexist,
+    and only a second result with the *same* run key conflicts (e.g.
+    ``hdbscan ds=10 mcs=auto ms=auto eps=0.5 eom #3f2a91c0``).
+    """
+    if not s.layered:
+        return algorithm
+    import hashlib
+    import json
+
+    digest = hashlib.blake2b(json.dumps(run_key, sort_keys=True, default=str).encode(), digest_size=4).hexdigest()
+    def value(key: str) -> str:
+        v = run_key.get(key)
+        return "auto" if v in (0, None) and key in ("min_cluster_size", "min_samples") else str(v)
+    parts = [algorithm]
+    if run_key.get("downsample") is not None:
+        parts.append(f"ds={run_key['downsample']}")
+    if "min_cluster_size" in run_key:
+        parts += [f"mcs={value('min_cluster_size')}", f"ms={value('min_samples')}", f"eps={value('cluster_selection_epsilon')}",
+                  str(run_key.get("cluster_selection_method", "eom"))]
+    return " ".join(parts) + f" #{digest}"
 
 
 def matching_results(conn: sa.Connection, model: str, run_key: dict) -> list[tuple[uuid.UUID, dict]]:
     """``(id, parameters)`` of the model's results made with the same run key, oldest first."""
-    if not sa.inspect(conn).has_table(clustering_result.name):
+    if not has_results_table(conn):
         return []
+    clustering_result = schema_of(conn).clustering_result
     rows = conn.execute(
         sa.select(clustering_result.c.id, clustering_result.c.parameters)
         .where(clustering_result.c.embedding_model == model)
@@ -133,6 +178,37 @@ def matching_results(conn: sa.Connection, model: str, run_key: dict) -> list[tup
 def matching_result_ids(conn: sa.Connection, model: str, run_key: dict) -> list[uuid.UUID]:
     """Ids of the model's results made with the same run key (the settings that define a result)."""
     return [rid for rid, _ in matching_results(conn, model, run_key)]
+
+
+class ResultConflict(DatabaseError):
+    """A result would break the current schema's UNIQUE (embedding_model, algorithm, layer)."""
+
+
+def _delete_rows(conn: sa.Connection, ids: list[uuid.UUID]) -> int:
+    """Delete results, their trees and memberships (the caller's transaction); returns memberships removed."""
+    s = schema_of(conn)
+    delete_trees(conn, ids)
+    removed = conn.execute(sa.delete(s.embedding_cluster).where(s.embedding_cluster.c.clustering_result_id.in_(ids))).rowcount
+    conn.execute(sa.delete(s.clustering_result).where(s.clustering_result.c.id.in_(ids)))
+    return removed
+
+
+def check_unique_rule(conn: sa.Connection, model: str, algorithm: str, layer: int, option: str = "--force") -> None:
+    """Refuse, in one line, a result the current schema's UNIQUE (embedding_model, algorithm, layer) would reject."""
+    s = schema_of(conn)
+    if not s.layered or not has_results_table(conn):
+        return
+    cr = s.clustering_result
+    found = conn.execute(
+        sa.select(cr.c.id, cr.c.created_at).where(cr.c.embedding_model == model, cr.c.algorithm == algorithm, cr.c.layer == layer)
+    ).first()
+    if found is not None:
+        made = f", made {found[1]:%Y-%m-%d %H:%M} UTC" if found[1] else ""
+        raise ResultConflict(
+            f"model {model}: result {found[0].hex[:8]} ({algorithm!r}, layer {layer}{made}) already holds this model, algorithm "
+            f"and layer, which the database allows once (UNIQUE embedding_model, algorithm, layer); pass {option} to replace it "
+            f"in the same transaction"
+        )
 
 
 def write_results(
@@ -148,10 +224,12 @@ def write_results(
     With ``replace``, the models' earlier results with the same run key are
     deleted first, in the same transaction. ``result_ids`` (one per result, in
     order) names the new rows; by default each gets a fresh uuid4. Returns row
-    counts written.
+    counts written. On the current schema a result whose (model, algorithm, layer)
+    is taken raises :class:`ResultConflict` before anything is inserted.
     """
     if result_ids is not None and len(result_ids) != len(results):
         raise ValueError(f"{len(result_ids)} result ids for {len(results)} results")
+    s = schema_of(conn)
     named = list(zip(results, result_ids if result_ids is not None else [None] * len(results)))
     create_result_tables(conn)
     if conn.dialect.name == "sqlite":
@@ -161,11 +239,10 @@ def write_results(
         for result in results:
             old = matching_result_ids(conn, result.model, run_key)
             if old:
-                delete_trees(conn, old)
-                deleted += conn.execute(
-                    sa.delete(embedding_cluster).where(embedding_cluster.c.clustering_result_id.in_(old))
-                ).rowcount
-                conn.execute(sa.delete(clustering_result).where(clustering_result.c.id.in_(old)))
+                deleted += _delete_rows(conn, old)
+    algorithm = algorithm_name(s, run_key)
+    for result in results:
+        check_unique_rule(conn, result.model, algorithm, int(getattr(result, "layer", 0)))
     written = 0
     created_at: dt.datetime | None = None
     for result, given_id in sorted(named, key=lambda pair: pair[0].completed_at):
@@ -173,20 +250,18 @@ def write_results(
         stamp = _utc(result.completed_at)
         created_at = stamp if created_at is None or stamp > created_at else created_at + dt.timedelta(microseconds=1)
         result_id = given_id or uuid.uuid4()
-        conn.execute(
-            sa.insert(clustering_result),
-            [
-                {
-                    "id": result_id,
-                    "created_at": created_at,
-                    "started_at": _utc(result.started_at),
-                    "completed_at": _utc(result.completed_at),
-                    "embedding_model": result.model,
-                    "algorithm": ALGORITHM,
-                    "parameters": {**result.parameters, "run_key": run_key},
-                }
-            ],
-        )
+        row = {
+            "id": result_id,
+            "created_at": created_at,
+            "started_at": _utc(result.started_at),
+            "completed_at": _utc(result.completed_at),
+            "embedding_model": result.model,
+            "algorithm": algorithm,
+            "parameters": {**result.parameters, "run_key": run_key},
+        }
+        if s.layered:
+            row["layer"] = int(getattr(result, "layer", 0))
+        conn.execute(sa.insert(s.clustering_result), [row])
         written += _insert_memberships(conn, result, result_id, progress)
         tree = getattr(result, "tree", None)
         if tree is not None:
@@ -210,6 +285,8 @@ class ResultSummary:
     clusters: int
     outliers: int
     stale: bool | None = None  # the database's sample for these parameters differs now (None: not checked / unknown)
+    layer: int = 0  # the current schema's column; the legacy schema keeps it in parameters
+    ours: bool = True  # made by this tool; False for the users' own results (current schema, no run key: their EVoC layers)
 
     @property
     def outlier_share(self) -> float:
@@ -229,34 +306,62 @@ class ClusterSummary:
     medoid_text: str | None
 
 
+def _parameters(value: object) -> dict:
+    """A result's parameters as a dict, whoever wrote them (JSON text that was never decoded, or nothing)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        import json
+
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return {"raw": value}
+        return decoded if isinstance(decoded, dict) else {"raw": decoded}
+    return {} if value is None else {"raw": value}
+
+
 def _summaries(conn: sa.Connection, ids: list[uuid.UUID] | None = None) -> list[ResultSummary]:
     """Results with their sample, cluster and outlier counts, newest first (only ``ids`` when given)."""
-    cr, ec = clustering_result, embedding_cluster
+    s = schema_of(conn)
+    cr, ec = s.clustering_result, s.embedding_cluster
+    layer = cr.c.layer if s.layered else sa.literal(0)
+    counts = (
+        sa.select(
+            ec.c.clustering_result_id.label("result_id"),
+            sa.func.count().label("n"),
+            sa.func.count(sa.distinct(ec.c.medoid_embedding_id)).label("clusters"),
+            (sa.func.count() - sa.func.count(ec.c.medoid_embedding_id)).label("outliers"),
+        )
+        .group_by(ec.c.clustering_result_id)
+    )
+    if ids is not None:
+        counts = counts.where(ec.c.clustering_result_id.in_(ids))
+    counts = counts.subquery("counts")
     query = (
         sa.select(
-            cr.c.id,
-            cr.c.embedding_model,
-            cr.c.created_at,
-            cr.c.started_at,
-            cr.c.completed_at,
-            cr.c.algorithm,
-            cr.c.parameters,
-            sa.func.count(ec.c.id),
-            sa.func.count(sa.distinct(ec.c.medoid_embedding_id)),
-            sa.func.count(ec.c.id) - sa.func.count(ec.c.medoid_embedding_id),
+            cr.c.id, cr.c.embedding_model, cr.c.created_at, cr.c.started_at, cr.c.completed_at, cr.c.algorithm, cr.c.parameters,
+            sa.func.coalesce(counts.c.n, 0), sa.func.coalesce(counts.c.clusters, 0), sa.func.coalesce(counts.c.outliers, 0), layer,
         )
-        .select_from(cr.outerjoin(ec, ec.c.clustering_result_id == cr.c.id))
-        .group_by(cr.c.id)
-        .order_by(cr.c.created_at.desc(), cr.c.embedding_model)
+        .select_from(cr.outerjoin(counts, counts.c.result_id == cr.c.id))
+        .order_by(cr.c.created_at.desc(), cr.c.embedding_model, layer)
     )
     if ids is not None:
         query = query.where(cr.c.id.in_(ids))
-    return [ResultSummary(*row) for row in conn.execute(query)]
+    out = []
+    for rid, model, created, started, completed, algorithm, params, n, clusters, outliers, lay in conn.execute(query):
+        params = _parameters(params)
+        lay = int(lay) if s.layered else int(params.get("layer", 0) or 0)
+        # legacy: the result tables are this tool's own; current: they are the users', and ours carry a run key
+        mine = not s.layered or "run_key" in params
+        out.append(ResultSummary(rid, model, created, started, completed, algorithm, params, int(n), int(clusters), int(outliers),
+                                 layer=lay, ours=mine))
+    return out
 
 
 def list_results(conn: sa.Connection) -> list[ResultSummary]:
     """Every clustering result with its sample, cluster and outlier counts, newest first."""
-    if not sa.inspect(conn).has_table(clustering_result.name):
+    if not has_results_table(conn):
         return []
     return _summaries(conn)
 
@@ -267,11 +372,11 @@ LATEST = "latest"
 def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
     """A result's id from a full id, a unique id prefix, ``latest`` (the newest result) or ``latest:MODEL``.
 
-    Reads ``clusteringresult`` only (ids, models, creation times), never the memberships.
+    Reads the results table only (ids, models, creation times), never the memberships.
     """
-    cr = clustering_result
+    cr = schema_of(conn).clustering_result
     wanted = result_id.strip()
-    if not sa.inspect(conn).has_table(cr.name):
+    if not has_results_table(conn):
         raise DatabaseError("the database has no clustering results yet")
     if wanted.lower() == LATEST or wanted.lower().startswith(LATEST + ":"):
         model = wanted.split(":", 1)[1] if ":" in wanted else None
@@ -297,15 +402,22 @@ def find_result(conn: sa.Connection, result_id: str) -> ResultSummary:
 
 
 def results_to_delete(conn: sa.Connection, result_id: str | None = None, model: str | None = None) -> list[ResultSummary]:
-    """The results one ``delete`` names: one id (prefix, ``latest``), every result of ``model``, or all (neither)."""
+    """The results one ``delete`` names: one id (prefix, ``latest``; anyone's result), or every result of
+    ``model``, or all (neither) -- of *ours* only: the users' own results (no run key, e.g. their EVoC layers)
+    are deleted only by naming their id."""
     if result_id is not None:
         return [find_result(conn, result_id)]
-    rows = list_results(conn)
+    rows = [r for r in list_results(conn) if r.ours]
     if model is not None:
         rows = [r for r in rows if r.model == model]
         if not rows:
-            raise DatabaseError(f"no clustering result for model {model!r}")
+            raise DatabaseError(f"no clustering result of this tool for model {model!r} (the users' own results are deleted by id)")
     return rows
+
+
+def foreign_results(conn: sa.Connection, model: str | None = None) -> int:
+    """How many results this tool did not make (left alone by ``delete --all`` / ``--model``)."""
+    return sum(1 for r in list_results(conn) if not r.ours and (model is None or r.model == model))
 
 
 def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Callable[[], None] | None = None) -> int:
@@ -313,9 +425,7 @@ def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Calla
     returns the memberships removed. ``after_batch`` runs after each (a safe point to stop)."""
     removed = 0
     for result_id in ids:
-        delete_trees(conn, [result_id])
-        removed += conn.execute(sa.delete(embedding_cluster).where(embedding_cluster.c.clustering_result_id == result_id)).rowcount
-        conn.execute(sa.delete(clustering_result).where(clustering_result.c.id == result_id))
+        removed += _delete_rows(conn, [result_id])
         if after_batch is not None:
             after_batch()
     return removed
@@ -323,7 +433,8 @@ def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Calla
 
 def cluster_summaries(conn: sa.Connection, result_id: uuid.UUID) -> list[ClusterSummary]:
     """The result's clusters, largest first, with the medoid's text; outliers as one row with no medoid."""
-    ec = embedding_cluster
+    s = schema_of(conn)
+    ec, embedding, invocation = s.embedding_cluster, s.embedding, s.invocation
     sizes = (
         sa.select(ec.c.medoid_embedding_id.label("medoid"), sa.func.count().label("size"))
         .where(ec.c.clustering_result_id == result_id)

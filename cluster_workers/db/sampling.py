@@ -12,54 +12,63 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from cluster_workers.db.schema import embedding, invocation, run
+from cluster_workers.db.detect import schema_of
+from cluster_workers.db.schema import LEGACY_SCHEMA, Schema
 from cluster_workers.db.snapshot import SampleBound, embedding_rowid, id_digest
 
 CALIBRATION_PROMPTS = ("yeah", "nah")
 
 
-def is_text(table: sa.Table = invocation) -> sa.ColumnElement[bool]:
-    """A text invocation. The enum name is stored ('TEXT'); lower case is accepted, and the cast lets
-    native PostgreSQL enums compare too."""
+def is_text(table: sa.Table = LEGACY_SCHEMA.invocation) -> sa.ColumnElement[bool]:
+    """A text invocation. The legacy schema stores the enum name ('TEXT'), the current one 'text': compared
+    upper-cased, and the cast lets native PostgreSQL enums compare too."""
     return sa.func.upper(sa.cast(table.c.type, sa.String)) == "TEXT"
 
 
-def _not_calibration():
+def _not_calibration(s: Schema, experiment: str | None = None):
+    """Runs that count: not calibration runs (initial prompt ``yeah``/``nah``), and of ``experiment`` when given."""
+    run = s.run
     prompt = sa.func.lower(sa.func.trim(run.c.initial_prompt))
-    return sa.or_(run.c.initial_prompt.is_(None), prompt.not_in(CALIBRATION_PROMPTS))
+    keep = sa.or_(run.c.initial_prompt.is_(None), prompt.not_in(CALIBRATION_PROMPTS))
+    if experiment is not None:
+        keep = sa.and_(keep, run.c.experiment_id == sa.bindparam("experiment", experiment, type_=run.c.experiment_id.type))
+    return keep
 
 
-def text_index() -> sa.ColumnElement[int]:
+def text_index(s: Schema = LEGACY_SCHEMA) -> sa.ColumnElement[int]:
     """An invocation's position among its run's text invocations (0, 1, 2, ... in sequence order).
 
     A window expression: select it from ``invocation`` filtered to text invocations.
     """
+    invocation = s.invocation
     return sa.func.row_number().over(partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)) - 1
 
 
-def kept_invocations(downsample: int) -> sa.Subquery:
-    """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample``."""
+def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str | None = None) -> sa.Subquery:
+    """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample``
+    (of one experiment's runs when ``experiment`` is given)."""
+    invocation, run = s.invocation, s.run
     if downsample < 1:
         raise ValueError("downsample must be >= 1")
     if downsample == 1:
         base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
-        return base.where(is_text(), _not_calibration()).subquery("kept")
+        return base.where(is_text(invocation), _not_calibration(s, experiment)).subquery("kept")
     # number every run's text invocations first, then keep every N-th of the non-calibration runs: the
     # numbering is per run, so filtering runs afterwards keeps the same set and looks up N times fewer runs
     numbered = (
-        sa.select(invocation.c.id.label("invocation_id"), invocation.c.run_id, text_index().label("text_index"))
-        .where(is_text())
+        sa.select(invocation.c.id.label("invocation_id"), invocation.c.run_id, text_index(s).label("text_index"))
+        .where(is_text(invocation))
         .subquery("text_invocation")
     )
     return (
         sa.select(numbered.c.invocation_id)
         .join(run, run.c.id == numbered.c.run_id)
-        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0, _not_calibration())
+        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0, _not_calibration(s, experiment))
         .subquery("kept")
     )
 
 
-def _within(query: sa.Select, bound: SampleBound | None, covered: bool = False) -> sa.Select:
+def _within(query: sa.Select, bound: SampleBound | None, s: Schema, covered: bool = False) -> sa.Select:
     """Leave out embeddings inserted after the run's counts (SQLite's rowid bound).
 
     ``covered``: the query reads only indexed columns. The bound is then written
@@ -69,28 +78,34 @@ def _within(query: sa.Select, bound: SampleBound | None, covered: bool = False) 
     (measured on the production shape, cold cache: 33.6 s against 3.1 s).
     """
     if bound is not None and bound.max_rowid is not None:
-        rowid = embedding_rowid() + 0 if covered else embedding_rowid()
+        rowid = embedding_rowid(s.embedding.name) + 0 if covered else embedding_rowid(s.embedding.name)
         return query.where(rowid <= bound.max_rowid)
     return query
 
 
-def count_all_query(bound: SampleBound | None = None) -> sa.Select:
-    """Embeddings per model before downsampling (every row of ``embedding``)."""
-    return _within(sa.select(embedding.c.embedding_model, sa.func.count()), bound, covered=True).group_by(
-        embedding.c.embedding_model
-    )
+def count_all_query(bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA, experiment: str | None = None) -> sa.Select:
+    """Embeddings per model before downsampling (every row of ``embedding``; of one experiment's runs if given)."""
+    embedding = s.embedding
+    query = sa.select(embedding.c.embedding_model, sa.func.count())
+    if experiment is not None:
+        query = query.join(s.invocation, s.invocation.c.id == embedding.c.invocation_id).join(
+            s.run, s.run.c.id == s.invocation.c.run_id).where(s.run.c.experiment_id == sa.bindparam("experiment", experiment, type_=s.run.c.experiment_id.type))
+    return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
-def count_sampled_query(downsample: int, bound: SampleBound | None = None) -> sa.Select:
+def count_sampled_query(downsample: int, bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
+                        experiment: str | None = None) -> sa.Select:
     """Per model after downsampling: count, and the sum of 32-bit hashes of the sampled ids (the digest)."""
-    kept = kept_invocations(downsample)
+    embedding = s.embedding
+    kept = kept_invocations(downsample, s, experiment)
     query = sa.select(embedding.c.embedding_model, sa.func.count(), sa.func.sum(id_digest(embedding.c.id))).join(
         kept, kept.c.invocation_id == embedding.c.invocation_id
     )
-    return _within(query, bound, covered=True).group_by(embedding.c.embedding_model)
+    return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
-def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None = None) -> sa.Select:
+def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
+                          experiment: str | None = None) -> sa.Select:
     """``(id, vector)`` of one model's sampled embeddings.
 
     The kept invocations drive the join (embedding looked up by ``invocation_id``);
@@ -98,13 +113,14 @@ def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None
     index instead, which reads every one of the model's rows (measured: 2x slower
     at downsample 10000 on the production shape).
     """
-    kept = kept_invocations(downsample)
+    embedding = s.embedding
+    kept = kept_invocations(downsample, s, experiment)
     query = (
-        sa.select(embedding.c.id, embedding.c.vector)
+        sa.select(sa.type_coerce(embedding.c.id, sa.String), embedding.c.vector)
         .select_from(kept.join(embedding, embedding.c.invocation_id == kept.c.invocation_id))
         .where(embedding.c.embedding_model + sa.literal("") == sa.bindparam("model", model))
     )
-    return _within(query, bound)
+    return _within(query, bound, s)
 
 
 def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) -> list[tuple[object, str]]:
@@ -113,6 +129,8 @@ def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) ->
     The anti-join reads only ``embedding.invocation_id`` (its index, on SQLite) and
     the invocation primary key; rows are fetched only for the orphans found.
     """
+    s = schema_of(conn)
+    embedding, invocation = s.embedding, s.invocation
     missing = (
         sa.select(embedding.c.invocation_id)
         .where(~sa.exists().where(invocation.c.id == embedding.c.invocation_id))
@@ -127,23 +145,33 @@ def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) ->
 
 
 def counts(
-    conn: sa.Connection, downsample: int, bound: SampleBound | None = None
+    conn: sa.Connection, downsample: int, bound: SampleBound | None = None, experiment: str | None = None
 ) -> tuple[dict[str, int], dict[str, int], dict[str, dict]]:
     """``(before, after, fingerprints)`` per model: all and sampled embeddings, one GROUP BY query each.
 
     A fingerprint is ``{"count": n, "digest": "..."}``: equal fingerprints mean the same sample.
     """
-    before = {m: int(c) for m, c in conn.execute(count_all_query(bound))}
+    s = schema_of(conn)
+    before = {m: int(c) for m, c in conn.execute(count_all_query(bound, s, experiment))}
     after: dict[str, int] = {}
     fingerprints: dict[str, dict] = {}
-    for model, n, digest in conn.execute(count_sampled_query(downsample, bound)):
+    for model, n, digest in conn.execute(count_sampled_query(downsample, bound, s, experiment)):
         after[model] = int(n)
         fingerprints[model] = {"count": int(n), "digest": format(int(digest or 0), "x")}
     return before, after, fingerprints
 
 
+def calibration_runs(conn: sa.Connection) -> dict[str, int]:
+    """How many runs the calibration rule leaves out, per calibration prompt (what the rule found in this database)."""
+    run = schema_of(conn).run
+    prompt = sa.func.lower(sa.func.trim(run.c.initial_prompt))
+    rows = conn.execute(sa.select(prompt, sa.func.count()).where(prompt.in_(CALIBRATION_PROMPTS)).group_by(prompt))
+    return {str(p): int(n) for p, n in rows}
+
+
 def vector_dimensions(conn: sa.Connection, models: list[str]) -> dict[str, int]:
     """Each model's vector dimension, from one stored vector (float32 bytes / 4); 0 when it has none."""
+    embedding = schema_of(conn).embedding
     out: dict[str, int] = {}
     for model in models:
         query = sa.select(sa.func.length(embedding.c.vector)).where(embedding.c.embedding_model == model).limit(1)

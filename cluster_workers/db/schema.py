@@ -1,88 +1,300 @@
-"""SQLAlchemy Core tables: the experiment tables (read) and the result tables (written).
+"""The two experiment schemas the tool serves, as SQLAlchemy Core tables with one set of column keys.
 
-Names and column types follow the experiment database as the experiments wrote
-it: UUID ids (``Uuid``: 32-char hex on SQLite, native ``uuid`` on PostgreSQL),
-``invocation.type`` holding the enum *name* (``'TEXT'``/``'IMAGE'``), vectors as
-raw little-endian float32 BLOBs.
+*legacy*: the experiments' first application (``run``, ``invocation``, ``embedding``;
+UUIDs as SQLAlchemy ``Uuid``: 32-char hex on SQLite, ``uuid`` on PostgreSQL; ``type``
+holding the enum *name* ``'TEXT'``/``'IMAGE'``). Its result tables
+(``clusteringresult``, ``embeddingcluster``) are ours and created when first written.
+
+*current*: the rewritten application (plural tables, UUIDs as 36-char dashed text,
+``'text'``/``'image'``, ISO 8601 text timestamps with microseconds and ``Z``,
+``inserted_at``/``updated_at`` NOT NULL on every row, ``runs.run_number``, no seeds,
+``clustering_results.layer`` with UNIQUE (embedding_model, algorithm, layer)). Every
+table but our own ``clusteringtree`` is the users': never created or altered here.
+
+Both map onto the same column *keys* (``invocation.c.output_image_data``,
+``clustering_result.c.created_at`` -- the current schema's ``inserted_at``), so a
+query is written once and built on whichever :class:`Schema` a connection holds
+(:func:`cluster_workers.db.detect.schema_of`). Code above ``db/`` never sees which.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
 import sqlalchemy as sa
+from sqlalchemy.types import TypeDecorator
 
-metadata = sa.MetaData()
+LEGACY, CURRENT = "legacy", "current"
+SCHEMA_NAMES = (LEGACY, CURRENT)
 
-run = sa.Table(
-    "run",
-    metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("network", sa.JSON),
-    sa.Column("seed", sa.Integer),
-    sa.Column("max_length", sa.Integer),
-    sa.Column("initial_prompt", sa.String),
-    sa.Column("experiment_id", sa.Uuid, nullable=True),
-)
 
-invocation = sa.Table(
-    "invocation",
-    metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("started_at", sa.DateTime),
-    sa.Column("completed_at", sa.DateTime),
-    sa.Column("model", sa.String),
-    sa.Column("type", sa.Enum("TEXT", "IMAGE", name="invocationtype")),
-    sa.Column("seed", sa.Integer),
-    sa.Column("run_id", sa.Uuid, sa.ForeignKey("run.id"), index=True),
-    sa.Column("sequence_number", sa.Integer),
-    sa.Column("input_invocation_id", sa.Uuid, nullable=True),
-    sa.Column("output_text", sa.String, nullable=True),
-    sa.Column("output_image_data", sa.LargeBinary, nullable=True),
-)
+class DashedUuid(TypeDecorator):
+    """A UUID stored as 36-char dashed lower-case text; ``uuid.UUID`` in Python (binds also take text or 16 bytes)."""
 
-embedding = sa.Table(
-    "embedding",
-    metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("started_at", sa.DateTime),
-    sa.Column("completed_at", sa.DateTime),
-    sa.Column("invocation_id", sa.Uuid, sa.ForeignKey("invocation.id"), index=True),
-    sa.Column("embedding_model", sa.String, index=True),
-    sa.Column("vector", sa.LargeBinary),
-)
+    impl = sa.String(36)
+    cache_ok = True
 
-clustering_result = sa.Table(
-    "clusteringresult",
-    metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("created_at", sa.DateTime),
-    sa.Column("started_at", sa.DateTime),
-    sa.Column("completed_at", sa.DateTime),
-    sa.Column("embedding_model", sa.String, index=True),
-    sa.Column("algorithm", sa.String),
-    sa.Column("parameters", sa.JSON),
-)
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None:
+            return None
+        if isinstance(value, uuid.UUID):
+            return str(value)
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return str(uuid.UUID(bytes=bytes(value)))
+        return str(uuid.UUID(str(value)))
 
-embedding_cluster = sa.Table(
-    "embeddingcluster",
-    metadata,
-    sa.Column("id", sa.Uuid, primary_key=True),
-    sa.Column("embedding_id", sa.Uuid, sa.ForeignKey("embedding.id"), nullable=False),
-    sa.Column("clustering_result_id", sa.Uuid, sa.ForeignKey("clusteringresult.id"), nullable=False, index=True),
-    sa.Column("medoid_embedding_id", sa.Uuid, sa.ForeignKey("embedding.id"), nullable=True),
-    sa.UniqueConstraint("embedding_id", "clustering_result_id", name="uq_embeddingcluster_embedding_result"),
-)
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> uuid.UUID | None:
+        return None if value is None else uuid.UUID(str(value))
 
-clustering_tree = sa.Table(
-    "clusteringtree",  # ours, beside the users' tables: what re-cutting a result needs, per result one row
-    metadata,
-    sa.Column("clustering_result_id", sa.Uuid, sa.ForeignKey("clusteringresult.id"), primary_key=True),
-    sa.Column("format", sa.Integer, nullable=False),  # layout of the blobs (db/trees.py)
-    sa.Column("points", sa.Integer, nullable=False),
-    sa.Column("edges", sa.LargeBinary, nullable=False),  # (points - 1) x (<i4 row, <i4 row, <f8 weight), by weight
-    sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
-    sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
-    sa.Column("outlier_scores", sa.LargeBinary, nullable=False),  # <f8 per row (GLOSH)
-)
 
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"  # 2026-05-19T06:43:59.123456Z
+
+
+def iso_timestamp(when: dt.datetime) -> str:
+    """A datetime (naive = UTC) as the current schema writes it."""
+    if when.tzinfo is not None:
+        when = when.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return when.strftime(TIMESTAMP_FORMAT)
+
+
+def parse_timestamp(text: str) -> dt.datetime:
+    """ISO 8601 text (``Z``, an offset, or none; any fraction) as a naive UTC datetime."""
+    value = dt.datetime.fromisoformat(str(text).strip().replace("Z", "+00:00").replace(" ", "T"))
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None) if value.tzinfo else value
+
+
+class IsoTimestamp(TypeDecorator):
+    """A timestamp stored as ISO 8601 text with microseconds and ``Z``; a naive UTC ``datetime`` in Python."""
+
+    impl = sa.String
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        return iso_timestamp(value)
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> dt.datetime | None:
+        return None if value is None else parse_timestamp(value)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """One schema's tables (same column keys in both) and the rules for writing to it."""
+
+    name: str
+    metadata: sa.MetaData
+    experiment: sa.Table | None  # the current schema's ``experiments``; legacy runs only carry an id
+    run: sa.Table
+    invocation: sa.Table
+    embedding: sa.Table
+    clustering_result: sa.Table
+    embedding_cluster: sa.Table
+    clustering_tree: sa.Table
+    ours: tuple[sa.Table, ...]  # the tables this tool creates when it first writes
+    required: dict[str, tuple[str, ...]]  # table -> columns that must exist for the schema to be recognised
+    stamped: bool  # every row written carries inserted_at / updated_at
+    layered: bool  # results have a layer, unique per (embedding_model, algorithm, layer)
+
+    @property
+    def experiment_tables(self) -> tuple[sa.Table, ...]:
+        return tuple(t for t in (self.experiment, self.run, self.invocation, self.embedding) if t is not None)
+
+    def id_text(self, hex32: str) -> str:
+        """An id as this schema stores it in text, from 32 hex digits (raw driver writes)."""
+        if self.name == CURRENT:
+            return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
+        return hex32
+
+    def timestamp_text(self, when: dt.datetime) -> str:
+        return iso_timestamp(when)
+
+    def describe(self) -> str:
+        tables = ", ".join(t.name for t in self.experiment_tables)
+        return f"{self.name} schema ({tables})"
+
+
+def _stamps(text_type: type) -> list[sa.Column]:
+    """``inserted_at`` / ``updated_at``, filled on every insert this tool makes."""
+    return [
+        sa.Column("inserted_at", text_type, nullable=False, default=utc_now),
+        sa.Column("updated_at", text_type, nullable=False, default=utc_now, onupdate=utc_now),
+    ]
+
+
+def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Table:
+    return sa.Table(
+        "clusteringtree",  # ours, beside the users' tables: what re-cutting a result needs, per result one row
+        metadata,
+        sa.Column("clustering_result_id", id_type, sa.ForeignKey(f"{result_table}.id"), primary_key=True),
+        sa.Column("format", sa.Integer, nullable=False),  # layout of the blobs (db/trees.py)
+        sa.Column("points", sa.Integer, nullable=False),
+        sa.Column("edges", sa.LargeBinary, nullable=False),  # (points - 1) x (<i4 row, <i4 row, <f8 weight), by weight
+        sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
+        sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
+        sa.Column("outlier_scores", sa.LargeBinary, nullable=False),  # <f8 per row (GLOSH)
+    )
+
+
+def _legacy() -> Schema:
+    md = sa.MetaData()
+    run = sa.Table(
+        "run", md,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("network", sa.JSON),
+        sa.Column("seed", sa.Integer),
+        sa.Column("max_length", sa.Integer),
+        sa.Column("initial_prompt", sa.String),
+        sa.Column("experiment_id", sa.Uuid, nullable=True),
+    )
+    invocation = sa.Table(
+        "invocation", md,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("started_at", sa.DateTime),
+        sa.Column("completed_at", sa.DateTime),
+        sa.Column("model", sa.String),
+        sa.Column("type", sa.Enum("TEXT", "IMAGE", name="invocationtype")),
+        sa.Column("seed", sa.Integer),
+        sa.Column("run_id", sa.Uuid, sa.ForeignKey("run.id"), index=True),
+        sa.Column("sequence_number", sa.Integer),
+        sa.Column("input_invocation_id", sa.Uuid, nullable=True),
+        sa.Column("output_text", sa.String, nullable=True),
+        sa.Column("output_image_data", sa.LargeBinary, nullable=True),
+    )
+    embedding = sa.Table(
+        "embedding", md,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("started_at", sa.DateTime),
+        sa.Column("completed_at", sa.DateTime),
+        sa.Column("invocation_id", sa.Uuid, sa.ForeignKey("invocation.id"), index=True),
+        sa.Column("embedding_model", sa.String, index=True),
+        sa.Column("vector", sa.LargeBinary),
+    )
+    result = sa.Table(
+        "clusteringresult", md,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("created_at", sa.DateTime),
+        sa.Column("started_at", sa.DateTime),
+        sa.Column("completed_at", sa.DateTime),
+        sa.Column("embedding_model", sa.String, index=True),
+        sa.Column("algorithm", sa.String),
+        sa.Column("parameters", sa.JSON),
+    )
+    membership = sa.Table(
+        "embeddingcluster", md,
+        sa.Column("id", sa.Uuid, primary_key=True),
+        sa.Column("embedding_id", sa.Uuid, sa.ForeignKey("embedding.id"), nullable=False),
+        sa.Column("clustering_result_id", sa.Uuid, sa.ForeignKey("clusteringresult.id"), nullable=False, index=True),
+        sa.Column("medoid_embedding_id", sa.Uuid, sa.ForeignKey("embedding.id"), nullable=True),
+        sa.UniqueConstraint("embedding_id", "clustering_result_id", name="uq_embeddingcluster_embedding_result"),
+    )
+    tree = _tree_table(md, sa.Uuid, "clusteringresult")
+    required = {
+        "run": ("id", "network", "initial_prompt"),
+        "invocation": ("id", "run_id", "sequence_number", "type", "output_text"),
+        "embedding": ("id", "invocation_id", "embedding_model", "vector"),
+    }
+    return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree,
+                  ours=(result, membership, tree), required=required, stamped=False, layered=False)
+
+
+def _current() -> Schema:
+    md = sa.MetaData()
+    experiment = sa.Table(
+        "experiments", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("max_length", sa.Integer, nullable=False),
+        sa.Column("embedding_models", sa.JSON, nullable=False),
+        sa.Column("prompts", sa.JSON, nullable=False),
+        sa.Column("networks", sa.JSON, nullable=False),
+        sa.Column("num_runs", sa.Integer, nullable=False),
+        sa.Column("started_at", IsoTimestamp),
+        sa.Column("completed_at", IsoTimestamp),
+        *_stamps(IsoTimestamp),
+    )
+    run = sa.Table(
+        "runs", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("experiment_id", DashedUuid, sa.ForeignKey("experiments.id"), nullable=False),
+        sa.Column("initial_prompt", sa.String, nullable=False),
+        sa.Column("max_length", sa.Integer, nullable=False),
+        sa.Column("network", sa.JSON, nullable=False),
+        sa.Column("run_number", sa.Integer, nullable=False),
+        *_stamps(IsoTimestamp),
+    )
+    invocation = sa.Table(
+        "invocations", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("run_id", DashedUuid, sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("input_invocation_id", DashedUuid, sa.ForeignKey("invocations.id"), nullable=True),
+        sa.Column("sequence_number", sa.Integer, nullable=False),
+        sa.Column("type", sa.String, nullable=False),  # 'text' / 'image'
+        sa.Column("model", sa.String, nullable=False),
+        sa.Column("output_text", sa.String, nullable=True),
+        sa.Column("output_image", sa.LargeBinary, nullable=True, key="output_image_data"),
+        sa.Column("started_at", IsoTimestamp, nullable=False),
+        sa.Column("completed_at", IsoTimestamp, nullable=True),
+        *_stamps(IsoTimestamp),
+    )
+    embedding = sa.Table(
+        "embeddings", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("invocation_id", DashedUuid, sa.ForeignKey("invocations.id"), nullable=False),
+        sa.Column("embedding_model", sa.String, nullable=False),
+        sa.Column("vector", sa.LargeBinary, nullable=False),
+        sa.Column("started_at", IsoTimestamp, nullable=False),
+        sa.Column("completed_at", IsoTimestamp, nullable=True),
+        *_stamps(IsoTimestamp),
+    )
+    result = sa.Table(
+        "clustering_results", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("embedding_model", sa.String, nullable=False),
+        sa.Column("algorithm", sa.String, nullable=False),
+        sa.Column("parameters", sa.JSON, nullable=False),
+        sa.Column("layer", sa.Integer, nullable=False, default=0),
+        sa.Column("started_at", IsoTimestamp, nullable=False),
+        sa.Column("completed_at", IsoTimestamp, nullable=True),
+        sa.Column("inserted_at", IsoTimestamp, nullable=False, default=utc_now, key="created_at"),
+        sa.Column("updated_at", IsoTimestamp, nullable=False, default=utc_now, onupdate=utc_now),
+    )
+    membership = sa.Table(
+        "embedding_clusters", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("embedding_id", DashedUuid, sa.ForeignKey("embeddings.id"), nullable=False),
+        sa.Column("clustering_result_id", DashedUuid, sa.ForeignKey("clustering_results.id"), nullable=False),
+        sa.Column("medoid_embedding_id", DashedUuid, sa.ForeignKey("embeddings.id"), nullable=True),
+        *_stamps(IsoTimestamp),
+    )
+    tree = _tree_table(md, DashedUuid, "clustering_results")
+    required = {
+        "experiments": ("id",),
+        "runs": ("id", "experiment_id", "initial_prompt", "network", "run_number", "inserted_at", "updated_at"),
+        "invocations": ("id", "run_id", "sequence_number", "type", "model", "output_text", "inserted_at", "updated_at"),
+        "embeddings": ("id", "invocation_id", "embedding_model", "vector", "inserted_at", "updated_at"),
+        "clustering_results": ("id", "embedding_model", "algorithm", "parameters", "layer", "started_at",
+                               "completed_at", "inserted_at", "updated_at"),
+        "embedding_clusters": ("id", "embedding_id", "clustering_result_id", "medoid_embedding_id", "inserted_at", "updated_at"),
+    }
+    return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree,
+                  ours=(tree,), required=required, stamped=True, layered=True)
+
+
+LEGACY_SCHEMA = _legacy()
+CURRENT_SCHEMA = _current()
+SCHEMAS = {LEGACY: LEGACY_SCHEMA, CURRENT: CURRENT_SCHEMA}
+
+# The legacy schema's tables under their historical names (tests and benchmarks of the legacy layout use them).
+metadata = LEGACY_SCHEMA.metadata
+run, invocation, embedding = LEGACY_SCHEMA.run, LEGACY_SCHEMA.invocation, LEGACY_SCHEMA.embedding
+clustering_result, embedding_cluster, clustering_tree = (
+    LEGACY_SCHEMA.clustering_result, LEGACY_SCHEMA.embedding_cluster, LEGACY_SCHEMA.clustering_tree)
 EXPERIMENT_TABLES = (run, invocation, embedding)
 RESULT_TABLES = (clustering_result, embedding_cluster, clustering_tree)

@@ -74,8 +74,9 @@ def _digest_postgresql(element, compiler, **kw):  # type: ignore[no-untyped-def]
     return f"('x' || substr(md5(CAST({compiler.process(element.clauses, **kw)} AS TEXT)), 1, 8))::bit(32)::bigint"
 
 
-def embedding_rowid() -> sa.ColumnElement:
-    return sa.literal_column("embedding.rowid", sa.Integer)
+def embedding_rowid(table: str = "embedding") -> sa.ColumnElement:
+    """SQLite's rowid of the embedding table (``embedding`` or ``embeddings``, by schema)."""
+    return sa.literal_column(f"{table}.rowid", sa.Integer)
 
 
 class RunSnapshot:
@@ -119,8 +120,10 @@ def run_snapshot(engine: sa.Engine) -> Iterator[RunSnapshot]:
                     transaction.rollback()
             return
         if conn.dialect.name == "sqlite":
-            has_table = sa.inspect(conn).has_table("embedding")
-            top = conn.execute(sa.text("SELECT max(rowid) FROM embedding")).scalar() if has_table else None
+            from cluster_workers.db.detect import schema_of  # here: detect imports nothing of this module
+
+            table = schema_of(conn).embedding.name
+            top = conn.execute(sa.text(f"SELECT max(rowid) FROM {table}")).scalar()
             conn.commit()
             yield RunSnapshot(conn, SampleBound(max_rowid=int(top or 0)))
             return

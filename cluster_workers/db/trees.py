@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.schema import clustering_tree, embedding_cluster
+from cluster_workers.db.detect import schema_of
 from cluster_workers.db.vectors import uuid_bytes
 
 FORMAT = 1
@@ -80,30 +80,32 @@ def decode(row: sa.Row | dict) -> StoredTree:
 
 
 def write_tree(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
-    conn.execute(sa.insert(clustering_tree), [{"clustering_result_id": result_id, **values}])
+    conn.execute(sa.insert(schema_of(conn).clustering_tree), [{"clustering_result_id": result_id, **values}])
 
 
 def has_tree_table(conn: sa.Connection) -> bool:
-    return sa.inspect(conn).has_table(clustering_tree.name)
+    return sa.inspect(conn).has_table(schema_of(conn).clustering_tree.name)
 
 
 def read_tree(conn: sa.Connection, result_id: uuid.UUID) -> StoredTree | None:
     """The result's tree, or None for a result made without one (before trees were kept, or elsewhere)."""
     if not has_tree_table(conn):
         return None
+    clustering_tree = schema_of(conn).clustering_tree
     row = conn.execute(sa.select(clustering_tree).where(clustering_tree.c.clustering_result_id == result_id)).first()
     return None if row is None else decode(row)
 
 
 def delete_trees(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None:
     if result_ids and has_tree_table(conn):
+        clustering_tree = schema_of(conn).clustering_tree
         conn.execute(sa.delete(clustering_tree).where(clustering_tree.c.clustering_result_id.in_(result_ids)))
 
 
 def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.ndarray, np.ndarray]:
     """The result's ``(embedding ids as (n, 16) bytes, medoid ids as (n, 16) bytes, zeros for outliers)``,
     sorted by embedding id bytes: index ``positions[row]`` of a stored tree."""
-    ec = embedding_cluster
+    ec = schema_of(conn).embedding_cluster
     rows = conn.execute(
         sa.select(sa.type_coerce(ec.c.embedding_id, sa.String), sa.type_coerce(ec.c.medoid_embedding_id, sa.String))
         .where(ec.c.clustering_result_id == result_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
+from cluster_workers.db.detect import schema_of
 from cluster_workers.db.sampling import sampled_vectors_query
 from cluster_workers.db.snapshot import SampleBound
 from cluster_workers.errors import BadVectorError
@@ -35,6 +36,14 @@ def uuid_bytes(value: object) -> bytes:
     return uuid.UUID(str(value)).bytes
 
 
+def _named(value: object) -> str:
+    """An id for a message, in the usual dashed form whatever the schema stores."""
+    try:
+        return str(value if isinstance(value, uuid.UUID) else uuid.UUID(str(value)))
+    except ValueError:
+        return str(value)
+
+
 def _dimension(model: str, batch: list) -> int:
     """The model's dimension: the most common byte length in the first batch (so an odd row gets named)."""
     lengths = Counter(0 if row[1] is None else len(row[1]) for row in batch)
@@ -42,7 +51,7 @@ def _dimension(model: str, batch: list) -> int:
     if size == 0 or size % 4:
         row = next(r for r in batch if (0 if r[1] is None else len(r[1])) == size)
         raise BadVectorError(
-            f"model {model}: embedding {row[0]} has a vector of {size} bytes, not a whole number of float32 values"
+            f"model {model}: embedding {_named(row[0])} has a vector of {size} bytes, not a whole number of float32 values"
         )
     return size // 4
 
@@ -54,7 +63,7 @@ def _checked(model: str, batch: list, dim: int, skip_bad: bool) -> tuple[list, n
     if len(good) < len(batch) and not skip_bad:
         row = next(r for r in batch if r[1] is None or len(r[1]) != dim * 4)
         got = 0 if row[1] is None else len(row[1])
-        raise BadVectorError(f"model {model}: embedding {row[0]} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)")
+        raise BadVectorError(f"model {model}: embedding {_named(row[0])} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)")
     left_out = len(batch) - len(good)
     chunk = np.frombuffer(b"".join(row[1] for row in good), dtype="<f4").reshape(len(good), dim)
     bad = ~np.isfinite(chunk).all(axis=1) | ~chunk.any(axis=1)  # NaN/inf, or all zero (no direction)
@@ -62,14 +71,15 @@ def _checked(model: str, batch: list, dim: int, skip_bad: bool) -> tuple[list, n
         if not skip_bad:
             row = good[int(np.argmax(bad))]
             what = "is a zero vector" if not chunk[int(np.argmax(bad))].any() else "has NaN or infinite values"
-            raise BadVectorError(f"model {model}: embedding {row[0]} {what}")
+            raise BadVectorError(f"model {model}: embedding {_named(row[0])} {what}")
         good = [row for row, b in zip(good, bad) if not b]
         chunk, left_out = chunk[~bad], left_out + int(bad.sum())
     return good, chunk, left_out
 
 
 def fetch_vectors(
-    conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False, bound: SampleBound | None = None
+    conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False, bound: SampleBound | None = None,
+    experiment: str | None = None,
 ) -> Vectors:
     """Read the model's sample into arrays, checking every vector.
 
@@ -80,7 +90,7 @@ def fetch_vectors(
     with ``skip_bad``, leaves such rows out and counts them in ``skipped``.
     """
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
-        sampled_vectors_query(model, downsample, bound)
+        sampled_vectors_query(model, downsample, bound, schema_of(conn), experiment)
     )
     capacity = max(int(expected), 1)
     ids = np.empty((capacity, 16), dtype=np.uint8)

@@ -29,8 +29,8 @@ from cluster_workers.run.config import Settings
 from cluster_workers.db import indexes, sampling
 from cluster_workers.db.connect import db_error, describe, enable_wal, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.results import matching_results, write_results
-from cluster_workers.db.schema import EXPERIMENT_TABLES
+from cluster_workers.db.results import ResultConflict, matching_results, write_results
+from cluster_workers.db.detect import schema_of
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
 from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError, Interrupted, WorkerFailed
 from cluster_workers.run.memory_plan import available_bytes, plan_memory
@@ -63,10 +63,8 @@ def run_key(settings: Settings) -> dict:
 
 
 def check_tables(conn: sa.Connection) -> None:
-    names = set(sa.inspect(conn).get_table_names())
-    missing = [t.name for t in EXPERIMENT_TABLES if t.name not in names]
-    if missing:
-        raise DatabaseError(f"not an experiment database: missing table(s) {', '.join(missing)}")
+    """Recognise the schema (one line naming what is missing for each, if neither) and log which it is."""
+    logger.info("database schema: {}", schema_of(conn).describe())
 
 
 def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: SampleBound | None = None) -> list[str]:
@@ -108,6 +106,13 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
         if any(params.get("sample") == report.fingerprints[model] for _, params in earlier):
             report.skipped[model] = "already clustered with the same parameters on the same sample (use --force to replace)"
             continue
+        if earlier and schema_of(conn).layered:  # refused now, before any clustering, not at the commit
+            was = earlier[-1][1].get("sample") or {}
+            raise ResultConflict(
+                f"model {model}: result {earlier[-1][0].hex[:8]} holds these parameters on an earlier sample "
+                f"({was.get('count', 0):,} -> {n:,} embeddings), and the database allows one result per model, algorithm and "
+                f"layer (its UNIQUE rule); pass --force to replace it in the same transaction"
+            )
         if earlier:
             was = earlier[-1][1].get("sample") or {}
             logger.info(

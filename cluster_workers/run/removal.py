@@ -14,13 +14,20 @@ from cluster_workers import stopping
 from cluster_workers.run import faults
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.results import ResultSummary, delete_results, results_to_delete
+from cluster_workers.db.results import ResultSummary, delete_results, foreign_results, results_to_delete
 from cluster_workers.db.connect import read_with
 
 
 def chosen_results(url: str, result_id: str | None, model: str | None, busy_timeout: float = 30.0) -> list[ResultSummary]:
     """What ``delete`` would remove: one result (id, prefix, ``latest``), a model's results, or all."""
     return read_with(url, busy_timeout, lambda conn: results_to_delete(conn, result_id, model))
+
+
+def left_alone(url: str, result_id: str | None, model: str | None, busy_timeout: float = 30.0) -> int:
+    """How many of the users' own results ``delete --all`` / ``--model`` leaves (0 when one id is named)."""
+    if result_id is not None:
+        return 0
+    return read_with(url, busy_timeout, lambda conn: foreign_results(conn, model))
 
 
 def delete(url: str, results: list[ResultSummary], db_limits: dict) -> int:

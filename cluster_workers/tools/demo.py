@@ -12,6 +12,13 @@ so cluster sizes differ by orders of magnitude, grouped into themes, each with
 its own tightness), exact duplicates (repeated texts), a long tail of chains
 that never converge, and per-model rotations and noise so the models disagree a
 little. Everything derives from ``seed``; generation streams in batches.
+
+``schema="current"`` writes the same kind of data in the users' current schema
+(:mod:`cluster_workers.tools.users_schema`): by default one 256-d model (the 768-d
+vectors truncated and renormalised, as the users' model is), an ``experiments`` row,
+and the users' own clustering as their application writes it -- EVoC-style layers
+(``algorithm = 'evoc'``, layer 0 the finest), one membership row per embedding per
+layer, each cluster named by its member nearest the centroid.
 """
 
 from __future__ import annotations
@@ -31,10 +38,13 @@ from loguru import logger
 from cluster_workers import stopping
 from cluster_workers.db.connect import describe, enable_wal, make_engine, normalise_url, sqlite_path, sqlite_pragma
 from cluster_workers.db.sampling import CALIBRATION_PROMPTS
-from cluster_workers.db.schema import EXPERIMENT_TABLES, embedding, invocation, metadata, run
+from cluster_workers.db.schema import CURRENT, CURRENT_SCHEMA, LEGACY, LEGACY_SCHEMA, SCHEMA_NAMES, iso_timestamp
 from cluster_workers.errors import ConfigError, DatabaseError
+from cluster_workers.tools.users_schema import EVOC_PARAMETERS, USERS_TABLES, create_users_tables
 
 REAL_MODELS = ("STSBMpnet", "STSBRoberta", "Nomic")
+CURRENT_MODELS = ("Nomic256",)  # the users' current data: one model, 256-d (truncated and renormalised)
+CURRENT_DIM = 256
 DUMMY_MODEL = "Dummy"
 DUMMY_EMBEDDINGS = 25
 DIM = 768
@@ -60,11 +70,12 @@ class DemoShape:
     attractors: int
 
     @classmethod
-    def for_total(cls, total: int, seed: int = 0) -> "DemoShape":
-        if total < 3 * 40 + DUMMY_EMBEDDINGS:
-            raise ConfigError(f"--embeddings must be at least {3 * 40 + DUMMY_EMBEDDINGS}, got {total}")
-        n_text = (total - DUMMY_EMBEDDINGS) // 3
-        dummy = total - 3 * n_text
+    def for_total(cls, total: int, seed: int = 0, models: int = 3, with_dummy: bool = True) -> "DemoShape":
+        least = models * 40 + (DUMMY_EMBEDDINGS if with_dummy else 0)
+        if total < least:
+            raise ConfigError(f"--embeddings must be at least {least}, got {total}")
+        n_text = (total - (DUMMY_EMBEDDINGS if with_dummy else 0)) // models
+        dummy = total - models * n_text
         rng = np.random.default_rng([seed, 1])
         # Runs much longer than typical downsample factors at production size (~2,200 texts),
         # ~20 texts in small demos; lengths vary +-50 %.
@@ -96,7 +107,8 @@ class DemoShape:
 class LatentWorld:
     """The shared 'meaning' space: themes, attractors and how chains move through it."""
 
-    def __init__(self, shape: DemoShape, seed: int) -> None:
+    def __init__(self, shape: DemoShape, seed: int, models: tuple[str, ...] = REAL_MODELS, dim: int = DIM) -> None:
+        self.dim = dim
         rng = np.random.default_rng([seed, 2])
         self.common = _unit(rng.standard_normal(DIM))
         n_themes = max(2, shape.attractors // 12)
@@ -109,11 +121,12 @@ class LatentWorld:
         self.popularity = weights / weights.sum()
         self.tightness = rng.uniform(0.12, 0.40, shape.attractors)
         self.texts = [_attractor_text(k) for k in range(shape.attractors)]
-        self.rotations = {m: _rotation(np.random.default_rng([seed, 3, i])) for i, m in enumerate(REAL_MODELS)}
-        self.model_noise = dict(zip(REAL_MODELS, (0.05, 0.08, 0.11)))
+        self.theme_of = theme_of
+        self.rotations = {m: _rotation(np.random.default_rng([seed, 3, i])) for i, m in enumerate(models)}
+        self.model_noise = {m: (0.05, 0.08, 0.11)[i % 3] for i, m in enumerate(models)}
 
-    def chain(self, length: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Latent vectors, texts and duplicate flags of one run's text outputs."""
+    def chain(self, length: int, rng: np.random.Generator) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+        """Latent vectors, texts, duplicate flags and attractor per step (-1 before capture) of one run's text outputs."""
         start = _unit(self.common + 1.4 * rng.standard_normal(DIM) / np.sqrt(DIM))
         capture_p = rng.uniform(0.02, 0.25)
         capture = int(rng.geometric(capture_p)) - 1  # may exceed length: a chain that never converges
@@ -121,6 +134,7 @@ class LatentWorld:
         x = start + np.cumsum(steps, axis=0)
         texts = [_drift_text(rng) for _ in range(length)]
         dup = np.zeros(length, dtype=bool)
+        captured = np.full(length, -1, dtype=np.int64)
         if capture < length:
             k = int(rng.choice(len(self.popularity), p=self.popularity))
             t = np.arange(length - capture)
@@ -132,11 +146,13 @@ class LatentWorld:
                 tail[i] = self.texts[k] if rng.random() < 0.6 else f"{self.texts[k]} {_ADJ[rng.integers(len(_ADJ))]}"
             texts[capture:] = tail
             dup[capture + 1 :] = rng.random(length - capture - 1) < 0.15
-        return _unit(x), texts, dup
+            captured[capture:] = k
+        return _unit(x), texts, dup, captured
 
     def embed(self, latent: np.ndarray, model: str, rng: np.random.Generator) -> np.ndarray:
+        """One model's vectors; a model of fewer dimensions keeps the first ``dim`` and is renormalised."""
         noise = self.model_noise[model] * rng.standard_normal(latent.shape) / np.sqrt(DIM)
-        return _unit(latent @ self.rotations[model] + noise).astype("<f4")
+        return _unit((latent @ self.rotations[model] + noise)[:, : self.dim]).astype("<f4")
 
 
 NETWORKS = (  # the experiment's chains of models (text-to-image, image-to-text), one per run in turn
@@ -191,10 +207,22 @@ def _embedding_rows(ids: list[uuid.UUID], invocation_ids: list[uuid.UUID], model
     ]
 
 
+@dataclass
+class Labels:
+    """What the generator knows of each embedding, for the users' own (EVoC-style) layers: per model, ids,
+    vectors and the attractor each text was captured by (-1: not yet, or never)."""
+
+    ids: dict[str, list[uuid.UUID]]
+    vectors: dict[str, list[np.ndarray]]
+    attractor: dict[str, list[np.ndarray]]
+
+
 # Longer than 50 lines on purpose: one generator of a run's rows, in the order they are written.
-def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
-    """Yield ``(table, rows)`` batches in insertion order (runs before invocations before embeddings)."""
-    world = LatentWorld(shape, seed)
+def _rows(shape: DemoShape, seed: int, models: tuple[str, ...], dim: int, labels: Labels | None = None
+          ) -> Iterator[tuple[str, list[dict]]]:
+    """Yield ``(table, rows)`` batches in insertion order (runs before invocations before embeddings), in the
+    legacy schema's column keys (the current schema's writer adds what it needs)."""
+    world = LatentWorld(shape, seed, models, dim)
     rng = np.random.default_rng([seed, 4])
     dummy_left = shape.dummy
     n_real = shape.runs - 2
@@ -211,7 +239,7 @@ def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
                 "experiment_id": None,
             }
         ]
-        latent, texts, dup = world.chain(length, rng)
+        latent, texts, dup, captured = world.chain(length, rng)
         inv_ids = _uuids(rng, 2 * length)
         t0 = _BASE_TIME + dt.timedelta(hours=r)
         invs = []
@@ -236,17 +264,61 @@ def _rows(shape: DemoShape, seed: int) -> Iterator[tuple[str, list[dict]]]:
         text_ids = inv_ids[1::2]
         embs = []
         emb_time = t0 + dt.timedelta(days=1)
-        for model in REAL_MODELS:
+        for model in models:
             vecs = world.embed(latent, model, rng)
             for i in np.flatnonzero(dup):
                 vecs[i] = vecs[i - 1]  # a repeated text has the same embedding
-            embs += _embedding_rows(_uuids(rng, length), text_ids, model, vecs, emb_time)
+            ids = _uuids(rng, length)
+            embs += _embedding_rows(ids, text_ids, model, vecs, emb_time)
+            if labels is not None:
+                labels.ids.setdefault(model, []).extend(ids)
+                labels.vectors.setdefault(model, []).append(vecs)
+                labels.attractor.setdefault(model, []).append(captured)
         if dummy_left and r == 0:
             take = min(dummy_left, length)
-            vecs = _unit(rng.standard_normal((take, DIM))).astype("<f4")
+            vecs = _unit(rng.standard_normal((take, dim))).astype("<f4")
             embs += _embedding_rows(_uuids(rng, take), text_ids, DUMMY_MODEL, vecs, emb_time)
             dummy_left -= take
         yield "embedding", embs
+
+
+def _current_rows(name: str, rows: list[dict], experiment_id: uuid.UUID, counter: dict[str, int]) -> list[dict]:
+    """Legacy-keyed rows as the users' current application writes them: no seeds, lower-case types,
+    ``experiment_id`` and ``run_number`` on runs, ``inserted_at`` / ``updated_at`` on every row."""
+    out = []
+    for row in rows:
+        row = dict(row)
+        row.pop("seed", None)
+        stamp = row.get("completed_at") or row.get("started_at") or _BASE_TIME
+        row["inserted_at"] = row["updated_at"] = stamp
+        if name == "run":
+            row["experiment_id"] = experiment_id
+            row["run_number"] = counter["runs"]
+            counter["runs"] += 1
+        elif name == "invocation":
+            row["type"] = row["type"].lower()
+        out.append(row)
+    return out
+
+
+def _experiment_row(experiment_id: uuid.UUID, shape: DemoShape, models: tuple[str, ...]) -> dict:
+    return {
+        "id": experiment_id, "max_length": 2 * max(shape.run_lengths), "embedding_models": list(models),
+        "prompts": [], "networks": [list(n) for n in NETWORKS], "num_runs": shape.runs,
+        "started_at": _BASE_TIME, "completed_at": _BASE_TIME + dt.timedelta(hours=shape.runs),
+        "inserted_at": _BASE_TIME, "updated_at": _BASE_TIME,
+    }
+
+
+def schema_defaults(schema: str, models: tuple[str, ...] | None, dim: int | None) -> tuple[tuple[str, ...], int, bool]:
+    """``(models, dim, with Dummy)`` for a demo of ``schema`` unless given."""
+    if schema not in SCHEMA_NAMES:
+        raise ConfigError(f"--schema must be one of {', '.join(SCHEMA_NAMES)}, got {schema!r}")
+    if models:
+        return tuple(models), int(dim or (CURRENT_DIM if schema == CURRENT else DIM)), False
+    if schema == CURRENT:
+        return CURRENT_MODELS, int(dim or CURRENT_DIM), False
+    return REAL_MODELS, int(dim or DIM), True
 
 
 # Longer than 50 lines on purpose: one streamed build with its progress, free-space check and atomic rename; the rows come from _rows.
@@ -256,14 +328,29 @@ def build_demo_database(
     seed: int = 0,
     overwrite: bool = False,
     progress: Callable[[int], None] | None = None,
+    schema: str = LEGACY,
+    models: tuple[str, ...] | None = None,
+    dim: int | None = None,
+    user_results: bool | None = None,
 ) -> DemoShape:
     """Write a synthetic experiment database of ``embeddings`` embeddings; returns its shape.
 
     ``database`` is a SQLite path or a database URL. A SQLite file is written
     to a temporary name and renamed at the end, so an interrupted build leaves
     nothing half-made. ``progress`` is called with each batch's embedding count.
+    ``schema``: ``legacy`` or ``current`` (the users' schema today); ``models`` and ``dim``
+    override the schema's default models (the same seed, models and dim give the same
+    ids, texts and vectors in either schema). ``user_results`` (default: on for the current
+    schema) also writes the users' own EVoC-style layers.
     """
-    shape = DemoShape.for_total(embeddings, seed)
+    models, dim, with_dummy = schema_defaults(schema, models, dim)
+    if DUMMY_MODEL in models:
+        raise ConfigError(f"{DUMMY_MODEL} is the demo's own small model; name the models to embed with another name")
+    user_results = (schema == CURRENT) if user_results is None else user_results
+    if user_results and schema != CURRENT:
+        raise ConfigError("the users' own results exist only in the current schema")
+    s = CURRENT_SCHEMA if schema == CURRENT else LEGACY_SCHEMA
+    shape = DemoShape.for_total(embeddings, seed, models=len(models), with_dummy=with_dummy)
     url = normalise_url(database)
     path = sqlite_path(url)
     if path is not None:
@@ -277,27 +364,38 @@ def build_demo_database(
         url = f"sqlite:///{tmp}"
     engine = make_engine(url, create=True)
     started = time.perf_counter()
+    labels = Labels({}, {}, {}) if user_results else None
     try:
-        tables = {"run": run, "invocation": invocation, "embedding": embedding}
+        tables = {"run": s.run, "invocation": s.invocation, "embedding": s.embedding}
         pending: dict[str, list[dict]] = {name: [] for name in tables}
         written = 0
+        experiment_id = uuid.UUID(bytes=np.random.default_rng([seed, 5]).bytes(16), version=4)
+        counter = {"runs": 0}
         with engine.connect() as conn:
             # a fresh file that is renamed into place only when complete: no journal needed
             sqlite_pragma(conn, "page_size=16384")  # five 3 KB vectors a page instead of one per 4 KB page
             sqlite_pragma(conn, "journal_mode=OFF")
             sqlite_pragma(conn, "synchronous=OFF")
             conn.begin()
-            existing = set(sa.inspect(conn).get_table_names()) & {t.name for t in EXPERIMENT_TABLES}
+            names = set(sa.inspect(conn).get_table_names())
+            existing = names & ({t.name for t in s.experiment_tables} | (set(USERS_TABLES) if schema == CURRENT else set()))
             if existing:
                 raise DatabaseError(f"{describe(url)} already has experiment tables: {sorted(existing)}")
-            metadata.create_all(conn, tables=list(EXPERIMENT_TABLES))
-            for name, rows in _rows(shape, seed):
-                pending[name].extend(rows)
+            if schema == CURRENT:
+                create_users_tables(conn)
+                conn.execute(sa.insert(s.experiment), [_experiment_row(experiment_id, shape, models)])
+            else:
+                s.metadata.create_all(conn, tables=list(s.experiment_tables))
+            for name, rows in _rows(shape, seed, models, dim, labels):
+                pending[name].extend(_current_rows(name, rows, experiment_id, counter) if schema == CURRENT else rows)
                 if len(pending["embedding"]) >= 12_000:
                     written += _flush(conn, tables, pending)
                     if progress:
                         progress(written)
             written += _flush(conn, tables, pending)
+            if labels is not None:
+                _write_user_layers(conn, labels, LatentWorld(shape, seed, models, dim).theme_of)
+                _write_users_other_analyses(conn, models)
             conn.commit()
             if progress:
                 progress(written)
@@ -318,16 +416,69 @@ def build_demo_database(
                 Path(str(path) + suffix).unlink(missing_ok=True)
         Path(str(sa.make_url(url).database)).rename(path)
     logger.info(
-        "built {} with {:,} embeddings ({} runs, {:,} text invocations, {} attractors) in {:.1f} s",
-        describe(database), shape.total, shape.runs, shape.text_invocations, shape.attractors, time.perf_counter() - started,
+        "built {} ({} schema) with {:,} embeddings ({} runs, {:,} text invocations, {} attractors) in {:.1f} s",
+        describe(database), schema, shape.total, shape.runs, shape.text_invocations, shape.attractors, time.perf_counter() - started,
     )
     return shape
+
+
+def _nearest_to_centroid(vectors: np.ndarray, labels: np.ndarray) -> dict[int, int]:
+    """``label -> row`` of the member nearest its cluster's centroid (the users' medoid rule)."""
+    out = {}
+    for label in np.unique(labels[labels >= 0]):
+        rows = np.flatnonzero(labels == label)
+        centre = vectors[rows].mean(axis=0)
+        out[int(label)] = int(rows[np.argmin(((vectors[rows] - centre) ** 2).sum(axis=1))])
+    return out
+
+
+def _write_user_layers(conn: sa.Connection, labels: Labels, theme_of: np.ndarray) -> None:
+    """The users' own clustering as their application writes it: per model three EVoC-style layers (0 the
+    finest: the attractor; 1: its theme; 2: pairs of themes), a captured text's first steps and every text not
+    captured as noise, one membership row per embedding per layer, the cluster named by its medoid."""
+    s = CURRENT_SCHEMA
+    rng = np.random.default_rng(17)
+    for model, ids in labels.ids.items():
+        vectors = np.concatenate(labels.vectors[model])
+        attractor = np.concatenate(labels.attractor[model])
+        finest = np.where(rng.random(len(attractor)) < 0.85, attractor, -1)  # EVoC leaves some captured texts as noise
+        layers = [finest, np.where(finest >= 0, theme_of[np.maximum(finest, 0)], -1)]
+        layers.append(np.where(layers[1] >= 0, layers[1] // 2, -1))
+        for layer, lab in enumerate(layers):
+            result_id = uuid.UUID(bytes=rng.bytes(16), version=4)
+            when = _BASE_TIME + dt.timedelta(days=30, minutes=layer)
+            params = {**EVOC_PARAMETERS, "base_min_cluster_size": max(5, int(0.001 * len(ids)))}
+            conn.execute(sa.insert(s.clustering_result), [{
+                "id": result_id, "embedding_model": model, "algorithm": "evoc", "parameters": params, "layer": layer,
+                "started_at": when, "completed_at": when, "created_at": when, "updated_at": when}])
+            medoid = _nearest_to_centroid(vectors, lab)
+            stamp = iso_timestamp(when)
+            rows = [(str(uuid.UUID(bytes=rng.bytes(16), version=4)), str(ids[i]), str(result_id),
+                     str(ids[medoid[int(lab[i])]]) if lab[i] >= 0 else None, stamp, stamp) for i in range(len(ids))]
+            conn.exec_driver_sql(
+                f"INSERT INTO {s.embedding_cluster.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
+                "inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)" if conn.dialect.name == "sqlite" else
+                f"INSERT INTO {s.embedding_cluster.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
+                "inserted_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)", rows)
+
+
+def _write_users_other_analyses(conn: sa.Connection, models: tuple[str, ...]) -> None:
+    """One row in each of the users' other analysis tables (never ours to touch)."""
+    stamp = iso_timestamp(_BASE_TIME)
+    run_id = conn.execute(sa.select(sa.type_coerce(CURRENT_SCHEMA.run.c.id, sa.String)).limit(1)).scalar()
+    conn.exec_driver_sql(
+        "INSERT INTO lyapunov_results (id, embedding_model, parameters, exponents, inserted_at, updated_at) "
+        f"VALUES ('{uuid.UUID(int=1)}', '{models[0]}', '{{}}', '[0.1]', '{stamp}', '{stamp}')")
+    conn.exec_driver_sql(
+        "INSERT INTO persistence_diagrams (id, run_id, embedding_model, diagram_data, inserted_at, updated_at) "
+        f"VALUES ('{uuid.UUID(int=2)}', '{run_id}', '{models[0]}', NULL, '{stamp}', '{stamp}')")
 
 
 def _pg_type(column: sa.Column) -> str:
     """The PostgreSQL type name binary COPY is told for a column (an enum travels as its label's text)."""
     kind = column.type
     for cls, name in ((sa.Uuid, "uuid"), (sa.DateTime, "timestamp"), (sa.Enum, "text"), (sa.String, "text"),
+                      (sa.types.TypeDecorator, "text"),
                       (sa.Integer, "int4"), (sa.JSON, "json"), (sa.LargeBinary, "bytea")):
         if isinstance(kind, cls):
             return name
@@ -355,7 +506,7 @@ def _flush(conn: sa.Connection, tables: dict[str, sa.Table], pending: dict[str, 
     n = len(pending["embedding"])
     for name in ("run", "invocation", "embedding"):  # parents first
         if pending[name]:
-            if conn.dialect.name == "postgresql":
+            if conn.dialect.name == "postgresql" and tables[name] is LEGACY_SCHEMA.metadata.tables.get(tables[name].name):
                 _copy(conn, tables[name], pending[name])
             else:
                 conn.execute(sa.insert(tables[name]), pending[name])

@@ -64,7 +64,8 @@ def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> st
 
 
 def _params_brief(p: dict) -> str:
-    keys = ("downsample", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine")
+    keys = ("downsample", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine",
+            "base_min_cluster_size", "noise_level")  # the last two: the users' EVoC layers
     recut = f" recut_from={str((p.get('recut') or {}).get('from', ''))[:8]}" if p.get("recut") else ""
     return " ".join(f"{k}={p[k]}" for k in keys if k in p) + recut
 
@@ -81,6 +82,8 @@ def results_json(rows: list[ResultSummary]) -> list[dict]:
             "outlier_share": round(r.outlier_share, 6),
             "duration_s": r.duration_s,
             "algorithm": r.algorithm,
+            "layer": r.layer,
+            "made_by": "cluster_workers" if r.ours else "users",
             "stale": r.stale,
             "parameters": r.parameters,
         }
@@ -95,6 +98,9 @@ def results_table(rows: list[ResultSummary]) -> str:
         [
             r.id.hex[:8],
             r.model,
+            (r.algorithm or "").split(" ")[0],
+            str(r.layer),
+            "tool" if r.ours else "users",
             r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
             f"{r.sample_count:,}",
             str(r.clusters),
@@ -106,8 +112,11 @@ def results_table(rows: list[ResultSummary]) -> str:
         for r in rows
     ]
     table = text_table(
-        ["id", "model", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"], body, {3, 4, 5, 6}
+        ["id", "model", "algorithm", "layer", "by", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"],
+        body, {3, 6, 7, 8, 9},
     )
+    if not all(r.ours for r in rows):
+        table += "\nby users: results this tool did not make (read like any other; changed only by `delete ID`)"
     if any(r.stale for r in rows):
         table += "\nSTALE: the database's sample for these parameters has changed since (cluster again to update)"
     return table

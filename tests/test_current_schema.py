@@ -1,0 +1,262 @@
+"""The users' database as it is today: the whole workflow on the current schema, beside the legacy one.
+
+Real SQLite files, the real CLI in subprocesses, real worker processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from cluster_workers.db.connect import make_engine
+from cluster_workers.db.schema import CURRENT_SCHEMA
+from tests.conftest import ROOT, file_hash, run_cli, users_rows
+
+DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def ok(*args: str, **kw) -> str:
+    out = run_cli(*args, **kw)
+    assert out.returncode == 0, f"{args}: {out.stderr[-2000:]}"
+    return out.stdout
+
+
+def results(db) -> list[dict]:
+    return json.loads(ok("results", "-d", str(db), "--json"))
+
+
+def ours(db) -> list[dict]:
+    return [r for r in results(db) if r["made_by"] == "cluster_workers"]
+
+
+def memberships(db, result_id: str) -> dict[str, str | None]:
+    """``embedding id -> medoid id`` (dashed, lower case) of one result, straight from the file."""
+    con = sqlite3.connect(db)
+    table = "embedding_clusters" if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_clusters'").fetchone() else "embeddingcluster"
+    rid = result_id if table == "embedding_clusters" else uuid.UUID(result_id).hex
+    rows = con.execute(f"SELECT embedding_id, medoid_embedding_id FROM {table} WHERE clustering_result_id = ?", (rid,)).fetchall()
+    con.close()
+    return {str(uuid.UUID(e)): None if m is None else str(uuid.UUID(m)) for e, m in rows}
+
+
+def partition(members: dict[str, str | None]) -> set[frozenset[str]]:
+    groups: dict[str, set[str]] = {}
+    for emb, medoid in members.items():
+        if medoid is not None:
+            groups.setdefault(medoid, set()).add(emb)
+    return {frozenset(g) for g in groups.values()}
+
+
+def test_the_same_data_gives_the_same_samples_partitions_and_medoid_texts(twin_templates, tmp_path):
+    found = {}
+    for schema, template in twin_templates.items():
+        db = tmp_path / f"{schema}.db"
+        db.write_bytes(template.read_bytes())
+        ok("cluster", "-d", str(db), "--downsample", "2")
+        (result,) = ours(db)
+        members = memberships(db, result["id"])
+        shown = json.loads(ok("show", result["id"], "-d", str(db), "--json", "--limit", "0"))
+        found[schema] = (members, [(c["size"], c["medoid_text"]) for c in shown["clusters"]], result)
+    legacy, current = found["legacy"], found["current"]
+    assert set(legacy[0]) == set(current[0]) and len(legacy[0]) > 500  # the same sample, embedding by embedding
+    assert partition(legacy[0]) == partition(current[0])  # the same clusters
+    assert legacy[0] == current[0]  # and the same medoid for each
+    assert legacy[1] == current[1]  # the same medoid texts, in the same order
+    assert legacy[2]["algorithm"] == "hdbscan" and current[2]["algorithm"].startswith("hdbscan ds=2 ")
+    assert legacy[2]["parameters"]["engine_parameters"] == current[2]["parameters"]["engine_parameters"]
+
+
+def _schema_objects(db) -> list[tuple]:
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+    con.close()
+    return rows
+
+
+def test_every_row_we_write_passes_the_users_constraints(current_db):
+    before = _schema_objects(current_db)
+    ok("cluster", "-d", str(current_db), "--downsample", "2")
+    (first,) = ours(current_db)
+    ok("recut", first["id"], "-d", str(current_db), "--min-cluster-size", "8")
+    ok("cluster", "-d", str(current_db), "--downsample", "3", "--epsilon", "0.2")
+    assert len(ours(current_db)) == 3
+    con = sqlite3.connect(current_db)
+    assert con.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    after = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+    added = [row for row in after if row not in before]
+    assert [row[1] for row in added] == ["clusteringtree"]  # their tables, indexes and constraints as they were
+    for rid, model, algorithm, params, layer, started, completed, inserted, updated in con.execute(
+        "SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at, updated_at "
+        "FROM clustering_results WHERE parameters LIKE '%run_key%'"
+    ):
+        assert DASHED.match(rid) and layer == 0 and algorithm.startswith("hdbscan ")
+        assert all(STAMP.match(v) for v in (started, completed, inserted, updated)), (started, completed, inserted, updated)
+        assert "run_key" in json.loads(params)
+        rows = con.execute(
+            "SELECT id, embedding_id, medoid_embedding_id, inserted_at, updated_at FROM embedding_clusters WHERE clustering_result_id = ?",
+            (rid,),
+        ).fetchall()
+        assert rows
+        for mid, emb, medoid, ins, upd in rows:
+            assert DASHED.match(mid) and DASHED.match(emb) and (medoid is None or DASHED.match(medoid))
+            assert STAMP.match(ins) and STAMP.match(upd)
+    # their unique rules hold: no two results per (model, algorithm, layer), no two rows per (embedding, result)
+    assert con.execute("SELECT count(*) FROM (SELECT 1 FROM clustering_results GROUP BY embedding_model, algorithm, layer HAVING count(*) > 1)").fetchone() == (0,)
+    assert con.execute("SELECT count(*) FROM (SELECT 1 FROM embedding_clusters GROUP BY embedding_id, clustering_result_id HAVING count(*) > 1)").fetchone() == (0,)
+    con.close()
+
+
+def test_their_evoc_layers_are_results_and_stay_byte_identical(current_db, tmp_path):
+    theirs = [r for r in results(current_db) if r["made_by"] == "users"]
+    assert sorted(r["layer"] for r in theirs) == [0, 1, 2] and {r["algorithm"] for r in theirs} == {"evoc"}
+    guard = users_rows(current_db)
+    ok("cluster", "-d", str(current_db), "--downsample", "1")
+    (hdb,) = ours(current_db)
+    for layer in theirs:
+        shown = json.loads(ok("show", layer["id"], "-d", str(current_db), "--json"))
+        assert shown["result"]["sample_count"] == layer["sample_count"] and shown["clusters"][0]["medoid_text"]
+        csv = tmp_path / f"layer{layer['layer']}.csv"
+        ok("export", layer["id"], "-d", str(current_db), "--output", str(csv))
+        assert len(csv.read_text().splitlines()) == layer["sample_count"] + 1
+        agreement = json.loads(ok("compare", "--result", hdb["id"], "--result", layer["id"], "-d", str(current_db), "--json"))
+        pair = agreement["comparisons"][0]
+        assert 0.0 < pair["ari"] <= 1.0 and pair["n"] > 0
+    ok("transitions", theirs[0]["id"], "-d", str(current_db))
+    ok("recut", hdb["id"], "-d", str(current_db), "--min-cluster-size", "6")
+    ok("sweep", hdb["id"], "-d", str(current_db), "--min-cluster-size", "4,8")
+    ok("bench", "-d", str(current_db), "--downsample", "4", "--output-dir", str(tmp_path / "bench"))
+    ok("index", "-d", str(current_db))
+    ok("delete", "--all", "--yes", "-d", str(current_db))
+    assert ours(current_db) == [] and len(results(current_db)) == 3
+    assert users_rows(current_db) == guard
+
+
+def _add_run(db) -> None:
+    """One more run in the users' format (as their application would insert it while experiments go on)."""
+    s = CURRENT_SCHEMA
+    engine = make_engine(f"sqlite:///{db}")
+    now = dt.datetime(2026, 6, 1, 12, 0, 0, 1)
+    with engine.begin() as conn:
+        experiment = conn.execute(sa.select(s.experiment.c.id)).scalars().first()
+        model, vector = conn.execute(sa.select(s.embedding.c.embedding_model, s.embedding.c.vector).limit(1)).one()
+        run_id = uuid.uuid4()
+        conn.execute(sa.insert(s.run), [{"id": run_id, "experiment_id": experiment, "initial_prompt": "a new prompt", "max_length": 4,
+                                         "network": ["FLUX.1-schnell", "Moondream2"], "run_number": 9999, "inserted_at": now, "updated_at": now}])
+        for seq in range(4):
+            inv = uuid.uuid4()
+            conn.execute(sa.insert(s.invocation), [{"id": inv, "run_id": run_id, "sequence_number": seq, "type": "text" if seq % 2 else "image",
+                                                    "model": "Moondream2", "output_text": "a new caption" if seq % 2 else None,
+                                                    "started_at": now, "inserted_at": now, "updated_at": now}])
+            if seq % 2:
+                conn.execute(sa.insert(s.embedding), [{"id": uuid.uuid4(), "invocation_id": inv, "embedding_model": model, "vector": vector,
+                                                       "started_at": now, "inserted_at": now, "updated_at": now}])
+    engine.dispose()
+
+
+def test_the_unique_rule_refuses_in_one_line_and_force_replaces_in_one_transaction(current_db):
+    ok("cluster", "-d", str(current_db), "--downsample", "1")
+    (old,) = ours(current_db)
+    _add_run(current_db)  # the same parameters now mean another sample
+    digest = file_hash(current_db)
+    out = run_cli("cluster", "-d", str(current_db), "--downsample", "1")
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1, out.stderr
+    assert old["id"][:8] in errors[0] and "--force" in errors[0] and "UNIQUE" in errors[0], errors[0]
+    assert file_hash(current_db) == digest  # refused before anything was clustered or written
+    # a replacement killed inside its transaction (old rows deleted, new rows half in) loses nothing
+    proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", "cluster", "-d", str(current_db), "--downsample", "1", "--force"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-commit=120"})
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and "fault: pausing inside the commit" not in (proc.stderr.readline() or ""):
+        assert proc.poll() is None, proc.communicate()
+    proc.kill()  # SIGKILL mid-transaction
+    proc.wait(timeout=30)
+    assert [r["id"] for r in ours(current_db)] == [old["id"]]
+    assert len(memberships(current_db, old["id"])) == old["sample_count"]
+    ok("cluster", "-d", str(current_db), "--downsample", "1", "--force")
+    (new,) = ours(current_db)
+    assert new["id"] != old["id"] and new["sample_count"] == old["sample_count"] + 2
+    assert memberships(current_db, old["id"]) == {}
+    assert len(memberships(current_db, new["id"])) == new["sample_count"]
+
+
+def test_the_whole_workflow_on_either_schema(any_db, tmp_path):
+    db = str(any_db)
+    ok("cluster", "-d", db, "--downsample", "2")
+    mine = ours(any_db)
+    assert mine and all(r["layer"] == 0 for r in mine)
+    rid = mine[0]["id"]
+    assert "medoid text" in ok("show", rid, "-d", db)
+    ok("export", rid, "-d", db, "--output", str(tmp_path / "m.csv"))
+    ok("trajectories", rid, "-d", db)
+    ok("transitions", rid, "-d", db, "--json")
+    ok("run-lengths", rid, "-d", db)
+    ok("report", "-d", db, "--output", str(tmp_path / "report"))
+    assert (tmp_path / "report" / "report.html").exists()
+    assert "ARI vs stored" in ok("sweep", rid, "-d", db, "--epsilon", "0,0.5")
+    ok("recut", rid, "-d", db, "--min-cluster-size", "9")
+    assert len(ours(any_db)) == len(mine) + 1
+    recut = ours(any_db)[0]["id"]
+    agreement = json.loads(ok("compare", "--result", rid, "--result", recut, "-d", db, "--json"))
+    assert 0 < agreement["comparisons"][0]["ari"] <= 1
+    ok("delete", rid, "--yes", "-d", db)
+    assert rid not in [r["id"] for r in results(any_db)]
+
+
+@pytest.mark.parametrize("fault", ["bad-vector", "locked", "timeout", "disk-full"])
+def test_failures_on_the_current_schema_leave_it_untouched(current_db, fault):
+    import sqlite3 as sq
+
+    env = None
+    args = ["cluster", "-d", str(current_db), "--downsample", "1"]
+    holder = None
+    if fault == "bad-vector":
+        con = sq.connect(current_db)
+        con.execute("UPDATE embeddings SET vector = x'0000803f' WHERE id = (SELECT id FROM embeddings LIMIT 1 OFFSET 7)")
+        con.commit()
+        con.close()
+    digest = file_hash(current_db)
+    if fault == "locked":
+        holder = sq.connect(current_db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        args += ["--busy-timeout", "1"]
+    elif fault == "timeout":
+        env = {"CLUSTER_WORKERS_FAULT": "pause-in-clustering=30"}
+        args += ["--timeout", "2"]
+    elif fault == "disk-full":
+        env = {"CLUSTER_WORKERS_FAULT": "disk-full-in-commit"}
+    try:
+        out = run_cli(*args, env=env)
+    finally:
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    expected = {"bad-vector": "4 bytes, expected 1024", "locked": "locked", "timeout": "passed its timeout",
+                "disk-full": "database or disk is full"}[fault]
+    assert expected in out.stderr, out.stderr
+    assert file_hash(current_db) == digest
+
+
+def test_index_offers_the_index_their_schema_lacks(current_db):
+    out = ok("index", "-d", str(current_db))
+    assert "ix_cw_embedding_clusters_result: created" in out + "", out
+    con = sqlite3.connect(current_db)
+    names = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'embedding_clusters'")}
+    con.close()
+    assert "ix_cw_embedding_clusters_result" in names
+    ok("index", "--drop", "-d", str(current_db))
