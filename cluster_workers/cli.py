@@ -30,6 +30,7 @@ DatabaseUrl = typer.Option(
 ConfigFile = typer.Option(None, "--config", help="TOML config file (default: config/cluster_workers.toml).")
 ResultId = typer.Argument(..., help="A result id (or a unique prefix) from `results`, `latest`, or `latest:MODEL`.")
 AsJson = typer.Option(False, "--json", help="Print JSON instead of a table.")
+Experiment = typer.Option(None, "--experiment", help="Only the runs of this experiment (its id); default every run.")
 
 
 def fail(exc: BaseException) -> None:
@@ -80,6 +81,7 @@ def cluster(
     medoid: Optional[str] = typer.Option(None, "--medoid", help="weighted (scikit-learn's store_centers='medoid', default) or mean."),
     min_samples_to_cluster: Optional[int] = typer.Option(None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Cluster only this embedding model (repeatable)."),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="Sample only this experiment's runs (its id); default every run."),
     engine: Optional[str] = typer.Option(None, "--engine", help="reference (hdbscan package) or fast."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."),
@@ -109,6 +111,7 @@ def cluster(
             medoid=medoid,
             min_samples_to_cluster=min_samples_to_cluster,
             models=tuple(model) if model else None,
+            experiment=experiment,
             engine=engine,
             workers=workers,
             timeout=timeout,
@@ -199,6 +202,7 @@ def export(
 def compare(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Only models clustered at this downsample."),
     result: Optional[List[str]] = typer.Option(None, "--result", "-r", help="Compare these two results (give it twice), whatever their parameters."),
+    experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
@@ -209,7 +213,7 @@ def compare(
 
     try:
         settings = _settings(config, database_url=database_url)
-        found = explore.compare(settings.database_url, downsample, settings.busy_timeout, results=result or None)
+        found = explore.compare(settings.database_url, downsample, settings.busy_timeout, results=result or None, experiment=experiment)
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.compare_table(found))
@@ -221,6 +225,7 @@ def trajectories(
     database_url: Optional[str] = DatabaseUrl,
     last_k: int = typer.Option(3, "--last-k", min=1, help="A run never settles when its last K sampled texts span more than one cluster."),
     by: str = typer.Option("prompt", "--by", help="Group runs by initial prompt (default) or network (their chain of models)."),
+    experiment: Optional[str] = Experiment,
     as_json: bool = AsJson,
     limit: int = typer.Option(20, "--limit", min=0, help="Rows per table (0 = all)."),
     config: Optional[Path] = ConfigFile,
@@ -230,7 +235,7 @@ def trajectories(
 
     try:
         settings = _settings(config, database_url=database_url)
-        found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by)
+        found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by, experiment)
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.trajectories_table(found, limit))
@@ -241,6 +246,7 @@ def transitions(
     result_id: str = ResultId,
     by: Optional[str] = typer.Option(None, "--by", help="Group runs by network (their chain of models) or prompt."),
     include_outliers: bool = typer.Option(False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."),
+    experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     limit: int = typer.Option(20, "--limit", min=0, help="Rows per group (0 = all)."),
@@ -251,7 +257,7 @@ def transitions(
 
     try:
         settings = _settings(config, database_url=database_url)
-        found = chains.load_transitions(settings.database_url, result_id, by, include_outliers, settings.busy_timeout)
+        found = chains.load_transitions(settings.database_url, result_id, by, include_outliers, settings.busy_timeout, experiment)
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.transitions_table(found, limit))
@@ -261,6 +267,7 @@ def transitions(
 def run_lengths(
     result_id: str = ResultId,
     include_outliers: bool = typer.Option(False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."),
+    experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     limit: int = typer.Option(20, "--limit", min=0, help="Clusters in the summary (0 = all)."),
@@ -271,7 +278,7 @@ def run_lengths(
 
     try:
         settings = _settings(config, database_url=database_url)
-        found = chains.load_run_lengths(settings.database_url, result_id, include_outliers, settings.busy_timeout)
+        found = chains.load_run_lengths(settings.database_url, result_id, include_outliers, settings.busy_timeout, experiment)
     except ClusterWorkersError as exc:
         fail(exc)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.run_lengths_table(found, limit))

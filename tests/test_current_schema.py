@@ -260,3 +260,39 @@ def test_index_offers_the_index_their_schema_lacks(current_db):
     con.close()
     assert "ix_cw_embedding_clusters_result" in names
     ok("index", "--drop", "-d", str(current_db))
+
+
+def _experiment_sample(db, experiment: str) -> set[str]:
+    """The embeddings of one experiment's non-calibration runs, straight from the file (downsample 1)."""
+    con = sqlite3.connect(db)
+    rows = con.execute(
+        "SELECT e.id FROM embeddings e JOIN invocations i ON i.id = e.invocation_id JOIN runs r ON r.id = i.run_id "
+        "WHERE r.experiment_id = ? AND i.type = 'text' AND lower(trim(r.initial_prompt)) NOT IN ('yeah', 'nah')", (experiment,)
+    ).fetchall()
+    con.close()
+    return {e for (e,) in rows}
+
+
+def test_experiment_chooses_the_runs_of_a_clustering_and_of_every_analysis(current_db):
+    con = sqlite3.connect(current_db)
+    experiments = [e for (e,) in con.execute("SELECT id FROM experiments ORDER BY id")]
+    con.close()
+    assert len(experiments) == 2
+    first, second = experiments
+    ok("cluster", "-d", str(current_db), "--downsample", "1", "--experiment", first)
+    (mine,) = ours(current_db)
+    assert set(memberships(current_db, mine["id"])) == _experiment_sample(current_db, first)
+    assert mine["parameters"]["experiment"] == first
+    ok("cluster", "-d", str(current_db), "--downsample", "1")  # globally, as the users cluster
+    whole = [r for r in ours(current_db) if "experiment" not in r["parameters"]][0]
+    per = {e: json.loads(ok("transitions", whole["id"], "-d", str(current_db), "--experiment", e, "--json")) for e in experiments}
+    every = json.loads(ok("transitions", whole["id"], "-d", str(current_db), "--json"))
+    total = lambda rows: sum(r["count"] for r in rows)  # noqa: E731
+    assert total(per[first]) > 0 and total(per[second]) > 0
+    assert total(per[first]) + total(per[second]) == total(every)
+    runs = {e: len(json.loads(ok("run-lengths", whole["id"], "-d", str(current_db), "--experiment", e, "--json"))) for e in experiments}
+    assert all(n > 0 for n in runs.values())
+    out = run_cli("transitions", whole["id"], "-d", str(current_db), "--experiment", str(uuid.uuid4()))
+    assert out.returncode == 1 and "no runs of experiment" in out.stderr
+    bad = run_cli("cluster", "-d", str(current_db), "--downsample", "1", "--experiment", "not-an-id")
+    assert bad.returncode == 2 and "must be an experiment id" in bad.stderr

@@ -171,8 +171,15 @@ def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
     return dict(zip(ids, zip(runs, position.tolist())))
 
 
-def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, tuple[object, int]] | None = None) -> Labelled:
-    """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given)."""
+def labelled(
+    conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, tuple[object, int]] | None = None,
+    experiment: str | uuid.UUID | None = None,
+) -> Labelled:
+    """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given).
+
+    ``experiment``: only the rows of that experiment's runs (the users cluster globally and analyse per
+    experiment); clusters keep the ranks of the whole result, so they are named as ``show`` names them.
+    """
     positions = text_positions(conn) if positions is None else positions
     s = schema_of(conn)
     ec, embedding, run = s.embedding_cluster, s.embedding, s.run
@@ -194,7 +201,7 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
         if m is not None:
             sizes[m] = sizes.get(m, 0) + 1
     ranks = rank_by_size(sizes)
-    return Labelled(
+    data = Labelled(
         invocation_ids=np.array(inv, dtype=object),
         run_ids=np.array(runs, dtype=object),
         prompts=np.array(prompts, dtype=object),
@@ -202,6 +209,23 @@ def labelled(conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, 
         text_index=np.array([k for _, k in where], dtype=np.int64),
         clusters=np.array([OUTLIER if m is None else ranks[m] for m in medoid_hex], dtype=np.int64),
         medoids={rank: uuid.UUID(hex=m) for m, rank in ranks.items()},
+    )
+    return data if experiment is None else _of_experiment(conn, data, experiment)
+
+
+def _of_experiment(conn: sa.Connection, data: Labelled, experiment: str | uuid.UUID) -> Labelled:
+    """``data``'s rows of one experiment's runs."""
+    from cluster_workers.db.sampling import check_experiment, of_experiment
+
+    s = schema_of(conn)
+    check_experiment(conn, experiment)
+    runs = {r for (r,) in conn.execute(sa.select(_raw(s.run.c.id)).where(of_experiment(s, experiment)))}
+    keep = np.fromiter((r in runs for r in data.run_ids.tolist()), dtype=bool, count=len(data.run_ids))
+    present = set(np.unique(data.clusters[keep]).tolist())
+    return Labelled(
+        invocation_ids=data.invocation_ids[keep], run_ids=data.run_ids[keep], prompts=data.prompts[keep],
+        networks=data.networks[keep], text_index=data.text_index[keep], clusters=data.clusters[keep],
+        medoids={rank: m for rank, m in data.medoids.items() if rank in present},
     )
 
 

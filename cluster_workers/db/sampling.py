@@ -10,11 +10,14 @@ the kept invocations -- the same invocations for every model.
 
 from __future__ import annotations
 
+import uuid
+
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import LEGACY_SCHEMA, Schema
 from cluster_workers.db.snapshot import SampleBound, embedding_rowid, id_digest
+from cluster_workers.errors import ConfigError, DatabaseError
 
 CALIBRATION_PROMPTS = ("yeah", "nah")
 
@@ -25,13 +28,35 @@ def is_text(table: sa.Table = LEGACY_SCHEMA.invocation) -> sa.ColumnElement[bool
     return sa.func.upper(sa.cast(table.c.type, sa.String)) == "TEXT"
 
 
+def experiment_uuid(experiment: str | uuid.UUID) -> uuid.UUID:
+    """An experiment id as given on the command line (dashed or not), checked."""
+    try:
+        return experiment if isinstance(experiment, uuid.UUID) else uuid.UUID(str(experiment).strip())
+    except ValueError:
+        raise ConfigError(f"--experiment must be an experiment id (a UUID), got {experiment!r}") from None
+
+
+def of_experiment(s: Schema, experiment: str | uuid.UUID) -> sa.ColumnElement[bool]:
+    """Runs of one experiment."""
+    return s.run.c.experiment_id == sa.bindparam("experiment", experiment_uuid(experiment), type_=s.run.c.experiment_id.type)
+
+
+def check_experiment(conn: sa.Connection, experiment: str | uuid.UUID) -> int:
+    """The number of runs of ``experiment``; a clear error when it has none (an id that does not exist)."""
+    s = schema_of(conn)
+    runs = conn.execute(sa.select(sa.func.count()).select_from(s.run).where(of_experiment(s, experiment))).scalar_one()
+    if not runs:
+        raise DatabaseError(f"no runs of experiment {experiment_uuid(experiment)} in this database")
+    return int(runs)
+
+
 def _not_calibration(s: Schema, experiment: str | None = None):
     """Runs that count: not calibration runs (initial prompt ``yeah``/``nah``), and of ``experiment`` when given."""
     run = s.run
     prompt = sa.func.lower(sa.func.trim(run.c.initial_prompt))
     keep = sa.or_(run.c.initial_prompt.is_(None), prompt.not_in(CALIBRATION_PROMPTS))
     if experiment is not None:
-        keep = sa.and_(keep, run.c.experiment_id == sa.bindparam("experiment", experiment, type_=run.c.experiment_id.type))
+        keep = sa.and_(keep, of_experiment(s, experiment))
     return keep
 
 
@@ -89,7 +114,7 @@ def count_all_query(bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
     query = sa.select(embedding.c.embedding_model, sa.func.count())
     if experiment is not None:
         query = query.join(s.invocation, s.invocation.c.id == embedding.c.invocation_id).join(
-            s.run, s.run.c.id == s.invocation.c.run_id).where(s.run.c.experiment_id == sa.bindparam("experiment", experiment, type_=s.run.c.experiment_id.type))
+            s.run, s.run.c.id == s.invocation.c.run_id).where(of_experiment(s, experiment))
     return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
@@ -152,6 +177,8 @@ def counts(
     A fingerprint is ``{"count": n, "digest": "..."}``: equal fingerprints mean the same sample.
     """
     s = schema_of(conn)
+    if experiment is not None:
+        check_experiment(conn, experiment)
     before = {m: int(c) for m, c in conn.execute(count_all_query(bound, s, experiment))}
     after: dict[str, int] = {}
     fingerprints: dict[str, dict] = {}

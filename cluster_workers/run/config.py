@@ -39,6 +39,7 @@ class Settings:
     medoid: str = _DEFAULTS.medoid
     min_samples_to_cluster: int = 2  # HDBSCAN needs 2; the users asked that only smaller models be skipped
     models: tuple[str, ...] = ()  # empty = every model in the database
+    experiment: str = ""  # cluster only this experiment's runs (an experiment id); empty = every run
     force: bool = False
     rollback: bool = False  # write every row, then roll the transaction back (bench: measures, changes nothing)
     skip_bad_vectors: bool = False  # skip (and count) bad vectors / orphan embeddings instead of failing

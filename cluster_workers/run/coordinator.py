@@ -59,7 +59,8 @@ RUN_SLACK_S = 60.0  # beyond timeout x rounds: starting processes and gathering 
 
 def run_key(settings: Settings) -> dict:
     """The settings that define a result: a second run with the same key is skipped unless forced."""
-    return settings.clustering.run_key(settings.downsample)
+    key = settings.clustering.run_key(settings.downsample)
+    return {**key, "experiment": settings.experiment} if settings.experiment else key
 
 
 def check_tables(conn: sa.Connection) -> None:
@@ -71,7 +72,12 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     """Counts per model (logged), skip rules applied; returns the models to cluster."""
     check_tables(conn)
     t0 = time.perf_counter()
-    report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound)
+    report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound, settings.experiment or None)
+    calibration = sampling.calibration_runs(conn)
+    logger.info("calibration runs left out (initial prompt {}): {}", "/".join(sampling.CALIBRATION_PROMPTS),
+                ", ".join(f"{n} '{p}'" for p, n in sorted(calibration.items())) or "none found")
+    if settings.experiment:
+        logger.info("experiment {}: only its runs are sampled", settings.experiment)
     report.timings["counts_s"] = time.perf_counter() - t0
     models = sorted(report.before)
     if settings.models:
@@ -133,6 +139,7 @@ def make_tasks(
             model=m,
             database_url=settings.database_url,
             downsample=settings.downsample,
+            experiment=settings.experiment or None,
             expected_count=after[m],
             clustering=settings.clustering,
             db_limits=settings.db_limits,

@@ -156,7 +156,8 @@ def member_vectors(conn: sa.Connection, source: Source, rows: np.ndarray) -> tup
     how = "primary key"
     downsample = source.parameters.get("downsample")
     if downsample and rows.size > max(SCAN_MIN_ROWS, source.n // SCAN_SHARE):
-        sample = fetch_vectors(conn, source.summary.model, int(downsample), expected=source.n, skip_bad=True)
+        sample = fetch_vectors(conn, source.summary.model, int(downsample), expected=source.n, skip_bad=True,
+                               experiment=source.parameters.get("experiment"))
         at = {sample.ids[i].tobytes(): i for i in range(len(sample.ids))}
         where = np.array([at.get(w.tobytes(), -1) for w in wanted], dtype=np.int64)
         found = where >= 0
@@ -246,6 +247,8 @@ def recut(url: str, result_id: str, overrides: dict, db_limits: dict, force: boo
                 source = load_source(conn, result_id)
                 wanted = requested_params(source, dict(overrides))
                 key = wanted.run_key(source.parameters.get("downsample"))
+                if source.parameters.get("experiment"):
+                    key["experiment"] = source.parameters["experiment"]
                 sample = source.parameters.get("sample")
                 same = [rid for rid, params in matching_results(conn, source.summary.model, key) if params.get("sample") == sample]
                 if same and not force:

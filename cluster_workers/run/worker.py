@@ -37,6 +37,7 @@ class ModelTask:
     database_url: str
     downsample: int
     expected_count: int
+    experiment: str | None = None  # only this experiment's runs
     clustering: ClusteringParams = field(default_factory=ClusteringParams)
     db_limits: dict = field(default_factory=dict)  # make_engine's bounded waits (Settings.db_limits)
     skip_bad_vectors: bool = False
@@ -164,7 +165,8 @@ def _fetch(task: ModelTask) -> Vectors:
         with engine.connect() as conn:
             faults.fetch_started(conn)
             conn = enter_snapshot(conn, task.bound)
-            return fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound)
+            return fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound,
+                                 task.experiment)
     finally:
         engine.dispose()
 
@@ -176,6 +178,7 @@ def _parameters(task: ModelTask, vectors: Vectors, params: HDBSCANParams, info: 
     fidelity = info.pop("fidelity", None)
     return {
         "downsample": task.downsample,
+        **({"experiment": task.experiment} if task.experiment else {}),
         **wanted.users_values(n),
         "metric": "euclidean on L2-normalised vectors",
         "min_samples_convention": "scikit-learn (the point itself counts); engine_parameters hold hdbscan's",

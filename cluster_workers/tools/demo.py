@@ -282,9 +282,10 @@ def _rows(shape: DemoShape, seed: int, models: tuple[str, ...], dim: int, labels
         yield "embedding", embs
 
 
-def _current_rows(name: str, rows: list[dict], experiment_id: uuid.UUID, counter: dict[str, int]) -> list[dict]:
+def _current_rows(name: str, rows: list[dict], experiments: list[uuid.UUID], counter: dict[str, int], runs: int) -> list[dict]:
     """Legacy-keyed rows as the users' current application writes them: no seeds, lower-case types,
-    ``experiment_id`` and ``run_number`` on runs, ``inserted_at`` / ``updated_at`` on every row."""
+    ``experiment_id`` and ``run_number`` on runs (the first half of the runs in the first experiment, the rest
+    in the second), ``inserted_at`` / ``updated_at`` on every row."""
     out = []
     for row in rows:
         row = dict(row)
@@ -292,7 +293,7 @@ def _current_rows(name: str, rows: list[dict], experiment_id: uuid.UUID, counter
         stamp = row.get("completed_at") or row.get("started_at") or _BASE_TIME
         row["inserted_at"] = row["updated_at"] = stamp
         if name == "run":
-            row["experiment_id"] = experiment_id
+            row["experiment_id"] = experiments[0] if counter["runs"] < runs // 2 else experiments[-1]
             row["run_number"] = counter["runs"]
             counter["runs"] += 1
         elif name == "invocation":
@@ -301,10 +302,10 @@ def _current_rows(name: str, rows: list[dict], experiment_id: uuid.UUID, counter
     return out
 
 
-def _experiment_row(experiment_id: uuid.UUID, shape: DemoShape, models: tuple[str, ...]) -> dict:
+def _experiment_row(experiment_id: uuid.UUID, shape: DemoShape, models: tuple[str, ...], runs: int) -> dict:
     return {
         "id": experiment_id, "max_length": 2 * max(shape.run_lengths), "embedding_models": list(models),
-        "prompts": [], "networks": [list(n) for n in NETWORKS], "num_runs": shape.runs,
+        "prompts": [], "networks": [list(n) for n in NETWORKS], "num_runs": runs,
         "started_at": _BASE_TIME, "completed_at": _BASE_TIME + dt.timedelta(hours=shape.runs),
         "inserted_at": _BASE_TIME, "updated_at": _BASE_TIME,
     }
@@ -369,7 +370,8 @@ def build_demo_database(
         tables = {"run": s.run, "invocation": s.invocation, "embedding": s.embedding}
         pending: dict[str, list[dict]] = {name: [] for name in tables}
         written = 0
-        experiment_id = uuid.UUID(bytes=np.random.default_rng([seed, 5]).bytes(16), version=4)
+        experiment_rng = np.random.default_rng([seed, 5])
+        experiments = [uuid.UUID(bytes=experiment_rng.bytes(16), version=4) for _ in range(2)]
         counter = {"runs": 0}
         with engine.connect() as conn:
             # a fresh file that is renamed into place only when complete: no journal needed
@@ -383,11 +385,12 @@ def build_demo_database(
                 raise DatabaseError(f"{describe(url)} already has experiment tables: {sorted(existing)}")
             if schema == CURRENT:
                 create_users_tables(conn)
-                conn.execute(sa.insert(s.experiment), [_experiment_row(experiment_id, shape, models)])
+                conn.execute(sa.insert(s.experiment), [_experiment_row(e, shape, models, n) for e, n in
+                                                       zip(experiments, (shape.runs // 2, shape.runs - shape.runs // 2))])
             else:
                 s.metadata.create_all(conn, tables=list(s.experiment_tables))
             for name, rows in _rows(shape, seed, models, dim, labels):
-                pending[name].extend(_current_rows(name, rows, experiment_id, counter) if schema == CURRENT else rows)
+                pending[name].extend(_current_rows(name, rows, experiments, counter, shape.runs) if schema == CURRENT else rows)
                 if len(pending["embedding"]) >= 12_000:
                     written += _flush(conn, tables, pending)
                     if progress:

@@ -67,13 +67,14 @@ def _labels(conn: sa.Connection, medoids: dict) -> dict[int, str | None]:
     return {rank: texts.get(m) for rank, m in medoids.items()} | {-1: OUTLIER_LABEL}
 
 
-def load_transitions(url: str, result_id: str, by: str | None = None, include_outliers: bool = False, busy_timeout: float = 30.0) -> TransitionReport:
+def load_transitions(url: str, result_id: str, by: str | None = None, include_outliers: bool = False, busy_timeout: float = 30.0,
+                     experiment: str | None = None) -> TransitionReport:
     if by is not None and by not in GROUPINGS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
 
     def fn(conn: sa.Connection) -> TransitionReport:
         result = find_result(conn, result_id)
-        data = labelled(conn, result.id)
+        data = labelled(conn, result.id, experiment=experiment)
         groups = None
         if by is not None:
             values = data.networks if by == "network" else data.prompts
@@ -84,10 +85,11 @@ def load_transitions(url: str, result_id: str, by: str | None = None, include_ou
     return read_with(url, busy_timeout, fn)
 
 
-def load_run_lengths(url: str, result_id: str, include_outliers: bool = False, busy_timeout: float = 30.0) -> RunLengthReport:
+def load_run_lengths(url: str, result_id: str, include_outliers: bool = False, busy_timeout: float = 30.0,
+                     experiment: str | None = None) -> RunLengthReport:
     def fn(conn: sa.Connection) -> RunLengthReport:
         result = find_result(conn, result_id)
-        data = labelled(conn, result.id)
+        data = labelled(conn, result.id, experiment=experiment)
         networks = dict(zip(data.run_ids.tolist(), data.networks.tolist()))
         prompts = dict(zip(data.run_ids.tolist(), data.prompts.tolist()))
         stretches = run_lengths(data.run_ids, data.text_index, data.clusters, networks, prompts, include_outliers)

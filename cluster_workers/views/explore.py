@@ -116,7 +116,7 @@ def _compare_pair(conn, a, b, get) -> Comparison:  # type: ignore[no-untyped-def
 
 def compare_in(
     conn: sa.Connection, downsample: int | None = None, cache: dict | None = None, positions: dict | None = None,
-    results: list[str] | None = None, check_stale: bool = True,
+    results: list[str] | None = None, check_stale: bool = True, experiment: str | None = None,
 ) -> CompareReport:  # fmt: skip
     """Every pair of models whose newest current results share downsample, parameters and engine (or only at
     ``downsample``); or the two ``results`` named. A pair that cannot be compared is reported in its row.
@@ -129,7 +129,7 @@ def compare_in(
         nonlocal positions
         if r.id not in cache:
             positions = text_positions(conn) if positions is None else positions
-            cache[r.id] = labelled(conn, r.id, positions)
+            cache[r.id] = labelled(conn, r.id, positions, experiment)
         return cache[r.id]
 
     if results:
@@ -156,9 +156,10 @@ def compare_in(
 
 
 def compare(
-    url: str, downsample: int | None = None, busy_timeout: float = 30.0, results: list[str] | None = None
+    url: str, downsample: int | None = None, busy_timeout: float = 30.0, results: list[str] | None = None,
+    experiment: str | None = None,
 ) -> CompareReport:
-    return read_with(url, busy_timeout, lambda conn: compare_in(conn, downsample, results=results))
+    return read_with(url, busy_timeout, lambda conn: compare_in(conn, downsample, results=results, experiment=experiment))
 
 
 def compare_table(report: CompareReport) -> str:
@@ -216,24 +217,26 @@ GROUPS = {"prompt": ("prompts", "initial_prompt", "per initial prompt"), "networ
 
 
 def trajectories_in(
-    conn: sa.Connection, result: ResultSummary, last_k: int = LAST_K, data: Labelled | None = None, by: str = "prompt"
+    conn: sa.Connection, result: ResultSummary, last_k: int = LAST_K, data: Labelled | None = None, by: str = "prompt",
+    experiment: str | None = None,
 ) -> TrajectoryReport:
     """Where the result's runs end and when they settle; runs grouped ``by`` initial prompt or network."""
     if by not in GROUPS:
         raise ClusterWorkersError(f"--by must be prompt or network, got {by!r}")
-    data = labelled(conn, result.id) if data is None else data
+    data = labelled(conn, result.id, experiment=experiment) if data is None else data
     t = trajectories(data.run_ids, data.prompts if by == "prompt" else data.networks, data.text_index, data.clusters, last_k)
     ranks = [r.key for r in t.by_cluster if r.key in data.medoids]
     texts = texts_of(conn, [data.medoids[k] for k in ranks])
     return TrajectoryReport(result, t, {k: texts.get(data.medoids[k]) for k in ranks}, by)
 
 
-def load_trajectories(url: str, result_id: str, last_k: int = LAST_K, busy_timeout: float = 30.0, by: str = "prompt") -> TrajectoryReport:
+def load_trajectories(url: str, result_id: str, last_k: int = LAST_K, busy_timeout: float = 30.0, by: str = "prompt",
+                      experiment: str | None = None) -> TrajectoryReport:
     if last_k < 1:
         raise ClusterWorkersError("--last-k must be at least 1")
     if by not in GROUPS:
         raise ClusterWorkersError(f"--by must be prompt or network, got {by!r}")
-    return read_with(url, busy_timeout, lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by))
+    return read_with(url, busy_timeout, lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by, experiment=experiment))
 
 
 def _share(x: float | None) -> str:
