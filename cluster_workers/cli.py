@@ -263,6 +263,82 @@ def transitions(
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.transitions_table(found, limit))
 
 
+@app.command("fixed-points")
+def fixed_points(
+    min_repeats: int = typer.Option(3, "--min-repeats", min=1, help="Texts the constant tail must hold to count as a fixed point."),
+    normalise: str = typer.Option("exact", "--normalise", help="exact (the default) or fold (whitespace collapsed, case folded)."),
+    by: str = typer.Option("network", "--by", help="Summarise per network (default) or prompt."),
+    experiment: Optional[str] = Experiment,
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    limit: int = typer.Option(20, "--limit", min=0, help="Groups in the table (0 = all)."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Fixed points by exact caption repetition (no clustering, every text step): when each run's caption stops changing."""
+    from cluster_workers.views import dynamics
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        found = dynamics.load_fixed_points(settings.database_url, min_repeats, normalise, by, experiment, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.fixed_points_table(found, limit))
+
+
+CoreProbability = typer.Option(0.5, "--core-probability", min=0.0, max=1.0,
+                               help="A member with at least this membership probability is a core step (1.0: only the densest).")
+FillInitial = typer.Option("none", "--fill-initial", help="none: steps before a run's first core take no state; first: the first core's.")
+
+
+@app.command()
+def states(
+    result_id: str = ResultId,
+    core_probability: float = CoreProbability,
+    fill_initial: str = FillInitial,
+    experiment: Optional[str] = Experiment,
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Core-set milestoning: every run's state sequence (a transit step keeps the last core visited)."""
+    from cluster_workers.views import dynamics
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        found = dynamics.load_states(settings.database_url, result_id, core_probability, fill_initial, experiment, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    if found.warning and not as_json:
+        logger.warning(found.warning)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.states_table(found))
+
+
+@app.command()
+def kinetics(
+    result_id: str = ResultId,
+    by: str = typer.Option("network", "--by", help="Per network (default), prompt, or all runs together."),
+    core_probability: float = CoreProbability,
+    fill_initial: str = FillInitial,
+    min_stay: int = typer.Option(3, "--min-stay", min=1, help="A run is absorbed when its last stay holds at least this many sampled steps."),
+    lag: int = typer.Option(1, "--lag", min=1, help="The Markov chain's lag, in sampled steps."),
+    experiment: Optional[str] = Experiment,
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    limit: int = typer.Option(20, "--limit", min=0, help="Groups in the table (0 = all)."),
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Kinetics of the states: jumps, dwell times (censored, tail test), absorption, transit share, a Markov chain."""
+    from cluster_workers.views import dynamics
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        found = dynamics.load_kinetics(settings.database_url, result_id, by, core_probability, fill_initial, min_stay, lag,
+                                       experiment, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(found.as_dict(), indent=2, default=float) if as_json else dynamics.kinetics_table(found, limit))
+
+
 @app.command("run-lengths")
 def run_lengths(
     result_id: str = ResultId,

@@ -116,6 +116,7 @@ class Labelled:
     text_index: np.ndarray  # (n,) int64
     clusters: np.ndarray  # (n,) int64 rank, -1 outlier
     medoids: dict[int, uuid.UUID]  # rank -> medoid embedding id
+    probabilities: np.ndarray | None = None  # (n,) float64 membership probability (NaN: not stored), when asked for
 
 
 def network_label(network: object) -> str | None:
@@ -173,7 +174,7 @@ def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
 
 def labelled(
     conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, tuple[object, int]] | None = None,
-    experiment: str | uuid.UUID | None = None,
+    experiment: str | uuid.UUID | None = None, with_probabilities: bool = False,
 ) -> Labelled:
     """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given).
 
@@ -184,10 +185,16 @@ def labelled(
     s = schema_of(conn)
     ec, embedding, run = s.embedding_cluster, s.embedding, s.run
     rows = conn.execute(
-        sa.select(_raw(embedding.c.invocation_id), _raw(ec.c.medoid_embedding_id))
+        sa.select(_raw(embedding.c.invocation_id), _raw(ec.c.medoid_embedding_id), _raw(ec.c.embedding_id))
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
         .where(ec.c.clustering_result_id == result_id)
     ).all()
+    probabilities = None
+    if with_probabilities:
+        scores = point_scores(conn, result_id)
+        nan = (float("nan"), float("nan"))
+        probabilities = np.array([scores.get(uuid_bytes(e), nan)[0] for _, _, e in rows], dtype=np.float64)
+    rows = [(i, m) for i, m, _ in rows]
     prompt_of, network_of = {}, {}
     for run_id, prompt, network in conn.execute(sa.select(_raw(run.c.id), run.c.initial_prompt, run.c.network)):
         prompt_of[run_id], network_of[run_id] = prompt, network_label(network)
@@ -209,6 +216,7 @@ def labelled(
         text_index=np.array([k for _, k in where], dtype=np.int64),
         clusters=np.array([OUTLIER if m is None else ranks[m] for m in medoid_hex], dtype=np.int64),
         medoids={rank: uuid.UUID(hex=m) for m, rank in ranks.items()},
+        probabilities=probabilities,
     )
     return data if experiment is None else _of_experiment(conn, data, experiment)
 
@@ -226,6 +234,7 @@ def _of_experiment(conn: sa.Connection, data: Labelled, experiment: str | uuid.U
         invocation_ids=data.invocation_ids[keep], run_ids=data.run_ids[keep], prompts=data.prompts[keep],
         networks=data.networks[keep], text_index=data.text_index[keep], clusters=data.clusters[keep],
         medoids={rank: m for rank, m in data.medoids.items() if rank in present},
+        probabilities=None if data.probabilities is None else data.probabilities[keep],
     )
 
 
@@ -272,3 +281,45 @@ def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, 
         pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
         rows = [rows[i] for i in sorted(pick.tolist())]
     return [(uuid.UUID(hex=id_hex(e)), None if m is None else uuid.UUID(hex=id_hex(m))) for e, m in rows]
+
+
+@dataclass(frozen=True)
+class RunTexts:
+    """One run's text outputs in step order (every text step, no downsampling)."""
+
+    run_id: object
+    network: str | None
+    initial_prompt: str | None
+    texts: list[str | None]
+
+
+def iter_run_texts(conn: sa.Connection, experiment: str | uuid.UUID | None = None, calibration: bool = False,
+                   batch: int = STREAM_ROWS) -> Iterator[RunTexts]:
+    """Every run's texts in sequence order, streamed run by run (calibration runs left out unless asked)."""
+    from cluster_workers.db.sampling import CALIBRATION_PROMPTS, check_experiment, of_experiment
+
+    s = schema_of(conn)
+    invocation, run = s.invocation, s.run
+    runs = sa.select(_raw(run.c.id), run.c.network, run.c.initial_prompt)
+    if experiment is not None:
+        check_experiment(conn, experiment)
+        runs = runs.where(of_experiment(s, experiment))
+    about = {}
+    for run_id, network, prompt in conn.execute(runs):
+        if calibration or (prompt or "").strip().lower() not in CALIBRATION_PROMPTS:
+            about[run_id] = (network_label(network), prompt)
+    query = (
+        sa.select(_raw(invocation.c.run_id), invocation.c.output_text)
+        .where(is_text(invocation))
+        .order_by(invocation.c.run_id, invocation.c.sequence_number, invocation.c.id)
+    )
+    current, texts = None, []
+    for part in conn.execution_options(stream_results=True, yield_per=batch).execute(query).partitions(batch):
+        for run_id, text in part:
+            if run_id != current:
+                if current in about:
+                    yield RunTexts(current, *about[current], texts)
+                current, texts = run_id, []
+            texts.append(text)
+    if current in about:
+        yield RunTexts(current, *about[current], texts)

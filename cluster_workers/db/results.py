@@ -53,10 +53,20 @@ def time_ordered_ids(n: int, when: float) -> np.ndarray:
     return ids
 
 
-def hex_rows(id_bytes: np.ndarray) -> list[str]:
-    """32-char lower-case hex per row of ``(n, 16)`` bytes: how ``sa.Uuid`` stores a UUID on SQLite."""
+def hex_rows(id_bytes: np.ndarray, dashed: bool = False) -> list[str]:
+    """32-char lower-case hex per row of ``(n, 16)`` bytes (how ``sa.Uuid`` stores a UUID on SQLite), or the
+    36-char dashed form (the current schema's), built in numpy rather than per id."""
     text = np.ascontiguousarray(id_bytes).tobytes().hex()
-    return [text[i : i + 32] for i in range(0, len(text), 32)]
+    if not dashed:
+        return [text[i : i + 32] for i in range(0, len(text), 32)]
+    n = len(id_bytes)
+    digits = np.frombuffer(text.encode(), dtype="S1").reshape(n, 32)
+    out = np.full((n, 36), b"-", dtype="S1")
+    for src, dst in ((slice(0, 8), slice(0, 8)), (slice(8, 12), slice(9, 13)), (slice(12, 16), slice(14, 18)),
+                     (slice(16, 20), slice(19, 23)), (slice(20, 32), slice(24, 36))):
+        out[:, dst] = digits[:, src]
+    joined = out.tobytes().decode()
+    return [joined[i : i + 36] for i in range(0, len(joined), 36)]
 
 
 def membership_columns(
@@ -66,13 +76,11 @@ def membership_columns(
     schema's id format (32-char hex, or dashed for the current schema), sorted by embedding id (so the unique index
     is filled in order); outliers get a NULL medoid."""
     order = byte_order(result.embedding_ids)
-    embedding_hex = hex_rows(result.embedding_ids[order])
-    medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)]) if len(result.medoid_rows) else []
-    ids = hex_rows(time_ordered_ids(len(order), when))
-    rid = result_id.hex
-    if s is not None and s.id_text("0" * 32) != "0" * 32:  # the schema writes ids in another text form
-        ids, embedding_hex, medoid_hex = ([s.id_text(h) for h in col] for col in (ids, embedding_hex, medoid_hex))
-        rid = s.id_text(rid)
+    dashed = s is not None and s.id_text("0" * 32) != "0" * 32  # the schema writes ids in the dashed text form
+    embedding_hex = hex_rows(result.embedding_ids[order], dashed)
+    medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)], dashed) if len(result.medoid_rows) else []
+    ids = hex_rows(time_ordered_ids(len(order), when), dashed)
+    rid = s.id_text(result_id.hex) if dashed else result_id.hex
     labels = result.labels[order].tolist()
     medoids = [medoid_hex[label] if label >= 0 else None for label in labels]
     return ids, embedding_hex, rid, medoids
