@@ -51,7 +51,7 @@ def test_report_numbers_match_the_database(clustered, tmp_path):
         assert [int(size.replace(",", "")) for _, size in rows] == [c.size for c in top]
 
 
-DETAIL_FIGURES = ("trajectories", "transitions", "run-lengths", "networks", "sweep")  # static SVG per model's latest result
+DETAIL_FIGURES = ("trajectories", "transitions", "run-lengths", "networks", "sweep", "dwell", "state-graph", "absorption")  # static SVG per model's latest result
 
 
 def expected_plots(db) -> int:
@@ -98,6 +98,14 @@ def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
         stretches = json.loads(run_cli("run-lengths", summary.id.hex, "-d", str(clustered), "--json").stdout)
         assert sorted(detail.chains.stretch_lengths.tolist()) == sorted(s["length"] for s in stretches)
         assert detail.chains.grid.sum() <= detail.trajectories.trajectories.overall.runs
+        # the dynamics panels are the kinetics command's own numbers
+        kin = {g["group"]: g for g in json.loads(run_cli("kinetics", summary.id.hex, "-d", str(clustered), "--json").stdout)["groups"]}
+        assert {k.group: (k.runs, k.absorbed, sum(k.jumps.values())) for k in detail.kinetics} == {
+            g: (v["runs"], v["absorbed"], sum(j["count"] for j in v["jumps"])) for g, v in kin.items()}
+    fixed = json.loads(run_cli("fixed-points", "-d", str(clustered), "--json").stdout)
+    table = page.split("class='fixed-points'>")[1].split("</table>")[0]
+    for g in fixed["groups"]:
+        assert f"<td class='num'>{g['runs']}</td><td class='num'>{g['absorbed']} ({g['absorbed_share']:.0%})</td>" in table
 
 
 def test_report_without_results(demo_db, tmp_path):

@@ -162,23 +162,36 @@ def compare(
     return read_with(url, busy_timeout, lambda conn: compare_in(conn, downsample, results=results, experiment=experiment))
 
 
+def _name(r: ResultSummary, same_model: bool) -> str:
+    """A result as the compare table names it: its model, or -- two results of one model -- model, algorithm and layer."""
+    if not same_model:
+        return r.model
+    return f"{r.model} {(r.algorithm or '').split(' ')[0]}/{r.layer} {r.id.hex[:8]}"
+
+
 def compare_table(report: CompareReport) -> str:
     comparisons = report.comparisons
 
-    def cells(c: Comparison) -> list[str]:
-        if c.agreement is None:
-            return [c.a.model, c.b.model, str(c.downsample), "0", "-", "-", c.note]
-        return [c.a.model, c.b.model, str(c.downsample), f"{c.agreement.n:,}", f"{c.agreement.ari:.3f}", f"{c.agreement.ami:.3f}", c.note]
+    def names(c: Comparison) -> tuple[str, str]:
+        same = c.a.model == c.b.model
+        return _name(c.a, same), _name(c.b, same)
 
-    head = text_table(["model a", "model b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5})
+    def cells(c: Comparison) -> list[str]:
+        a, b = names(c)
+        if c.agreement is None:
+            return [a, b, str(c.downsample), "0", "-", "-", c.note]
+        return [a, b, str(c.downsample), f"{c.agreement.n:,}", f"{c.agreement.ari:.3f}", f"{c.agreement.ami:.3f}", c.note]
+
+    head = text_table(["result a", "result b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5})
     parts = [head]
     for r, why in report.left_out:
         parts.append(f"left out: {r.id.hex[:8]} ({r.model}): {why}")
     for c in comparisons:
         if c.agreement is None:
             continue
+        a, b = names(c)
         if not c.agreement.matches:
-            parts.append(f"\n{c.a.model} -> {c.b.model} (downsample {c.downsample}): {c.a.model} has no cluster among the shared invocations")
+            parts.append(f"\n{a} -> {b} (downsample {c.downsample}): {a} has no cluster among the shared invocations")
             continue
         rows = [
             [str(m.cluster_a), f"{m.size_a:,}", "-" if m.cluster_b is None else str(m.cluster_b), f"{m.size_b:,}", f"{m.jaccard:.2f}",
@@ -186,8 +199,8 @@ def compare_table(report: CompareReport) -> str:
             for m in c.agreement.matches
         ]
         parts.append(
-            f"\n{c.a.model} -> {c.b.model} (downsample {c.downsample}): best match of {c.a.model}'s largest clusters\n"
-            + text_table([f"{c.a.model} #", "size", f"{c.b.model} #", "size", "Jaccard", f"{c.a.model} medoid text"], rows, {0, 1, 2, 3, 4})
+            f"\n{a} -> {b} (downsample {c.downsample}): best match of {a}'s largest clusters\n"
+            + text_table(["a #", "size", "b #", "size", "Jaccard", "a's medoid text"], rows, {0, 1, 2, 3, 4})
         )
     return "\n".join(parts)
 

@@ -23,6 +23,8 @@ from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
 from cluster_workers.run.recut import load_source, sweep_source
 from cluster_workers.db.connect import read_with
+from cluster_workers.analysis.dynamics import absorption_curve, kinetics, milestone
+from cluster_workers.views.dynamics import CORE_PROBABILITY, fixed_points_in
 
 TOP_CLUSTERS = 10
 MAP_SAMPLE = 3_000  # points per 2-D map
@@ -68,6 +70,8 @@ class Detail:
     cluster_map: ClusterMap | None
     sweep: list = field(default_factory=list)  # SweepRow per epsilon on the stored tree; empty without a tree
     chains: Chains | None = None
+    kinetics: list = field(default_factory=list)  # analysis.dynamics.Kinetics per network
+    downsample: int = 1
 
 
 @dataclass
@@ -76,6 +80,7 @@ class ReportData:
     comparisons: dict[int | None, list[Comparison]] = field(default_factory=dict)
     left_out: list = field(default_factory=list)  # (result, why) not compared
     details: dict[uuid.UUID, Detail] = field(default_factory=dict)
+    fixed_points: object = None  # views.dynamics.FixedPointReport, per network
 
 
 def _panel_runs(report: TrajectoryReport, limit: int = PANEL_RUNS, seed: int = 0) -> list:
@@ -172,8 +177,60 @@ def report_data(conn: sa.Connection) -> ReportData:
                 cache[r.id] = labelled(conn, r.id, positions)
             traj = trajectories_in(conn, r, data=cache[r.id])
             data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids), _sweep(conn, r),
-                                        _chains(cache[r.id], traj.trajectories.runs))
+                                        _chains(cache[r.id], traj.trajectories.runs), *_kinetics(conn, r, positions))
+    if data.entries:
+        data.fixed_points = fixed_points_in(conn)
     return data
+
+
+def _kinetics(conn: sa.Connection, result: ResultSummary, positions: dict) -> tuple[list, int]:
+    """The result's kinetics per network at the default core threshold (``cluster-workers kinetics``)."""
+    data = labelled(conn, result.id, positions, with_probabilities=True)
+    probabilities = None if data.probabilities is None or np.isnan(data.probabilities).all() else data.probabilities
+    runs = milestone(data.run_ids, data.text_index, data.clusters, probabilities, CORE_PROBABILITY)
+    network = dict(zip(data.run_ids.tolist(), data.networks.tolist()))
+    grouped: dict = {}
+    for run in runs:
+        grouped.setdefault(network.get(run.run_id), []).append(run)
+    downsample = int((result.parameters or {}).get("downsample") or 1)
+    return [kinetics(grouped[g], str(g), downsample, tail_test=False) for g in sorted(grouped, key=str)], downsample
+
+
+def _dynamics_section(detail: Detail, model: str) -> list[str]:
+    if not detail.kinetics:
+        return []
+    horizon = max((max(k.absorption_times, default=0) for k in detail.kinetics), default=0)
+    ccdf = {k.group: tuple(k.dwell_summary()["ccdf"].values()) for k in detail.kinetics}
+    absorbed = {k.group: absorption_curve(k.absorption_times, k.runs, horizon) for k in detail.kinetics}
+    jumps: dict = {}
+    for k in detail.kinetics:
+        for pair, n in k.jumps.items():
+            jumps[pair] = jumps.get(pair, 0) + n
+    note = (f" At downsample {detail.downsample} a step is {detail.downsample} texts apart: shorter stays are invisible."
+            if detail.downsample > 1 else "")
+    return [
+        "<h3>States and dwell times</h3><p class='params'>Core-set milestoning (core: membership probability &ge; "
+        f"{CORE_PROBABILITY:g}; <code>cluster-workers kinetics</code>), times in text steps of the run.{note}</p>",
+        f"<figure class='dwell'>{plots.dwell_ccdf_plot(ccdf, model)}</figure>",
+        f"<figure class='state-graph'>{plots.state_graph(jumps, model)}</figure>",
+        f"<figure class='absorption'>{plots.absorption_plot(absorbed, model)}</figure>",
+    ]
+
+
+def _fixed_points_section(report) -> list[str]:  # type: ignore[no-untyped-def]
+    e = html.escape
+    if report is None or not report.groups:
+        return []
+    parts = [f"<h2>Fixed points</h2><p class='params'>The caption constant to the end of the run for at least {report.min_repeats} "
+             "texts, every text step, no clustering (<code>cluster-workers fixed-points</code>).</p><table class='fixed-points'>"
+             "<tr><th>network</th><th>runs</th><th>absorbed</th><th>absorbed at step (median)</th><th>most common fixed point</th></tr>"]
+    for g in report.groups:
+        top = f"{e(g.top_captions[0][0])} &times;{g.top_captions[0][1]}" if g.top_captions else ""
+        median = "" if g.time_to_absorption["median"] is None else f"{g.time_to_absorption['median']:g}"
+        parts.append(f"<tr><td>{e(str(g.group))}</td><td class='num'>{g.runs}</td><td class='num'>{g.absorbed} "
+                     f"({g.absorbed_share:.0%})</td><td class='num'>{median}</td><td>{top}</td></tr>")
+    parts.append("</table>")
+    return parts
 
 
 def _heatmap(downsample: int | None, comparisons: list[Comparison]) -> str:
@@ -257,6 +314,7 @@ def _detail_section(detail: Detail, model: str, library: dict | None = None) -> 
                      f"<figure class='sweep'>{plots.sweep_panel([r.cluster_selection_epsilon for r in rows], [r.clusters for r in rows], [r.outlier_share for r in rows], model, rows[0].min_cluster_size)}</figure>")
     if detail.chains is not None:
         parts.extend(_chains_section(detail.chains, model))
+    parts.extend(_dynamics_section(detail, model))
     if detail.cluster_map is not None:
         parts.append(_map_figure(detail.cluster_map, model, library if library is not None else {}))
     return parts
@@ -296,6 +354,7 @@ def render(data: ReportData, source: str) -> str:
     parts.append(f"<figure>{plots.comparison_plot(list(latest.values()))}</figure>")
     library: dict = {}  # plotly.js goes into the page once, with the first map
     parts.extend(_agreement_section(data.comparisons, data.left_out))
+    parts.extend(_fixed_points_section(data.fixed_points))
     for summary, clusters in entries:
         params = ", ".join(
             f"{k}={v}" for k, v in summary.parameters.items() if not isinstance(v, dict) and k != "run_key"

@@ -233,3 +233,70 @@ def interactive_map(
         margin={"l": 50, "r": 10, "t": 40, "b": 40},
     )  # fmt: skip
     return fig.to_html(full_html=False, include_plotlyjs=bool(include_library), config={"displaylogo": False})
+
+
+def dwell_ccdf_plot(curves: dict[str, tuple[list[float], list[float]]], model: str) -> str:
+    """Per network the dwell-time survival P(stay > t) (Kaplan-Meier, censored last stays), log-log."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    for group, (t, survival) in curves.items():
+        keep = [(a, b) for a, b in zip(t, survival) if a > 0 and b > 0]
+        if keep:
+            ax.step([a for a, _ in keep], [b for _, b in keep], where="post", label=group)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("dwell time t (text steps)")
+    ax.set_ylabel("P(stay > t)")
+    ax.set_title(f"{model}: dwell times per network (complementary CDF)", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def absorption_plot(curves: dict[str, tuple[list[int], list[float]]], model: str) -> str:
+    """Per network the share of runs absorbed by text step t."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 3.0))
+    if not any(share and share[-1] > 0 for _, share in curves.values()):
+        ax.text(0.5, 0.5, "no run absorbed", ha="center", va="center", transform=ax.transAxes)
+    for group, (t, share) in curves.items():
+        ax.step(t, share, where="post", label=group)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("text step t")
+    ax.set_ylabel("runs absorbed by t")
+    ax.set_title(f"{model}: absorption per network", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
+    return _svg(fig)
+
+
+def state_graph(jumps: dict[tuple[int, int], int], model: str, top: int = 8) -> str:
+    """The jump graph of the heaviest jumps (at most ``top`` states): nodes on a circle, arrows as wide as their counts."""
+    plt = _pyplot()
+    states: list[int] = []
+    for (a, b), _ in sorted(jumps.items(), key=lambda kv: (-kv[1], kv[0])):
+        new = [s for s in (a, b) if s not in states]
+        if len(states) + len(new) > top:
+            continue
+        states += new
+    states.sort()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.set_axis_off()
+    if not states:
+        ax.text(0.5, 0.5, "no jumps between states", ha="center", va="center")
+        return _svg(fig)
+    angle = np.linspace(0, 2 * np.pi, len(states), endpoint=False)
+    at = {s: (np.cos(a), np.sin(a)) for s, a in zip(states, angle)}
+    most = max(n for (a, b), n in jumps.items() if a in at and b in at) if any(a in at and b in at for a, b in jumps) else 1
+    for (a, b), n in jumps.items():
+        if a in at and b in at:
+            ax.annotate("", xy=at[b], xytext=at[a], arrowprops={
+                "arrowstyle": "-|>", "lw": 0.5 + 3.5 * n / most, "color": "#3b75af", "alpha": 0.7,
+                "connectionstyle": "arc3,rad=0.15", "shrinkA": 12, "shrinkB": 12})
+    for s, (x, y) in at.items():
+        ax.scatter([x], [y], s=420, color="#f4f4f4", edgecolors="#333", zorder=3)
+        ax.text(x, y, str(s), ha="center", va="center", fontsize=9, zorder=4)
+    ax.set_xlim(-1.3, 1.3)
+    ax.set_ylim(-1.3, 1.3)
+    ax.set_title(f"{model}: the heaviest jumps between states", fontsize=10)
+    return _svg(fig)
