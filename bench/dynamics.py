@@ -71,14 +71,17 @@ def main() -> None:
         out["models"][model] = {
             "result": str(result.id), "states_s": round(states_s, 2), "kinetics_s": round(kinetics_s, 2),
             "runs": sum(g.runs for g in kin.groups), "steps": sum(g.steps for g in kin.groups),
-            "member_probability_quantiles": {q: float(np.quantile(members, q)) for q in (0.05, 0.25, 0.5, 0.75)},
-            "members_at_probability_1": round(float(np.mean(members >= 1.0)), 4), "threshold_sweep": sweep,
+            "member_probability_quantiles": {q: float(np.quantile(members, q)) if members.size else None for q in (0.05, 0.25, 0.5, 0.75)},
+            "members_at_probability_1": round(float(np.mean(members >= 1.0)), 4) if members.size else None, "threshold_sweep": sweep,
         }
         m = out["models"][model]
         print(f"{model:<12} {states_s:>9.2f} {kinetics_s:>11.2f} {m['runs']:>6,} {m['steps']:>9,}")
     print("\ncore threshold: share of sampled steps that are core / initial transit / stays / median dwell (text steps)")
     for model, m in sorted(out["models"].items()):
-        print(f"{model}: member probability quartiles {m['member_probability_quantiles']}, "
+        if m["members_at_probability_1"] is None:
+            print(f"{model}: no cluster members")
+            continue
+        print(f"{model}: member probability quantiles {m['member_probability_quantiles']}, "
               f"{m['members_at_probability_1']:.1%} of members at 1.0")
         for row in m["threshold_sweep"]:
             print(f"  >= {row['core_probability']:<4} core {row['core_share']:6.1%}  initial transit {row['initial_transit_share']:6.1%}  "

@@ -96,3 +96,29 @@ def test_known_answers_through_the_cli(tmp_path, schema):
     assert x["chain"]["counts"] == [[3, 1], [3, 2]] and x["chain"]["closed_classes"] == [[1, 2]]
     assert x["chain"]["stationary"][0]["1"] == pytest.approx(2.4 / 3.4, abs=1e-12)
     assert (y["runs_without_core"], y["initial_transit_steps"], y["absorbed"], y["chain"]["stationary"]) == (1, 4, 1, [{"1": 1.0}])
+
+
+def test_states_read_each_members_stored_probability(current_db):
+    """The probabilities the states use are the tree's, row for row (matched in numpy, checked here by id)."""
+    from cluster_workers.db.connect import read_with
+    from cluster_workers.db.memberships import labelled
+    from cluster_workers.db.results import list_results
+    from cluster_workers.db.trees import point_scores
+    from cluster_workers.db.vectors import uuid_bytes
+    from cluster_workers.run.config import Settings
+    from cluster_workers.run.coordinator import run_clustering
+
+    url = f"sqlite:///{current_db}"
+    run_clustering(Settings(database_url=url, downsample=1))
+
+    def check(conn):
+        result = next(r for r in list_results(conn) if r.ours)
+        data = labelled(conn, result.id, with_probabilities=True)
+        s = conn.execute(sa.text("SELECT e.invocation_id, e.id FROM embeddings e JOIN embedding_clusters ec ON ec.embedding_id = e.id "
+                                 "WHERE ec.clustering_result_id = :r"), {"r": str(result.id)}).all()
+        by_invocation = {inv.replace("-", ""): emb for inv, emb in s}
+        scores = point_scores(conn, result.id)
+        want = [scores[uuid_bytes(by_invocation[str(i).replace("-", "")])][0] for i in data.invocation_ids]
+        assert data.probabilities.tolist() == want and max(want) == 1.0 and len(want) > 1000
+
+    read_with(url, 30.0, check)

@@ -13,7 +13,18 @@ from tests.conftest import file_hash, run_cli
 from tests.known_results import A_RUNS, B_RUNS, build_known
 
 COLUMNS = ["embedding_id", "invocation_id", "run_id", "network", "initial_prompt", "sequence_number", "text_index", "cluster",
-           "medoid_embedding_id", "output_text", "probability", "outlier_score"]
+           "medoid_embedding_id", "output_text", "probability", "outlier_score", "state", "core"]
+
+
+def with_states(rows: list[tuple]) -> list[tuple]:
+    """The export's rows with state and core, milestoned here on their own (no tree: every member is core)."""
+    out, last = [], {}
+    for row in sorted(rows, key=lambda r: (str(r[2]), r[6])):
+        run, cluster = str(row[2]), row[7]
+        if cluster != -1:
+            last[run] = cluster
+        out.append((*row, last.get(run, -1), int(cluster != -1)))
+    return out
 
 
 @pytest.fixture()
@@ -35,7 +46,7 @@ def test_export_csv_rows_match_the_database_exactly(known, tmp_path):
     with open(tmp_path / "a.csv", newline="") as fh:
         rows = list(csv.reader(fh))
     assert rows[0] == COLUMNS
-    expected = {tuple("" if v is None else str(v) for v in row) for row in known.rows["A"]}
+    expected = {tuple("" if v is None else str(v) for v in row) for row in with_states(known.rows["A"])}
     assert len(rows) - 1 == len(expected)
     assert {tuple(r) for r in rows[1:]} == expected
     # run order, then steps in order, as documented
@@ -54,7 +65,7 @@ def test_parquet_and_load_result_hold_the_same_rows(known, tmp_path):
     loaded = cluster_workers.load_result(known.url, known.result_ids["B"].hex[:10])
     assert list(frame.columns) == COLUMNS == list(loaded.columns)
     assert frame.dtypes["cluster"] == "int64" and loaded.dtypes["text_index"] == "int64"
-    expected = set(known.rows["B"])
+    expected = set(with_states(known.rows["B"]))
     for df in (frame, loaded):
         got = {tuple(None if pd.isna(v) else v for v in row) for row in df.itertuples(index=False, name=None)}
         assert got == expected

@@ -35,6 +35,8 @@ EXPORT_COLUMNS = (
     "output_text",
     "probability",
     "outlier_score",
+    "state",
+    "core",
 )
 FLOAT_COLUMNS = ("probability", "outlier_score")  # empty for a result made before trees were kept
 STREAM_ROWS = 20_000
@@ -90,17 +92,33 @@ def membership_query(result_id: uuid.UUID, s: Schema) -> sa.Select:
     )
 
 
-def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STREAM_ROWS) -> Iterator[list[tuple]]:
-    """Batches of rows in :data:`EXPORT_COLUMNS` order, streamed (a server-side cursor on PostgreSQL)."""
+def milestoned(conn: sa.Connection, result_id: uuid.UUID, core_probability: float = 0.5) -> dict[tuple[str, int], tuple[int, int]]:
+    """``(run id hex, text step) -> (state, core 0/1)`` by core-set milestoning (``cluster-workers states``)."""
+    from cluster_workers.analysis.dynamics import milestone
+
+    data = labelled(conn, result_id, with_probabilities=True)
+    probabilities = None if data.probabilities is None or np.isnan(data.probabilities).all() else data.probabilities
+    out = {}
+    for run in milestone(data.run_ids, data.text_index, data.clusters, probabilities, core_probability):
+        key = id_hex(run.run_id)
+        out.update({(key, int(t)): (int(s), int(c)) for t, s, c in zip(run.steps, run.states, run.core)})
+    return out
+
+
+def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STREAM_ROWS,
+                     core_probability: float = 0.5) -> Iterator[list[tuple]]:
+    """Batches of rows in :data:`EXPORT_COLUMNS` order, streamed (a server-side cursor on PostgreSQL); ``state``
+    and ``core`` by milestoning at ``core_probability``."""
     ranks = cluster_ranks(conn, result_id)
     scores = point_scores(conn, result_id)
+    states = milestoned(conn, result_id, core_probability)
     none = (None, None)
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id, schema_of(conn)))
     for part in result.partitions(batch):
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
              ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text,
-             *scores.get(uuid_bytes(emb), none))
+             *scores.get(uuid_bytes(emb), none), *states.get((id_hex(run_id), tix), none))
             for emb, inv, run_id, network, prompt, seq, tix, medoid, text in part
         ]
 
@@ -145,35 +163,84 @@ def id_hex(value: object) -> str:
     return value.hex if isinstance(value, uuid.UUID) else str(value).replace("-", "").lower()
 
 
-def text_positions(conn: sa.Connection) -> dict[object, tuple[object, int]]:
+def driver_rows(conn: sa.Connection, query: sa.Select) -> list[tuple]:
+    """All rows of ``query`` as the driver's plain tuples (no SQLAlchemy row objects: for millions of rows).
+
+    The query's values are rendered into it (they are our own constants and bound ids, never user text);
+    the statement runs on the caller's connection and transaction (its snapshot and stop handler).
+    """
+    sql = str(query.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(sql)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def text_positions(conn: sa.Connection) -> "TextPositions":
     """``invocation id -> (run id, text_index)`` for every text invocation (ids raw): one table scan, ranked in numpy.
 
     Measured on the production shape (1.1M text invocations): 3 s, where the window
     function joined into each result's query took 10-20 s per result.
     """
     invocation = schema_of(conn).invocation
-    rows = conn.execute(
-        sa.select(_raw(invocation.c.id), _raw(invocation.c.run_id), invocation.c.sequence_number).where(is_text(invocation))
-    ).all()
+    rows = driver_rows(conn, sa.select(_raw(invocation.c.id), _raw(invocation.c.run_id), invocation.c.sequence_number)
+                       .where(is_text(invocation)))
     if not rows:
-        return {}
+        return _no_positions()
     ids, runs, seqs = zip(*rows)
+    return TextPositions(ids, runs, _rank_in_runs(ids, runs, seqs))
+
+
+def _rank_in_runs(ids: tuple, runs: tuple, seqs: tuple) -> np.ndarray:
+    """Each text invocation's position among its run's text invocations (sequence order, then id)."""
     codes: dict[object, int] = {}
     run_codes = np.fromiter((codes.setdefault(r, len(codes)) for r in runs), dtype=np.int64, count=len(runs))
     seq = np.array(seqs, dtype=np.int64)
     order = np.lexsort((seq, run_codes))  # run, then sequence
     if np.any((np.diff(run_codes[order]) == 0) & (np.diff(seq[order]) == 0)):  # a repeated sequence number: by id too
-        order = np.array(sorted(range(len(rows)), key=lambda i: (run_codes[i], seq[i], id_hex(ids[i]))))
+        order = np.array(sorted(range(len(ids)), key=lambda i: (run_codes[i], seq[i], id_hex(ids[i]))))
     sorted_runs = run_codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(sorted_runs)) + 1]
     first = np.repeat(starts, np.diff(np.r_[starts, len(order)]))
     position = np.empty(len(order), dtype=np.int64)
     position[order] = np.arange(len(order)) - first
-    return dict(zip(ids, zip(runs, position.tolist())))
+    return position
+
+
+class TextPositions:
+    """``invocation id -> (run id, text_index)`` for every text invocation (ids as the driver gives them), looked
+    up many at a time by a sorted array (no dict of a million entries)."""
+
+    def __init__(self, ids: tuple, runs: tuple, positions: np.ndarray) -> None:
+        keys = np.array([id_hex(i) for i in ids], dtype="U32") if ids else np.array([], dtype="U32")
+        self._order = np.argsort(keys, kind="stable")
+        self._keys = keys[self._order]
+        self._runs = np.array(runs, dtype=object)
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return int(self._keys.size)
+
+    def locate(self, invocation_ids: list) -> list[tuple[object, int]]:
+        """``(run id, text_index)`` of each id, ``(None, -1)`` for one that is not a text invocation."""
+        if not invocation_ids:
+            return []
+        wanted = np.array([id_hex(i) for i in invocation_ids], dtype="U32")
+        at = np.clip(np.searchsorted(self._keys, wanted), 0, max(self._keys.size - 1, 0))
+        found = self._keys[at] == wanted if self._keys.size else np.zeros(len(wanted), dtype=bool)
+        rows = self._order[at]
+        runs, positions = self._runs[rows].tolist(), self._positions[rows].tolist()
+        return [(r, p) if ok else (None, -1) for r, p, ok in zip(runs, positions, found.tolist())]
+
+
+def _no_positions() -> TextPositions:
+    return TextPositions((), (), np.empty(0, dtype=np.int64))
 
 
 def labelled(
-    conn: sa.Connection, result_id: uuid.UUID, positions: dict[object, tuple[object, int]] | None = None,
+    conn: sa.Connection, result_id: uuid.UUID, positions: "TextPositions | None" = None,
     experiment: str | uuid.UUID | None = None, with_probabilities: bool = False,
 ) -> Labelled:
     """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given).
@@ -184,22 +251,18 @@ def labelled(
     positions = text_positions(conn) if positions is None else positions
     s = schema_of(conn)
     ec, embedding, run = s.embedding_cluster, s.embedding, s.run
-    rows = conn.execute(
+    rows = driver_rows(conn,
         sa.select(_raw(embedding.c.invocation_id), _raw(ec.c.medoid_embedding_id), _raw(ec.c.embedding_id))
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
         .where(ec.c.clustering_result_id == result_id)
-    ).all()
-    probabilities = None
-    if with_probabilities:
-        scores = point_scores(conn, result_id)
-        nan = (float("nan"), float("nan"))
-        probabilities = np.array([scores.get(uuid_bytes(e), nan)[0] for _, _, e in rows], dtype=np.float64)
+    )
+    probabilities = _probabilities(conn, result_id, [e for _, _, e in rows]) if with_probabilities else None
     rows = [(i, m) for i, m, _ in rows]
     prompt_of, network_of = {}, {}
     for run_id, prompt, network in conn.execute(sa.select(_raw(run.c.id), run.c.initial_prompt, run.c.network)):
         prompt_of[run_id], network_of[run_id] = prompt, network_label(network)
     inv, medoids = (list(col) for col in zip(*rows)) if rows else ([], [])
-    where = [positions.get(i, (None, -1)) for i in inv]  # sampled invocations are text invocations
+    where = positions.locate(inv)  # sampled invocations are text invocations
     runs = [r for r, _ in where]
     prompts = [prompt_of.get(r) for r in runs]
     sizes: dict[str, int] = {}
@@ -219,6 +282,26 @@ def labelled(
         probabilities=probabilities,
     )
     return data if experiment is None else _of_experiment(conn, data, experiment)
+
+
+def _probabilities(conn: sa.Connection, result_id: uuid.UUID, embedding_ids: list) -> np.ndarray:
+    """Each embedding's membership probability from the result's stored tree (NaN without one), matched in numpy:
+    the tree's ``positions`` index the result's ids sorted by bytes, which these ids sort to as well."""
+    from cluster_workers.db.trees import byte_order, read_tree
+
+    tree = read_tree(conn, result_id)
+    n = len(embedding_ids)
+    if tree is None or tree.points != n:
+        if tree is None:
+            return np.full(n, np.nan)
+        scores, nan = point_scores(conn, result_id), (float("nan"), float("nan"))  # the tree and the rows differ: by id
+        return np.array([scores.get(uuid_bytes(e), nan)[0] for e in embedding_ids], dtype=np.float64)
+    ids = np.frombuffer(b"".join(uuid_bytes(e) for e in embedding_ids), dtype=np.uint8).reshape(n, 16)
+    rank = np.empty(n, dtype=np.int64)
+    rank[byte_order(ids)] = np.arange(n)
+    by_sorted = np.empty(n, dtype=np.float64)
+    by_sorted[tree.positions] = tree.probabilities
+    return by_sorted[rank]
 
 
 def _of_experiment(conn: sa.Connection, data: Labelled, experiment: str | uuid.UUID) -> Labelled:

@@ -33,6 +33,11 @@ def uuid_bytes(value: object) -> bytes:
     """16 bytes of a UUID as the driver returns it (``uuid.UUID`` or a 32-char hex string)."""
     if isinstance(value, uuid.UUID):
         return value.bytes
+    if isinstance(value, str) and len(value) in (32, 36):
+        try:
+            return bytes.fromhex(value.replace("-", "") if len(value) == 36 else value)  # no UUID object per row
+        except ValueError:
+            pass
     return uuid.UUID(str(value)).bytes
 
 

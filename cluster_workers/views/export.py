@@ -20,7 +20,7 @@ from cluster_workers.db.results import find_result
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.db.connect import read_with
 
-INTEGER_COLUMNS = ("sequence_number", "text_index", "cluster")
+INTEGER_COLUMNS = ("sequence_number", "text_index", "cluster", "state", "core")
 
 
 def _cell(value: Any) -> Any:

@@ -163,7 +163,7 @@ def report_data(conn: sa.Connection) -> ReportData:
     data = ReportData([(r, cluster_summaries(conn, r.id)) for r in list_results(conn)])
     cache: dict[uuid.UUID, Labelled] = {}
     latest = latest_by_downsample([r for r, _ in data.entries])
-    positions = text_positions(conn) if latest else {}
+    positions = text_positions(conn) if latest else None
     try:  # like with like: the same downsample, parameters and engine; stale results left out
         compared = compare_in(conn, cache=cache, positions=positions)
         for c in compared.comparisons:
