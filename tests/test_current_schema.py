@@ -296,3 +296,28 @@ def test_experiment_chooses_the_runs_of_a_clustering_and_of_every_analysis(curre
     assert out.returncode == 1 and "no runs of experiment" in out.stderr
     bad = run_cli("cluster", "-d", str(current_db), "--downsample", "1", "--experiment", "not-an-id")
     assert bad.returncode == 2 and "must be an experiment id" in bad.stderr
+
+
+@pytest.mark.postgres
+def test_the_current_schema_on_postgres(pg_url):
+    """Their DDL on a PostgreSQL server (text ids and timestamps there too): cluster, read, recut, delete ours only."""
+    from cluster_workers.tools.demo import build_demo_database
+
+    build_demo_database(pg_url, embeddings=1_500, seed=7, schema="current")
+    ok("cluster", "-d", pg_url, "--downsample", "1")
+    listed = json.loads(ok("results", "-d", pg_url, "--json"))
+    mine = [r for r in listed if r["made_by"] == "cluster_workers"]
+    theirs = [r for r in listed if r["made_by"] == "users"]
+    assert len(mine) == 1 and mine[0]["algorithm"].startswith("hdbscan ds=1 ") and sorted(r["layer"] for r in theirs) == [0, 1, 2]
+    agreement = json.loads(ok("compare", "--result", mine[0]["id"], "--result", theirs[0]["id"], "-d", pg_url, "--json"))
+    assert 0 < agreement["comparisons"][0]["ari"] <= 1
+    ok("recut", mine[0]["id"], "-d", pg_url, "--min-cluster-size", "6")
+    engine = make_engine(pg_url)
+    with engine.connect() as conn:
+        stamps = conn.execute(sa.text("SELECT inserted_at, updated_at, id FROM embedding_clusters ec WHERE clustering_result_id IN "
+                                      "(SELECT id FROM clustering_results WHERE algorithm LIKE 'hdbscan%') LIMIT 50")).all()
+    engine.dispose()
+    assert stamps and all(STAMP.match(a) and STAMP.match(b) and DASHED.match(i) for a, b, i in stamps)
+    ok("delete", "--all", "--yes", "-d", pg_url)
+    left = json.loads(ok("results", "-d", pg_url, "--json"))
+    assert sorted(r["id"] for r in left) == sorted(r["id"] for r in theirs)
