@@ -97,9 +97,8 @@ def milestoned(conn: sa.Connection, result_id: uuid.UUID, core_probability: floa
     from cluster_workers.analysis.dynamics import milestone
 
     data = labelled(conn, result_id, with_probabilities=True)
-    probabilities = None if data.probabilities is None or np.isnan(data.probabilities).all() else data.probabilities
     out = {}
-    for run in milestone(data.run_ids, data.text_index, data.clusters, probabilities, core_probability):
+    for run in milestone(data.run_ids, data.text_index, data.clusters, data.stored_probabilities, core_probability):
         key = id_hex(run.run_id)
         out.update({(key, int(t)): (int(s), int(c)) for t, s, c in zip(run.steps, run.states, run.core)})
     return out
@@ -135,6 +134,13 @@ class Labelled:
     clusters: np.ndarray  # (n,) int64 rank, -1 outlier
     medoids: dict[int, uuid.UUID]  # rank -> medoid embedding id
     probabilities: np.ndarray | None = None  # (n,) float64 membership probability (NaN: not stored), when asked for
+
+    @property
+    def stored_probabilities(self) -> np.ndarray | None:
+        """The probabilities when the result stores any (a tree), else None (e.g. the users' EVoC layers)."""
+        if self.probabilities is None or np.isnan(self.probabilities).all():
+            return None
+        return self.probabilities
 
 
 def network_label(network: object) -> str | None:
@@ -379,18 +385,18 @@ class RunTexts:
 def iter_run_texts(conn: sa.Connection, experiment: str | uuid.UUID | None = None, calibration: bool = False,
                    batch: int = STREAM_ROWS) -> Iterator[RunTexts]:
     """Every run's texts in sequence order, streamed run by run (calibration runs left out unless asked)."""
-    from cluster_workers.db.sampling import CALIBRATION_PROMPTS, check_experiment, of_experiment
+    from cluster_workers.db.sampling import check_experiment, counted_runs, of_experiment
 
     s = schema_of(conn)
     invocation, run = s.invocation, s.run
     runs = sa.select(_raw(run.c.id), run.c.network, run.c.initial_prompt)
     if experiment is not None:
         check_experiment(conn, experiment)
+    if not calibration:  # the sampling's own rule: no calibration runs, only the experiment's when given
+        runs = runs.where(counted_runs(s, experiment))
+    elif experiment is not None:
         runs = runs.where(of_experiment(s, experiment))
-    about = {}
-    for run_id, network, prompt in conn.execute(runs):
-        if calibration or (prompt or "").strip().lower() not in CALIBRATION_PROMPTS:
-            about[run_id] = (network_label(network), prompt)
+    about = {run_id: (network_label(network), prompt) for run_id, network, prompt in conn.execute(runs)}
     query = (
         sa.select(_raw(invocation.c.run_id), invocation.c.output_text)
         .where(is_text(invocation))

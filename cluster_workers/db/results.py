@@ -76,11 +76,11 @@ def membership_columns(
     schema's id format (32-char hex, or dashed for the current schema), sorted by embedding id (so the unique index
     is filled in order); outliers get a NULL medoid."""
     order = byte_order(result.embedding_ids)
-    dashed = s is not None and s.id_text("0" * 32) != "0" * 32  # the schema writes ids in the dashed text form
+    dashed = s is not None and s.dashed_ids
     embedding_hex = hex_rows(result.embedding_ids[order], dashed)
     medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)], dashed) if len(result.medoid_rows) else []
     ids = hex_rows(time_ordered_ids(len(order), when), dashed)
-    rid = s.id_text(result_id.hex) if dashed else result_id.hex
+    rid = str(result_id) if dashed else result_id.hex
     labels = result.labels[order].tolist()
     medoids = [medoid_hex[label] if label >= 0 else None for label in labels]
     return ids, embedding_hex, rid, medoids

@@ -50,7 +50,7 @@ def check_experiment(conn: sa.Connection, experiment: str | uuid.UUID) -> int:
     return int(runs)
 
 
-def _not_calibration(s: Schema, experiment: str | None = None):
+def counted_runs(s: Schema, experiment: str | None = None):
     """Runs that count: not calibration runs (initial prompt ``yeah``/``nah``), and of ``experiment`` when given."""
     run = s.run
     prompt = sa.func.lower(sa.func.trim(run.c.initial_prompt))
@@ -77,7 +77,7 @@ def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str
         raise ValueError("downsample must be >= 1")
     if downsample == 1:
         base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
-        return base.where(is_text(invocation), _not_calibration(s, experiment)).subquery("kept")
+        return base.where(is_text(invocation), counted_runs(s, experiment)).subquery("kept")
     # number every run's text invocations first, then keep every N-th of the non-calibration runs: the
     # numbering is per run, so filtering runs afterwards keeps the same set and looks up N times fewer runs
     numbered = (
@@ -88,7 +88,7 @@ def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str
     return (
         sa.select(numbered.c.invocation_id)
         .join(run, run.c.id == numbered.c.run_id)
-        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0, _not_calibration(s, experiment))
+        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0, counted_runs(s, experiment))
         .subquery("kept")
     )
 

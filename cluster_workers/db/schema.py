@@ -102,16 +102,11 @@ class Schema:
     required: dict[str, tuple[str, ...]]  # table -> columns that must exist for the schema to be recognised
     stamped: bool  # every row written carries inserted_at / updated_at
     layered: bool  # results have a layer, unique per (embedding_model, algorithm, layer)
+    dashed_ids: bool  # ids are 36-char dashed text (else SQLAlchemy's Uuid: 32-char hex on SQLite)
 
     @property
     def experiment_tables(self) -> tuple[sa.Table, ...]:
         return tuple(t for t in (self.experiment, self.run, self.invocation, self.embedding) if t is not None)
-
-    def id_text(self, hex32: str) -> str:
-        """An id as this schema stores it in text, from 32 hex digits (raw driver writes)."""
-        if self.name == CURRENT:
-            return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
-        return hex32
 
     def timestamp_text(self, when: dt.datetime) -> str:
         return iso_timestamp(when)
@@ -202,7 +197,7 @@ def _legacy() -> Schema:
         "embedding": ("id", "invocation_id", "embedding_model", "vector"),
     }
     return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree,
-                  ours=(result, membership, tree), required=required, stamped=False, layered=False)
+                  ours=(result, membership, tree), required=required, stamped=False, layered=False, dashed_ids=False)
 
 
 def _current() -> Schema:
@@ -284,7 +279,7 @@ def _current() -> Schema:
         "embedding_clusters": ("id", "embedding_id", "clustering_result_id", "medoid_embedding_id", "inserted_at", "updated_at"),
     }
     return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree,
-                  ours=(tree,), required=required, stamped=True, layered=True)
+                  ours=(tree,), required=required, stamped=True, layered=True, dashed_ids=True)
 
 
 LEGACY_SCHEMA = _legacy()

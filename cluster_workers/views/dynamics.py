@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.analysis.dynamics import FILL_INITIAL, Kinetics, RunStates, kinetics, milestone
@@ -113,8 +112,7 @@ def _states(conn: sa.Connection, result_id: str, core_probability: float, fill_i
         raise ConfigError(f"--fill-initial must be one of {', '.join(FILL_INITIAL)}, got {fill_initial!r}")
     result = find_result(conn, result_id)
     data = labelled(conn, result.id, experiment=experiment, with_probabilities=True)
-    probabilities = data.probabilities if data.probabilities is not None and not np.isnan(data.probabilities).all() else None
-    runs = milestone(data.run_ids, data.text_index, data.clusters, probabilities, core_probability, fill_initial)
+    runs = milestone(data.run_ids, data.text_index, data.clusters, data.stored_probabilities, core_probability, fill_initial)
     return result, data, runs, int((result.parameters or {}).get("downsample") or 1)
 
 
@@ -122,9 +120,8 @@ def load_states(url: str, result_id: str, core_probability: float = CORE_PROBABI
                 experiment: str | None = None, busy_timeout: float = 30.0) -> StatesReport:
     def fn(conn: sa.Connection) -> StatesReport:
         result, data, runs, downsample = _states(conn, result_id, core_probability, fill_initial, experiment)
-        stored = data.probabilities is not None and not np.isnan(data.probabilities).all()
         return StatesReport(result, downsample, core_probability, fill_initial, runs,
-                            dict(zip(data.run_ids.tolist(), data.networks.tolist())), stored)
+                            dict(zip(data.run_ids.tolist(), data.networks.tolist())), data.stored_probabilities is not None)
 
     return read_with(url, busy_timeout, fn)
 
@@ -162,6 +159,18 @@ class KineticsReport:
                 "time_unit": "text steps of the run", "warning": warning, "groups": [g.as_dict() for g in self.groups]}
 
 
+def group_kinetics(data: Labelled, runs: list[RunStates], by: str, downsample: int, min_stay: int = 3, lag: int = 1,
+                   tail_test: bool = True) -> list[Kinetics]:
+    """The runs' kinetics per network, per initial prompt, or of every run together (``by="all"``), groups in name order."""
+    values = data.networks if by == "network" else data.prompts
+    group_of = dict(zip(data.run_ids.tolist(), values.tolist())) if by != "all" else {}
+    grouped: dict[object, list[RunStates]] = {}
+    for run in runs:
+        grouped.setdefault(group_of.get(run.run_id), []).append(run)
+    return [kinetics(grouped[g], None if g is None else str(g), downsample, min_stay, lag, tail_test)
+            for g in sorted(grouped, key=lambda g: (g is None, str(g)))]
+
+
 def load_kinetics(url: str, result_id: str, by: str = "network", core_probability: float = CORE_PROBABILITY,
                   fill_initial: str = "none", min_stay: int = 3, lag: int = 1, experiment: str | None = None,
                   busy_timeout: float = 30.0) -> KineticsReport:
@@ -172,13 +181,7 @@ def load_kinetics(url: str, result_id: str, by: str = "network", core_probabilit
 
     def fn(conn: sa.Connection) -> KineticsReport:
         result, data, runs, downsample = _states(conn, result_id, core_probability, fill_initial, experiment)
-        values = data.networks if by == "network" else data.prompts
-        group_of = dict(zip(data.run_ids.tolist(), values.tolist())) if by != "all" else {}
-        grouped: dict[object, list[RunStates]] = {}
-        for run in runs:
-            grouped.setdefault(group_of.get(run.run_id), []).append(run)
-        out = [kinetics(grouped[g], None if g is None else str(g), downsample, min_stay, lag)
-               for g in sorted(grouped, key=lambda g: (g is None, str(g)))]
+        out = group_kinetics(data, runs, by, downsample, min_stay, lag)
         return KineticsReport(result, downsample, by, core_probability, min_stay, lag, out)
 
     return read_with(url, busy_timeout, fn)

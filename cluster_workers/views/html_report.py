@@ -23,8 +23,8 @@ from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
 from cluster_workers.run.recut import load_source, sweep_source
 from cluster_workers.db.connect import read_with
-from cluster_workers.analysis.dynamics import absorption_curve, kinetics, milestone
-from cluster_workers.views.dynamics import CORE_PROBABILITY, fixed_points_in
+from cluster_workers.analysis.dynamics import absorption_curve, milestone
+from cluster_workers.views.dynamics import CORE_PROBABILITY, fixed_points_in, group_kinetics
 
 TOP_CLUSTERS = 10
 MAP_SAMPLE = 3_000  # points per 2-D map
@@ -186,14 +186,9 @@ def report_data(conn: sa.Connection) -> ReportData:
 def _kinetics(conn: sa.Connection, result: ResultSummary, positions: dict) -> tuple[list, int]:
     """The result's kinetics per network at the default core threshold (``cluster-workers kinetics``)."""
     data = labelled(conn, result.id, positions, with_probabilities=True)
-    probabilities = None if data.probabilities is None or np.isnan(data.probabilities).all() else data.probabilities
-    runs = milestone(data.run_ids, data.text_index, data.clusters, probabilities, CORE_PROBABILITY)
-    network = dict(zip(data.run_ids.tolist(), data.networks.tolist()))
-    grouped: dict = {}
-    for run in runs:
-        grouped.setdefault(network.get(run.run_id), []).append(run)
+    runs = milestone(data.run_ids, data.text_index, data.clusters, data.stored_probabilities, CORE_PROBABILITY)
     downsample = int((result.parameters or {}).get("downsample") or 1)
-    return [kinetics(grouped[g], str(g), downsample, tail_test=False) for g in sorted(grouped, key=str)], downsample
+    return group_kinetics(data, runs, "network", downsample, tail_test=False), downsample
 
 
 def _dynamics_section(detail: Detail, model: str) -> list[str]:
