@@ -13,7 +13,7 @@ from tests.conftest import file_hash, run_cli
 from tests.known_results import A_RUNS, B_RUNS, build_known
 
 COLUMNS = ["embedding_id", "invocation_id", "run_id", "network", "initial_prompt", "sequence_number", "text_index", "cluster",
-           "medoid_embedding_id", "output_text", "probability", "outlier_score", "state", "core"]
+           "medoid_embedding_id", "output_text", "probability", "outlier_score", "core_distance", "state", "core"]
 
 
 def with_states(rows: list[tuple]) -> list[tuple]:

@@ -35,10 +35,11 @@ EXPORT_COLUMNS = (
     "output_text",
     "probability",
     "outlier_score",
+    "core_distance",
     "state",
     "core",
 )
-FLOAT_COLUMNS = ("probability", "outlier_score")  # empty for a result made before trees were kept
+FLOAT_COLUMNS = ("probability", "outlier_score", "core_distance")  # empty for a result made before trees (cores) were kept
 STREAM_ROWS = 20_000
 
 
@@ -111,13 +112,13 @@ def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STR
     ranks = cluster_ranks(conn, result_id)
     scores = point_scores(conn, result_id)
     states = milestoned(conn, result_id, core_probability)
-    none = (None, None)
+    none, no_state = (None, None, None), (None, None)
     result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id, schema_of(conn)))
     for part in result.partitions(batch):
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
              ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text,
-             *scores.get(uuid_bytes(emb), none), *states.get((id_hex(run_id), tix), none))
+             *scores.get(uuid_bytes(emb), none), *states.get((id_hex(run_id), tix), no_state))
             for emb, inv, run_id, network, prompt, seq, tix, medoid, text in part
         ]
 

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
-from cluster_workers.db.trees import byte_order, delete_trees, encode, sorted_positions, write_tree
+from cluster_workers.db.trees import add_core_columns, byte_order, delete_trees, encode, sorted_positions, write_tree
 from cluster_workers.errors import DatabaseError
 
 INSERT_CHUNK = 50_000  # rows between progress calls (and stop checks) inside the commit
@@ -137,6 +137,7 @@ def create_result_tables(conn: sa.Connection) -> None:
     """The tables this tool writes that the database lacks (legacy: all three; current: only ``clusteringtree``)."""
     s = schema_of(conn)
     s.metadata.create_all(conn, tables=list(s.ours), checkfirst=True)
+    add_core_columns(conn)
 
 
 def has_results_table(conn: sa.Connection) -> bool:
@@ -273,7 +274,9 @@ def write_results(
         written += _insert_memberships(conn, result, result_id, progress)
         tree = getattr(result, "tree", None)
         if tree is not None:
-            write_tree(conn, result_id, encode(tree, sorted_positions(result.embedding_ids), result.probabilities, result.outlier_scores))
+            cores = getattr(result, "cores", None)
+            write_tree(conn, result_id, encode(tree, sorted_positions(result.embedding_ids), result.probabilities,
+                                               result.outlier_scores, cores))
     return {"results": len(results), "memberships": written, "deleted_memberships": deleted}
 
 

@@ -135,7 +135,14 @@ def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Ta
         sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
         sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
         sa.Column("outlier_scores", sa.LargeBinary, nullable=False),  # <f8 per row (GLOSH)
+        *tree_core_columns(),
     )
+
+
+def tree_core_columns() -> list[sa.Column]:
+    """The tree's core distances (added after the first trees: NULL in a tree made before; db/trees.py adds them
+    to an older table): <f8 per row, the fit's (min_samples-th other point) and the prediction's (itself counted)."""
+    return [sa.Column("core_distances", sa.LargeBinary, nullable=True), sa.Column("prediction_core_distances", sa.LargeBinary, nullable=True)]
 
 
 def _legacy() -> Schema:

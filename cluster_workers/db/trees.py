@@ -5,7 +5,8 @@ Rows are the clustered sample's rows in the order the worker read them (ties in 
 tree and among medoids break by that order, so a re-cut reproduces a fresh run);
 ``positions`` maps each row to the result's embedding ids sorted by their 16 bytes,
 which is how a reader finds the embedding of a row without storing the ids twice.
-Storage: 16 bytes per edge and 20 per point, about 36 bytes a point.
+Storage: 16 bytes per edge and 36 per point (probability, GLOSH score, both core distances), about
+52 bytes a point; a tree made before core distances were kept has them NULL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
+from cluster_workers.db.schema import tree_core_columns
 from cluster_workers.db.vectors import uuid_bytes
 
 FORMAT = 1
@@ -31,6 +33,15 @@ class StoredTree:
     positions: np.ndarray  # (n,) int64: row -> index into the result's embedding ids sorted by bytes
     probabilities: np.ndarray  # (n,) float64
     outlier_scores: np.ndarray  # (n,) float64
+    core_distances: np.ndarray | None = None  # (n,) float64: the fit's (engines/cores.py); None in an older tree
+    prediction_core_distances: np.ndarray | None = None  # (n,) float64: the prediction data's
+
+    @property
+    def cores(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(fit, prediction) core distances, or None for a tree made before they were kept."""
+        if self.core_distances is None or self.prediction_core_distances is None:
+            return None
+        return self.core_distances, self.prediction_core_distances
 
     @property
     def points(self) -> int:
@@ -49,11 +60,14 @@ def byte_order(embedding_ids: np.ndarray) -> np.ndarray:
     return np.lexsort(np.ascontiguousarray(embedding_ids).T[::-1])
 
 
-def encode(tree: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, outlier_scores: np.ndarray) -> dict:
-    """The ``clusteringtree`` column values (no result id)."""
+def encode(tree: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, outlier_scores: np.ndarray,
+           cores: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """The ``clusteringtree`` column values (no result id); ``cores``: (fit, prediction) core distances per row."""
     n = int(positions.size)
     if tree.shape != (max(n - 1, 0), 3) or probabilities.shape != (n,) or outlier_scores.shape != (n,):
         raise ValueError(f"a tree of {n} points needs {n - 1} edges and {n} probabilities and scores")
+    if cores is not None and any(np.shape(c) != (n,) for c in cores):
+        raise ValueError(f"a tree of {n} points needs {n} core distances of each kind")
     edges = np.empty(n - 1, dtype=EDGE)
     edges["a"], edges["b"], edges["weight"] = tree[:, 0], tree[:, 1], tree[:, 2]
     return {
@@ -63,6 +77,8 @@ def encode(tree: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, o
         "positions": positions.astype("<i4").tobytes(),
         "probabilities": np.asarray(probabilities, dtype="<f8").tobytes(),
         "outlier_scores": np.asarray(outlier_scores, dtype="<f8").tobytes(),
+        "core_distances": None if cores is None else np.asarray(cores[0], dtype="<f8").tobytes(),
+        "prediction_core_distances": None if cores is None else np.asarray(cores[1], dtype="<f8").tobytes(),
     }
 
 
@@ -76,7 +92,37 @@ def decode(row: sa.Row | dict) -> StoredTree:
         positions=np.frombuffer(values["positions"], dtype="<i4").astype(np.int64),
         probabilities=np.frombuffer(values["probabilities"], dtype="<f8").copy(),
         outlier_scores=np.frombuffer(values["outlier_scores"], dtype="<f8").copy(),
+        core_distances=_floats(values.get("core_distances")),
+        prediction_core_distances=_floats(values.get("prediction_core_distances")),
     )
+
+
+def _floats(blob: bytes | None) -> np.ndarray | None:
+    return None if blob is None else np.frombuffer(blob, dtype="<f8").copy()
+
+
+def add_core_columns(conn: sa.Connection) -> list[str]:
+    """Add the core-distance columns to a ``clusteringtree`` made before they were kept (NULL in its rows).
+
+    Inside the caller's transaction (SQLite and PostgreSQL both roll ``ALTER TABLE`` back); returns what was added.
+    """
+    table = schema_of(conn).clustering_tree
+    if not has_tree_table(conn):
+        return []
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    added = []
+    for column in tree_core_columns():
+        if column.name not in present:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")
+            added.append(column.name)
+    return added
+
+
+def _present_columns(conn: sa.Connection) -> list[sa.Column]:
+    table = schema_of(conn).clustering_tree
+    present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
+    return [c for c in table.columns if c.name in present]
 
 
 def write_tree(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
@@ -92,7 +138,8 @@ def read_tree(conn: sa.Connection, result_id: uuid.UUID) -> StoredTree | None:
     if not has_tree_table(conn):
         return None
     clustering_tree = schema_of(conn).clustering_tree
-    row = conn.execute(sa.select(clustering_tree).where(clustering_tree.c.clustering_result_id == result_id)).first()
+    query = sa.select(*_present_columns(conn)).where(clustering_tree.c.clustering_result_id == result_id)
+    row = conn.execute(query).first()
     return None if row is None else decode(row)
 
 
@@ -116,11 +163,13 @@ def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.nda
     return ids[order], medoids[order]
 
 
-def point_scores(conn: sa.Connection, result_id: uuid.UUID) -> dict[bytes, tuple[float, float]]:
-    """``embedding id bytes -> (probability, GLOSH score)`` of a result; empty when it has no tree."""
+def point_scores(conn: sa.Connection, result_id: uuid.UUID) -> dict[bytes, tuple[float, float, float | None]]:
+    """``embedding id bytes -> (probability, GLOSH score, core distance)`` of a result; empty when it has no tree."""
     tree = read_tree(conn, result_id)
     if tree is None:
         return {}
     ids, _ = sorted_member_ids(conn, result_id)
     rows = ids[tree.positions]
-    return {rows[r].tobytes(): (float(tree.probabilities[r]), float(tree.outlier_scores[r])) for r in range(tree.points)}
+    core = tree.core_distances if tree.core_distances is not None else np.full(tree.points, np.nan)
+    return {rows[r].tobytes(): (float(tree.probabilities[r]), float(tree.outlier_scores[r]),
+                                None if np.isnan(core[r]) else float(core[r])) for r in range(tree.points)}  # fmt: skip

@@ -13,9 +13,14 @@ count the point itself); :mod:`cluster_workers.run.params` converts the users' v
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from cluster_workers.errors import BadVectorError
+
+if TYPE_CHECKING:
+    from cluster_workers.engines.cores import CoreDistances
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,7 @@ class Clustering:
     info: dict = field(default_factory=dict)
     tree: np.ndarray | None = None  # (n - 1, 3) MST edges (row a, row b, weight) sorted by weight: re-cut without reclustering
     outlier_scores: np.ndarray | None = None  # (n,) GLOSH scores (hdbscan's definition)
+    cores: "CoreDistances | None" = None  # per row both core distances (:mod:`.cores`): density, prediction
 
 
 def l2_normalise(data: np.ndarray) -> np.ndarray:

@@ -30,15 +30,17 @@ UNIT_ROUNDOFF = 2.0**-24  # float32, round to nearest
 FLOAT64_MARGIN = 1e-12  # the float64 arithmetic that applies the bound (norms, squares): far below it
 
 
-def similarity_error(x: np.ndarray, block: int = 65_536) -> float:
-    """``err`` above for the rows of ``x`` (float32): a bound on ``|s - σ|`` for every screened pair."""
-    d = x.shape[1]
+def similarity_error(*xs: np.ndarray, block: int = 65_536) -> float:
+    """``err`` above for the rows of ``x`` (float32): a bound on ``|s - σ|`` for every screened pair
+    (several matrices: every pair of rows of any of them, as when queries meet a sample)."""
+    d = xs[0].shape[1]
     gamma = d * UNIT_ROUNDOFF / (1.0 - d * UNIT_ROUNDOFF)
     top, eta = 0.0, 0.0
-    for s in range(0, x.shape[0], block):
-        part = x[s : s + block].astype(np.float64)
-        sq = np.einsum("ij,ij->i", part, part)
-        top, eta = max(top, float(sq.max())), max(eta, float(np.abs(sq - 1.0).max()))
+    for x in xs:
+        for s in range(0, x.shape[0], block):
+            part = x[s : s + block].astype(np.float64)
+            sq = np.einsum("ij,ij->i", part, part)
+            top, eta = max(top, float(sq.max())), max(eta, float(np.abs(sq - 1.0).max()))
     return gamma * top + eta + FLOAT64_MARGIN
 
 

@@ -29,6 +29,7 @@ import numpy as np
 from numba import njit
 
 from cluster_workers.engines import Clustering, HDBSCANParams
+from cluster_workers.engines.cores import CoreDistances, prediction_cores
 from cluster_workers.engines.duplicates import distinct_rows
 from cluster_workers.engines.fidelity import core_distance_fidelity
 from cluster_workers.engines.mst import MSTTuning, mutual_reachability_mst
@@ -89,12 +90,14 @@ def cluster(
         x = x_all[:u]
         weights = counts[order]
         timings["order_s"] = time.perf_counter() - t0
-        tree, core, info = _cluster_distinct(x, weights, params, group, on_block, options, timings)
+        tree, core, prediction, info = _cluster_distinct(x, weights, params, group, on_block, options, timings)
     finally:
         restore_rows(x_all, perm)
     tree[:, :2] = placed[tree[:, :2].astype(np.int64)]
     core_by_distinct = np.empty(u)
     core_by_distinct[order] = core  # engine row i is distinct row order[i]
+    prediction_by_distinct = np.empty(u)
+    prediction_by_distinct[order] = prediction
     full_tree = expand_tree(tree, first, inverse, core_by_distinct)
     t0 = time.perf_counter()
     cut = cut_tree(full_tree, params)
@@ -105,17 +108,18 @@ def cluster(
         info["fidelity"] = core_distance_fidelity(x_all, core_by_distinct[inverse], params.min_samples)
         timings["fidelity_s"] = time.perf_counter() - t0
     info["timings"] = {k: round(v, 3) for k, v in timings.items()}
-    return Clustering(cut.labels, cut.probabilities, info, tree=full_tree, outlier_scores=cut.outlier_scores)
+    cores = CoreDistances(core_by_distinct[inverse], prediction_by_distinct[inverse])
+    return Clustering(cut.labels, cut.probabilities, info, tree=full_tree, outlier_scores=cut.outlier_scores, cores=cores)
 
 
 def _cluster_distinct(x, weights, params, group, on_block, options, timings):  # type: ignore[no-untyped-def]
-    """MST (rows of ``x``), core distances and engine info for the distinct rows in cell order."""
+    """MST (rows of ``x``), both core distances (:mod:`.cores`) and engine info for the distinct rows in cell order."""
     u = x.shape[0]
     info: dict = {"engine": "fast", "mst": "exact Borůvka" if options.exact_mst else "kNN-graph Borůvka, pieces joined exactly"}
     if u == 1:  # every row the same vector: distance 0 everywhere
         timings["neighbours_s"] = timings["mst_s"] = 0.0
         info["certificate"] = {"rows": 1, "proven_by_screen": 1, "recomputed": 0, "certified": 1}
-        return np.empty((0, 3)), np.zeros(1), info
+        return np.empty((0, 3)), np.zeros(1), np.zeros(1), info
     t0 = time.perf_counter()
     maxima = np.full((u, -(-u // group)), -np.inf, dtype=np.float32) if group else None
     graph: NeighbourGraph = nearest(
@@ -138,7 +142,7 @@ def _cluster_distinct(x, weights, params, group, on_block, options, timings):  #
         "mst_rounds": stats["rounds"],
         "mst_searched_pair_share": stats["searched_pair_share"],
     })  # fmt: skip
-    return tree, graph.core, info
+    return tree, graph.core, prediction_cores(graph, weights, params.min_samples), info
 
 
 def expand_tree(tree: np.ndarray, first: np.ndarray, inverse: np.ndarray, core: np.ndarray) -> np.ndarray:

@@ -188,6 +188,20 @@ def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndar
     return out
 
 
+@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def cross_distances(q: np.ndarray, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``out[i, j] = ||q[i] - x[ids[i, j]]||`` in float64: rows of one matrix against rows of another."""
+    out = np.empty(ids.shape, dtype=np.float64)
+    d = x.shape[1]
+    for i in prange(ids.shape[0]):
+        for j in range(ids.shape[1]):
+            b = ids[i, j]
+            acc = 0.0
+            for t in range(d):
+                diff = np.float64(q[i, t]) - np.float64(x[b, t])
+                acc += diff * diff
+            out[i, j] = np.sqrt(acc)
+    return out
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -199,6 +213,20 @@ def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         acc = 0.0
         for t in range(d):
             diff = np.float64(x[a[p], t]) - np.float64(x[b[p], t])
+            acc += diff * diff
+        out[p] = np.sqrt(acc)
+    return out
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def pair_distances_between(q: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``out[p] = ||q[a[p]] - x[b[p]]||`` in float64 (direct differences): pairs across two matrices."""
+    out = np.empty(a.size, dtype=np.float64)
+    d = x.shape[1]
+    for p in prange(a.size):
+        acc = 0.0
+        for t in range(d):
+            diff = np.float64(q[a[p], t]) - np.float64(x[b[p], t])
             acc += diff * diff
         out[p] = np.sqrt(acc)
     return out

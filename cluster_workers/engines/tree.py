@@ -91,6 +91,7 @@ class TreeCut:
     labels: np.ndarray  # (n,) int32, -1 = outlier
     probabilities: np.ndarray  # (n,) float64: HDBSCAN membership probability, 0 for outliers
     outlier_scores: np.ndarray  # (n,) float64: GLOSH (the hdbscan package's ``outlier_scores_``)
+    condensed: np.ndarray | None = None  # hdbscan's raw condensed tree (parent, child, lambda_val, child_size)
 
 
 def cut_tree(mst: np.ndarray, params: HDBSCANParams) -> TreeCut:
@@ -112,6 +113,7 @@ def cut_tree(mst: np.ndarray, params: HDBSCANParams) -> TreeCut:
         labels.astype(np.int32, copy=False),
         np.asarray(probabilities, dtype=np.float64),
         np.asarray(outlier_scores(condensed), dtype=np.float64),
+        condensed,
     )
 
 

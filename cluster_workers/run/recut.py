@@ -224,6 +224,7 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
         probabilities=tree_cut.probabilities,
         outlier_scores=tree_cut.outlier_scores,
         tree=source.tree.edges,
+        cores=source.tree.cores,
         timings={"tree_s": tree_s, "medoid_s": medoid_s},
     )
 

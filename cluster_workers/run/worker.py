@@ -63,6 +63,7 @@ class ModelResult:
     probabilities: np.ndarray | None = None  # (n,) HDBSCAN membership probabilities
     outlier_scores: np.ndarray | None = None  # (n,) GLOSH scores
     tree: np.ndarray | None = None  # (n - 1, 3) the MST the labels were cut from (rows as in embedding_ids)
+    cores: tuple[np.ndarray, np.ndarray] | None = None  # (n,) each: the fit's and the prediction's core distances
 
     @property
     def n(self) -> int:
@@ -237,4 +238,5 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
         probabilities=result.probabilities,
         outlier_scores=result.outlier_scores,
         tree=result.tree,
+        cores=None if result.cores is None else (result.cores.core, result.cores.prediction),
     )
