@@ -68,6 +68,7 @@ def _settings(config: Optional[Path], **overrides):  # type: ignore[no-untyped-d
 @app.command()
 def cluster(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Keep every N-th text output of every run."),
+    offset: Optional[int] = typer.Option(None, "--offset", min=0, help="Keep the text outputs whose number is OFFSET modulo N (default 0)."),
     database_url: Optional[str] = DatabaseUrl,
     force: bool = typer.Option(False, "--force", help="Replace results already made with the same parameters."),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon (default 0.5)."),
@@ -102,6 +103,7 @@ def cluster(
         settings = _settings(
             config,
             downsample=downsample,
+            offset=offset,
             database_url=database_url,
             force=force or None,
             epsilon=epsilon,
@@ -440,6 +442,48 @@ def recut(
         f"wrote result {done.result_id} ({done.source.model}): {done.clusters} clusters, {done.outlier_share:.1%} outliers; "
         f"tree {done.timings['tree_s']:.2f} s, medoids {done.timings['medoid_s']:.2f} s"
     )
+
+
+@app.command()
+def assign(
+    result_id: str = ResultId,
+    downsample: int = typer.Option(1, "--downsample", "-n", min=1, help="Which embeddings to assign: every N-th text output (default 1: all)."),
+    offset: int = typer.Option(0, "--offset", min=0, help="... those whose number is OFFSET modulo N."),
+    experiment: Optional[str] = Experiment,
+    force: bool = typer.Option(False, "--force", help="Replace an earlier assignment with the same settings."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Label the model's embeddings that a result's sample did not hold by HDBSCAN's own prediction rule
+    (the hdbscan package's approximate_predict) against that frozen sample. Writes a new result holding the
+    frozen sample unchanged and the assigned rows (one transaction); the source result is never changed."""
+    from cluster_workers.run.assign import assign as assign_result
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        with progress_bar(0, "embeddings assigned") as advance:
+            seen = [0]
+
+            def on_rows(n: int) -> None:
+                seen[0] += n
+                advance(seen[0])
+
+            done = assign_result(settings.database_url, result_id, downsample, offset, experiment, settings.db_limits, force,
+                                 on_rows=on_rows)  # fmt: skip
+    except ClusterWorkersError as exc:
+        fail(exc)
+    if as_json:
+        typer.echo(json.dumps(done.as_dict(), indent=2))
+    elif done.result_id is None:
+        typer.echo(f"not written: result {done.existing} already assigns these embeddings to {done.source.id} (--force replaces it)")
+    else:
+        rate = done.assigned / max(done.timings["predict_s"], 1e-9)
+        typer.echo(
+            f"wrote result {done.result_id} ({done.source.model}): {done.frozen:,} frozen from {done.source.id.hex[:8]} + "
+            f"{done.assigned:,} assigned ({done.assigned_outliers / max(done.assigned, 1):.1%} outliers); "
+            f"predict {done.timings['predict_s']:.2f} s ({rate:,.0f} rows/s), peak {done.peak_rss_mb:,.0f} MiB"
+        )
 
 
 @app.command()

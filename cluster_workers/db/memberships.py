@@ -294,14 +294,14 @@ def labelled(
 def _probabilities(conn: sa.Connection, result_id: uuid.UUID, embedding_ids: list) -> np.ndarray:
     """Each embedding's membership probability from the result's stored tree (NaN without one), matched in numpy:
     the tree's ``positions`` index the result's ids sorted by bytes, which these ids sort to as well."""
-    from cluster_workers.db.trees import byte_order, read_tree
+    from cluster_workers.db.trees import byte_order, read_points
 
-    tree = read_tree(conn, result_id)
+    tree = read_points(conn, result_id)
     n = len(embedding_ids)
     if tree is None or tree.points != n:
         if tree is None:
             return np.full(n, np.nan)
-        scores, nan = point_scores(conn, result_id), (float("nan"), float("nan"))  # the tree and the rows differ: by id
+        scores, nan = point_scores(conn, result_id), (float("nan"),)  # the tree and the rows differ: by id
         return np.array([scores.get(uuid_bytes(e), nan)[0] for e in embedding_ids], dtype=np.float64)
     ids = np.frombuffer(b"".join(uuid_bytes(e) for e in embedding_ids), dtype=np.uint8).reshape(n, 16)
     rank = np.empty(n, dtype=np.int64)

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
+from cluster_workers.db.assignments import delete_assignments
 from cluster_workers.db.trees import add_core_columns, byte_order, delete_trees, encode, sorted_positions, write_tree
 from cluster_workers.errors import DatabaseError
 
@@ -163,8 +164,12 @@ def algorithm_name(s: Schema, run_key: dict, algorithm: str = ALGORITHM) -> str:
         v = run_key.get(key)
         return "auto" if v in (0, None) and key in ("min_cluster_size", "min_samples") else str(v)
     parts = [algorithm]
+    if run_key.get("assigned_from"):
+        parts.append(f"assign from={str(run_key['assigned_from'])[:8]}")
     if run_key.get("downsample") is not None:
         parts.append(f"ds={run_key['downsample']}")
+    if run_key.get("offset"):
+        parts.append(f"offset={run_key['offset']}")
     if "min_cluster_size" in run_key:
         parts += [f"mcs={value('min_cluster_size')}", f"ms={value('min_samples')}", f"eps={value('cluster_selection_epsilon')}",
                   str(run_key.get("cluster_selection_method", "eom"))]
@@ -197,6 +202,7 @@ def _delete_rows(conn: sa.Connection, ids: list[uuid.UUID]) -> int:
     """Delete results, their trees and memberships (the caller's transaction); returns memberships removed."""
     s = schema_of(conn)
     delete_trees(conn, ids)
+    delete_assignments(conn, ids)
     removed = conn.execute(sa.delete(s.embedding_cluster).where(s.embedding_cluster.c.clustering_result_id.in_(ids))).rowcount
     conn.execute(sa.delete(s.clustering_result).where(s.clustering_result.c.id.in_(ids)))
     return removed

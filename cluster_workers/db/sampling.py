@@ -3,7 +3,8 @@
 ``downsample=N`` keeps every N-th *text* invocation of every run: inside a run
 the text invocations are numbered 0, 1, 2, ... in sequence order (a window
 function, so it does not matter which sequence numbers hold text) and those
-whose number is a multiple of N are kept. Calibration runs (initial prompt
+whose number is a multiple of N are kept (with an *offset* R, those whose number is R modulo N:
+the offsets 0..N-1 are N disjoint samples of the same runs). Calibration runs (initial prompt
 ``yeah`` or ``nah``) are excluded. A model's sample is all its embeddings of
 the kept invocations -- the same invocations for every model.
 """
@@ -69,12 +70,18 @@ def text_index(s: Schema = LEGACY_SCHEMA) -> sa.ColumnElement[int]:
     return sa.func.row_number().over(partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)) - 1
 
 
-def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str | None = None) -> sa.Subquery:
-    """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample``
+def check_offset(downsample: int, offset: int) -> None:
+    if not 0 <= offset < max(downsample, 1):
+        raise ConfigError(f"offset must be between 0 and downsample - 1 ({downsample - 1}), got {offset}")
+
+
+def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str | None = None, offset: int = 0) -> sa.Subquery:
+    """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample`` and ``offset``
     (of one experiment's runs when ``experiment`` is given)."""
     invocation, run = s.invocation, s.run
     if downsample < 1:
         raise ValueError("downsample must be >= 1")
+    check_offset(downsample, offset)
     if downsample == 1:
         base = sa.select(invocation.c.id.label("invocation_id")).join(run, run.c.id == invocation.c.run_id)
         return base.where(is_text(invocation), counted_runs(s, experiment)).subquery("kept")
@@ -88,7 +95,8 @@ def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str
     return (
         sa.select(numbered.c.invocation_id)
         .join(run, run.c.id == numbered.c.run_id)
-        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer) == 0, counted_runs(s, experiment))
+        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer)
+               == sa.bindparam("offset", offset, type_=sa.Integer), counted_runs(s, experiment))
         .subquery("kept")
     )
 
@@ -119,10 +127,10 @@ def count_all_query(bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
 
 
 def count_sampled_query(downsample: int, bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
-                        experiment: str | None = None) -> sa.Select:
+                        experiment: str | None = None, offset: int = 0) -> sa.Select:
     """Per model after downsampling: count, and the sum of 32-bit hashes of the sampled ids (the digest)."""
     embedding = s.embedding
-    kept = kept_invocations(downsample, s, experiment)
+    kept = kept_invocations(downsample, s, experiment, offset)
     query = sa.select(embedding.c.embedding_model, sa.func.count(), sa.func.sum(id_digest(embedding.c.id))).join(
         kept, kept.c.invocation_id == embedding.c.invocation_id
     )
@@ -130,7 +138,7 @@ def count_sampled_query(downsample: int, bound: SampleBound | None = None, s: Sc
 
 
 def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
-                          experiment: str | None = None) -> sa.Select:
+                          experiment: str | None = None, offset: int = 0) -> sa.Select:
     """``(id, vector)`` of one model's sampled embeddings.
 
     The kept invocations drive the join (embedding looked up by ``invocation_id``);
@@ -139,7 +147,7 @@ def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None
     at downsample 10000 on the production shape).
     """
     embedding = s.embedding
-    kept = kept_invocations(downsample, s, experiment)
+    kept = kept_invocations(downsample, s, experiment, offset)
     query = (
         sa.select(sa.type_coerce(embedding.c.id, sa.String), embedding.c.vector)
         .select_from(kept.join(embedding, embedding.c.invocation_id == kept.c.invocation_id))
@@ -170,7 +178,7 @@ def orphan_embeddings(conn: sa.Connection, models: list[str], limit: int = 5) ->
 
 
 def counts(
-    conn: sa.Connection, downsample: int, bound: SampleBound | None = None, experiment: str | None = None
+    conn: sa.Connection, downsample: int, bound: SampleBound | None = None, experiment: str | None = None, offset: int = 0
 ) -> tuple[dict[str, int], dict[str, int], dict[str, dict]]:
     """``(before, after, fingerprints)`` per model: all and sampled embeddings, one GROUP BY query each.
 
@@ -182,7 +190,7 @@ def counts(
     before = {m: int(c) for m, c in conn.execute(count_all_query(bound, s, experiment))}
     after: dict[str, int] = {}
     fingerprints: dict[str, dict] = {}
-    for model, n, digest in conn.execute(count_sampled_query(downsample, bound, s, experiment)):
+    for model, n, digest in conn.execute(count_sampled_query(downsample, bound, s, experiment, offset)):
         after[model] = int(n)
         fingerprints[model] = {"count": int(n), "digest": format(int(digest or 0), "x")}
     return before, after, fingerprints

@@ -98,6 +98,7 @@ class Schema:
     clustering_result: sa.Table
     embedding_cluster: sa.Table
     clustering_tree: sa.Table
+    clustering_assignment: sa.Table  # ours, made by the first `assign`: which rows were frozen, which assigned
     ours: tuple[sa.Table, ...]  # the tables this tool creates when it first writes
     required: dict[str, tuple[str, ...]]  # table -> columns that must exist for the schema to be recognised
     stamped: bool  # every row written carries inserted_at / updated_at
@@ -136,6 +137,21 @@ def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Ta
         sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
         sa.Column("outlier_scores", sa.LargeBinary, nullable=False),  # <f8 per row (GLOSH)
         *tree_core_columns(),
+    )
+
+
+def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Table:
+    return sa.Table(
+        "clusteringassignment",  # ours: per result made by `assign`, one row (db/assignments.py)
+        metadata,
+        sa.Column("clustering_result_id", id_type, sa.ForeignKey(f"{result_table}.id"), primary_key=True),
+        sa.Column("assigned_from", id_type, nullable=False),  # the frozen result (never changed by assign)
+        sa.Column("points", sa.Integer, nullable=False),
+        sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
+        sa.Column("assigned", sa.LargeBinary, nullable=False),  # <u1 per row: 0 frozen sample, 1 assigned
+        sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
+        sa.Column("core_distances", sa.LargeBinary, nullable=False),  # <f8 per row (an assigned row: its own, as predicted)
+        sa.Column("nearest", sa.LargeBinary, nullable=False),  # <i4 per row: the frozen row it joined through (-1: frozen)
     )
 
 
@@ -198,12 +214,13 @@ def _legacy() -> Schema:
         sa.UniqueConstraint("embedding_id", "clustering_result_id", name="uq_embeddingcluster_embedding_result"),
     )
     tree = _tree_table(md, sa.Uuid, "clusteringresult")
+    assignment = _assignment_table(md, sa.Uuid, "clusteringresult")
     required = {
         "run": ("id", "network", "initial_prompt"),
         "invocation": ("id", "run_id", "sequence_number", "type", "output_text"),
         "embedding": ("id", "invocation_id", "embedding_model", "vector"),
     }
-    return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree,
+    return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree, assignment,
                   ours=(result, membership, tree), required=required, stamped=False, layered=False, dashed_ids=False)
 
 
@@ -276,6 +293,7 @@ def _current() -> Schema:
         *_stamps(IsoTimestamp),
     )
     tree = _tree_table(md, DashedUuid, "clustering_results")
+    assignment = _assignment_table(md, DashedUuid, "clustering_results")
     required = {
         "experiments": ("id",),
         "runs": ("id", "experiment_id", "initial_prompt", "network", "run_number", "inserted_at", "updated_at"),
@@ -285,7 +303,7 @@ def _current() -> Schema:
                                "completed_at", "inserted_at", "updated_at"),
         "embedding_clusters": ("id", "embedding_id", "clustering_result_id", "medoid_embedding_id", "inserted_at", "updated_at"),
     }
-    return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree,
+    return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree, assignment,
                   ours=(tree,), required=required, stamped=True, layered=True, dashed_ids=True)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import sqlalchemy as sa
@@ -84,7 +85,7 @@ def _checked(model: str, batch: list, dim: int, skip_bad: bool) -> tuple[list, n
 
 def fetch_vectors(
     conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False, bound: SampleBound | None = None,
-    experiment: str | None = None,
+    experiment: str | None = None, offset: int = 0,
 ) -> Vectors:
     """Read the model's sample into arrays, checking every vector.
 
@@ -95,7 +96,7 @@ def fetch_vectors(
     with ``skip_bad``, leaves such rows out and counts them in ``skipped``.
     """
     result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
-        sampled_vectors_query(model, downsample, bound, schema_of(conn), experiment)
+        sampled_vectors_query(model, downsample, bound, schema_of(conn), experiment, offset)
     )
     capacity = max(int(expected), 1)
     ids = np.empty((capacity, 16), dtype=np.uint8)
@@ -126,3 +127,27 @@ def fetch_vectors(
         data=data[:n] if n == len(data) else data[:n].copy(),
         skipped=skipped,
     )
+
+
+def iter_vector_blocks(
+    conn: sa.Connection, model: str, downsample: int, offset: int = 0, experiment: str | None = None,
+    block_rows: int = 65_536, skip_bad: bool = True,
+) -> Iterator[Vectors]:
+    """The model's sample at ``downsample``/``offset`` in blocks of about ``block_rows`` (memory of one block)."""
+    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
+        sampled_vectors_query(model, downsample, None, schema_of(conn), experiment, offset)
+    )
+    dim, ids, chunks, held, skipped = 0, [], [], 0, 0
+    for batch in result.partitions(BATCH_ROWS):
+        dim = dim or _dimension(model, batch)
+        batch, chunk, left_out = _checked(model, batch, dim, skip_bad)
+        skipped += left_out
+        if batch:
+            ids.append(np.frombuffer(b"".join(uuid_bytes(row[0]) for row in batch), dtype=np.uint8).reshape(len(batch), 16))
+            chunks.append(chunk)
+            held += len(batch)
+        if held >= block_rows:
+            yield Vectors(np.concatenate(ids), np.concatenate(chunks), skipped)
+            ids, chunks, held, skipped = [], [], 0, 0
+    if held:
+        yield Vectors(np.concatenate(ids), np.concatenate(chunks), skipped)

@@ -29,6 +29,7 @@ class Settings:
 
     database_url: str = "sqlite:///demo/experiments.db"
     downsample: int = 10
+    offset: int = 0  # keep the text steps whose number is offset modulo downsample (0: today's sample)
     # the clustering parameters: see cluster_workers.run.params.ClusteringParams (defined and validated there)
     min_cluster_size: int = _DEFAULTS.min_cluster_size  # 0 = auto: max(2, int(n * 0.001))
     min_samples: int = _DEFAULTS.min_samples  # 0 = same as min_cluster_size; scikit-learn's convention
@@ -83,6 +84,8 @@ def validate(s: Settings) -> None:
     """Raise :class:`ConfigError` naming the first bad value."""
     if not isinstance(s.downsample, int) or isinstance(s.downsample, bool) or s.downsample < 1:
         raise ConfigError(f"downsample must be a positive integer, got {s.downsample!r}")
+    if not isinstance(s.offset, int) or isinstance(s.offset, bool) or not 0 <= s.offset < s.downsample:
+        raise ConfigError(f"offset must be an integer from 0 to downsample - 1 ({s.downsample - 1}), got {s.offset!r}")
     s.clustering  # validates the clustering parameters
     if s.min_samples_to_cluster < 2:
         raise ConfigError(f"min_samples_to_cluster must be >= 2, got {s.min_samples_to_cluster!r}")

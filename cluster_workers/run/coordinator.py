@@ -60,6 +60,8 @@ RUN_SLACK_S = 60.0  # beyond timeout x rounds: starting processes and gathering 
 def run_key(settings: Settings) -> dict:
     """The settings that define a result: a second run with the same key is skipped unless forced."""
     key = settings.clustering.run_key(settings.downsample)
+    if settings.offset:  # offset 0 is the sample every earlier result was made from: its key unchanged
+        key["offset"] = settings.offset
     return {**key, "experiment": settings.experiment} if settings.experiment else key
 
 
@@ -72,7 +74,8 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     """Counts per model (logged), skip rules applied; returns the models to cluster."""
     check_tables(conn)
     t0 = time.perf_counter()
-    report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound, settings.experiment or None)
+    report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound, settings.experiment or None,
+                                                                          settings.offset)
     calibration = sampling.calibration_runs(conn)
     logger.info("calibration runs left out (initial prompt {}): {}", "/".join(sampling.CALIBRATION_PROMPTS),
                 ", ".join(f"{n} '{p}'" for p, n in sorted(calibration.items())) or "none found")
@@ -139,6 +142,7 @@ def make_tasks(
             model=m,
             database_url=settings.database_url,
             downsample=settings.downsample,
+            offset=settings.offset,
             experiment=settings.experiment or None,
             expected_count=after[m],
             clustering=settings.clustering,

@@ -157,7 +157,7 @@ def member_vectors(conn: sa.Connection, source: Source, rows: np.ndarray) -> tup
     downsample = source.parameters.get("downsample")
     if downsample and rows.size > max(SCAN_MIN_ROWS, source.n // SCAN_SHARE):
         sample = fetch_vectors(conn, source.summary.model, int(downsample), expected=source.n, skip_bad=True,
-                               experiment=source.parameters.get("experiment"))
+                               experiment=source.parameters.get("experiment"), offset=int(source.parameters.get("offset", 0)))
         at = {sample.ids[i].tobytes(): i for i in range(len(sample.ids))}
         where = np.array([at.get(w.tobytes(), -1) for w in wanted], dtype=np.int64)
         found = where >= 0

@@ -38,6 +38,7 @@ class ModelTask:
     downsample: int
     expected_count: int
     experiment: str | None = None  # only this experiment's runs
+    offset: int = 0  # the text steps whose number is offset modulo downsample
     clustering: ClusteringParams = field(default_factory=ClusteringParams)
     db_limits: dict = field(default_factory=dict)  # make_engine's bounded waits (Settings.db_limits)
     skip_bad_vectors: bool = False
@@ -167,7 +168,7 @@ def _fetch(task: ModelTask) -> Vectors:
             faults.fetch_started(conn)
             conn = enter_snapshot(conn, task.bound)
             return fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound,
-                                 task.experiment)
+                                 task.experiment, task.offset)
     finally:
         engine.dispose()
 
@@ -179,6 +180,7 @@ def _parameters(task: ModelTask, vectors: Vectors, params: HDBSCANParams, info: 
     fidelity = info.pop("fidelity", None)
     return {
         "downsample": task.downsample,
+        **({"offset": task.offset} if task.offset else {}),
         **({"experiment": task.experiment} if task.experiment else {}),
         **wanted.users_values(n),
         "metric": "euclidean on L2-normalised vectors",

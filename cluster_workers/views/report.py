@@ -14,17 +14,20 @@ TEXT_WIDTH = 70
 
 
 def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSummary]:
-    """Compare each result's sample fingerprint with the database's sample now (one count per downsample)."""
-    current: dict[int, dict[str, dict]] = {}
+    """Compare each result's sample fingerprint with the database's sample now (one count per sample rule:
+    downsample, offset and experiment)."""
+    current: dict[tuple, dict[str, dict]] = {}
     marked = []
     for r in rows:
-        sample, downsample = (r.parameters or {}).get("sample"), (r.parameters or {}).get("downsample")
+        p = r.parameters or {}
+        sample, downsample = p.get("sample"), p.get("downsample")
         if not sample or not downsample:
             marked.append(r)
             continue
-        if downsample not in current:
-            current[downsample] = sampling.counts(conn, downsample)[2]
-        marked.append(dataclasses.replace(r, stale=current[downsample].get(r.model) != sample))
+        rule = (downsample, int(p.get("offset", 0)), p.get("experiment"))
+        if rule not in current:
+            current[rule] = sampling.counts(conn, downsample, None, rule[2], rule[1])[2]
+        marked.append(dataclasses.replace(r, stale=current[rule].get(r.model) != sample))
     return marked
 
 
@@ -64,10 +67,13 @@ def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> st
 
 
 def _params_brief(p: dict) -> str:
-    keys = ("downsample", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine",
+    keys = ("downsample", "offset", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine",
             "base_min_cluster_size", "noise_level")  # the last two: the users' EVoC layers
     recut = f" recut_from={str((p.get('recut') or {}).get('from', ''))[:8]}" if p.get("recut") else ""
-    return " ".join(f"{k}={p[k]}" for k in keys if k in p) + recut
+    a = p.get("assign") or {}
+    assigned = (f" assigned_from={str(p['assigned_from'])[:8]} frozen={a.get('frozen', 0):,} assigned={a.get('assigned', 0):,}"
+                if p.get("assigned_from") else "")  # fmt: skip
+    return " ".join(f"{k}={p[k]}" for k in keys if k in p) + recut + assigned
 
 
 def results_json(rows: list[ResultSummary]) -> list[dict]:
