@@ -287,6 +287,26 @@ def fixed_points(
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.fixed_points_table(found, limit))
 
 
+@app.command()
+def density(
+    result_id: str = ResultId,
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Is the outlier share real sparsity? The core distances' quantiles and histogram, Hartigan's dip test of their
+    log (the diptest package), the outlier share per density decile, and caption length against outlier status."""
+    from cluster_workers.views.density import density_table, load_density
+
+    try:
+        settings = _settings(config, database_url=database_url)
+        summary, found = load_density(settings.database_url, result_id, settings.busy_timeout)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps({"result": str(summary.id), "model": summary.model, **found.as_dict()}, indent=2) if as_json
+               else density_table(summary, found))  # fmt: skip
+
+
 CoreProbability = typer.Option(0.5, "--core-probability", min=0.0, max=1.0,
                                help="A member with at least this membership probability is a core step (1.0: only the densest).")
 FillInitial = typer.Option("none", "--fill-initial", help="none: steps before a run's first core take no state; first: the first core's.")
