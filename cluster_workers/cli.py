@@ -421,17 +421,6 @@ def delete(
     typer.echo(f"deleted {len(chosen)} result(s) and {removed:,} memberships: " + ", ".join(f"{r.id} ({r.model})" for r in chosen))
 
 
-def _numbers(text: Optional[str], kind: type) -> list:  # type: ignore[type-arg]
-    from cluster_workers.errors import ConfigError
-
-    if not text:
-        return []
-    try:
-        return [kind(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 @app.command()
 def recut(
     result_id: str = ResultId,
@@ -509,25 +498,31 @@ def assign(
 @app.command()
 def sweep(
     result_id: str = ResultId,
-    epsilon: Optional[str] = typer.Option(None, "--epsilon", help="Comma-separated epsilons (default: the result's)."),
-    min_cluster_size: Optional[str] = typer.Option(None, "--min-cluster-size", help="Comma-separated sizes (default: the result's)."),
+    epsilon: Optional[str] = typer.Option(None, "--epsilon", help="Comma-separated epsilons or a range START:STOP:STEP (default: the result's)."),
+    min_cluster_size: Optional[str] = typer.Option(
+        None, "--min-cluster-size", help="Comma-separated sizes or a range, e.g. 5:2000:log20 (20 log-spaced sizes); default: the result's."),
     method: Optional[str] = typer.Option(None, "--method", help="Cluster selection method: eom or leaf (default: the result's)."),
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Try selection parameters on a result's stored tree; writes nothing. Per setting: clusters, outlier share,
-    the largest cluster's share, and the ARI against the stored result."""
+    the largest cluster's share, and the ARI against the stored result; and where along min_cluster_size the
+    clusters and outliers are flattest."""
     from cluster_workers.run import recut as recut_mod
     from cluster_workers.views.report import sweep_table
 
     try:
         settings = _settings(config, database_url=database_url)
-        epsilons, sizes = _numbers(epsilon, float), _numbers(min_cluster_size, int)
+        epsilons, sizes = recut_mod.parse_values(epsilon, float), recut_mod.parse_values(min_cluster_size, int)
         summary, rows = recut_mod.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
     except ClusterWorkersError as exc:
         fail(exc)
-    typer.echo(json.dumps([r.as_dict() for r in rows], indent=2) if as_json else sweep_table(summary, rows))
+    plateaus = recut_mod.flattest(rows)
+    if as_json:
+        typer.echo(json.dumps({"settings": [r.as_dict() for r in rows], "flattest": [p.as_dict() for p in plateaus]}, indent=2))
+    else:
+        typer.echo(sweep_table(summary, rows, plateaus))
 
 
 @app.command()

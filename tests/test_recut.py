@@ -176,7 +176,7 @@ def test_cli_sweep_json_and_recut_skip_rule(realtext_db):
     assert out.returncode == 0, out.stderr
     import json
 
-    assert len(json.loads(out.stdout)) == 2
+    assert len(json.loads(out.stdout)["settings"]) == 2
     first = run_cli("recut", "latest", "-d", db, "--min-cluster-size", "10")
     assert first.returncode == 0 and "wrote result" in first.stdout, first.stderr
     again = run_cli("recut", "latest", "-d", db, "--min-cluster-size", "10")  # the same key on the same sample
@@ -237,3 +237,17 @@ def test_export_and_load_result_carry_probability_and_glosh(realtext_db, tmp_pat
     frame = cluster_workers.load_result(url, "latest")
     assert frame.dtypes["probability"] == "float64"
     assert sorted(frame["outlier_score"]) == sorted(s for _, _, s in kept.values())
+
+
+def test_sweep_ranges_and_the_flattest_window():
+    from cluster_workers.run.recut import SweepRow, flattest, parse_values
+
+    assert parse_values("5:2000:log20", int)[:3] == [5, 7, 9] and parse_values("5:2000:log20", int)[-1] == 2000
+    assert len(parse_values("5:2000:log20", int)) == 20 and parse_values("0.1:0.5:0.1", float) == [0.1, 0.2, 0.3, 0.4, 0.5]
+    assert parse_values("3,4", int) == [3, 4]
+    with pytest.raises(ConfigError, match="range"):
+        parse_values("0:10:log5", int)
+    clusters = [40, 30, 20, 12, 12, 12, 11, 5, 2, 1]  # flat from the 4th to the 7th setting
+    rows = [SweepRow(5 * (i + 1), 0.5, "eom", c, 0.3 + 0.01 * i * (c < 12 or i < 3), 0.1, 1.0) for i, c in enumerate(clusters)]
+    (p,) = flattest(rows)
+    assert (p.min_cluster_size_from, p.min_cluster_size_to, p.clusters) == (20, 30, (12, 12))

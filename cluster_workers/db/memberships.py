@@ -113,7 +113,7 @@ def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STR
     scores = point_scores(conn, result_id)
     states = milestoned(conn, result_id, core_probability)
     none, no_state = (None, None, None), (None, None)
-    result = conn.execution_options(stream_results=True, yield_per=batch).execute(membership_query(result_id, schema_of(conn)))
+    result = conn.execute(membership_query(result_id, schema_of(conn)), execution_options={"stream_results": True, "yield_per": batch})
     for part in result.partitions(batch):
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
@@ -404,7 +404,7 @@ def iter_run_texts(conn: sa.Connection, experiment: str | uuid.UUID | None = Non
         .order_by(invocation.c.run_id, invocation.c.sequence_number, invocation.c.id)
     )
     current, texts = None, []
-    for part in conn.execution_options(stream_results=True, yield_per=batch).execute(query).partitions(batch):
+    for part in conn.execute(query, execution_options={"stream_results": True, "yield_per": batch}).partitions(batch):
         for run_id, text in part:
             if run_id != current:
                 if current in about:

@@ -16,6 +16,7 @@ from cluster_workers.db.snapshot import SampleBound
 from cluster_workers.errors import BadVectorError
 
 BATCH_ROWS = 8192
+STREAM = {"stream_results": True, "yield_per": BATCH_ROWS}  # a server-side cursor on PostgreSQL
 
 
 @dataclass
@@ -95,8 +96,8 @@ def fetch_vectors(
     multiple of 4, a dimension that differs from the model's, or NaN/inf -- or,
     with ``skip_bad``, leaves such rows out and counts them in ``skipped``.
     """
-    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
-        sampled_vectors_query(model, downsample, bound, schema_of(conn), experiment, offset)
+    result = conn.execute(  # options on this statement only: Connection.execution_options would stream every later one
+        sampled_vectors_query(model, downsample, bound, schema_of(conn), experiment, offset), execution_options=STREAM
     )
     capacity = max(int(expected), 1)
     ids = np.empty((capacity, 16), dtype=np.uint8)
@@ -134,9 +135,7 @@ def iter_vector_blocks(
     block_rows: int = 65_536, skip_bad: bool = True,
 ) -> Iterator[Vectors]:
     """The model's sample at ``downsample``/``offset`` in blocks of about ``block_rows`` (memory of one block)."""
-    result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS).execute(
-        sampled_vectors_query(model, downsample, None, schema_of(conn), experiment, offset)
-    )
+    result = conn.execute(sampled_vectors_query(model, downsample, None, schema_of(conn), experiment, offset), execution_options=STREAM)
     dim, ids, chunks, held, skipped = 0, [], [], 0, 0
     for batch in result.partitions(BATCH_ROWS):
         dim = dim or _dimension(model, batch)

@@ -64,6 +64,13 @@ class Source:
 
 def no_tree_message(summary: ResultSummary) -> str:
     p = summary.parameters or {}
+    if not summary.ours:
+        return (f"result {summary.id.hex[:8]} ({summary.model}, {summary.algorithm} layer {summary.layer}) was not made by this "
+                "tool and has no stored tree: cluster the model here to get one (cluster-workers cluster --model "
+                f"{summary.model})")  # fmt: skip
+    if p.get("assigned_from"):
+        return (f"result {summary.id.hex[:8]} ({summary.model}) was made by assign and has no tree of its own: "
+                f"use its source {str(p['assigned_from'])[:8]}")
     return (
         f"result {summary.id.hex[:8]} ({summary.model}) has no stored tree: it was made before trees were kept. "
         f"Cluster it again to make one: cluster-workers cluster --model {summary.model} --downsample {p.get('downsample', '?')} --force"
@@ -309,3 +316,59 @@ def sweep(url: str, result_id: str, epsilons: list[float], sizes: list[int], met
     """The sweep's table for one result; writes nothing."""
     source = read_with(url, busy_timeout, lambda conn: load_source(conn, result_id))
     return source.summary, sweep_source(source, epsilons, sizes, method)
+
+
+def parse_values(text: str | None, kind: type) -> list:
+    """``"5,10,20"``, a range ``"5:2000:log20"`` (20 log-spaced values, rounded for integers, repeats dropped) or
+    ``"0.1:0.5:0.1"`` (start, stop, step; stop included)."""
+    if not text:
+        return []
+    try:
+        if ":" not in text:
+            return [kind(part) for part in text.split(",") if part.strip()]
+        start, stop, how = text.split(":")
+        lo, hi = float(start), float(stop)
+        if how.startswith("log"):
+            values = np.geomspace(lo, hi, int(how[3:]))
+        else:
+            values = np.arange(lo, hi + float(how) / 2, float(how))
+    except ValueError:
+        raise ConfigError(f"expected numbers: 5,10,20 or a range like 5:2000:log20 or 0.1:0.5:0.1, got {text!r}") from None
+    if lo <= 0 and how.startswith("log") or len(values) == 0:
+        raise ConfigError(f"a range needs positive bounds and at least one value, got {text!r}")
+    out = [kind(round(v)) if kind is int else kind(round(v, 12)) for v in values]
+    return list(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """Where the number of clusters and the outlier share change least along ``min_cluster_size``."""
+
+    epsilon: float
+    min_cluster_size_from: int
+    min_cluster_size_to: int
+    clusters: tuple[int, int]
+    outlier_share: tuple[float, float]
+    change: float  # the window's summed |change of log(clusters + 1)| + |change of outlier share|
+
+    def as_dict(self) -> dict:
+        return self.__dict__.copy()
+
+
+def flattest(rows: list[SweepRow], window: int | None = None) -> list[Plateau]:
+    """Per epsilon, the window of consecutive ``min_cluster_size`` settings (a quarter of them, at least 3) over
+    which clusters and outlier share change least; none for fewer than 3 settings."""
+    out = []
+    for eps in sorted({r.cluster_selection_epsilon for r in rows}):
+        line = sorted((r for r in rows if r.cluster_selection_epsilon == eps), key=lambda r: r.min_cluster_size)
+        w = window or max(3, -(-len(line) // 4))
+        if len(line) < max(3, w):
+            continue
+        steps = np.abs(np.diff(np.log([r.clusters + 1 for r in line]))) + np.abs(np.diff([r.outlier_share for r in line]))
+        sums = np.convolve(steps, np.ones(w - 1), mode="valid")
+        i = int(np.argmin(sums))
+        part = line[i : i + w]
+        out.append(Plateau(eps, part[0].min_cluster_size, part[-1].min_cluster_size,
+                           (min(r.clusters for r in part), max(r.clusters for r in part)),
+                           (min(r.outlier_share for r in part), max(r.outlier_share for r in part)), float(sums[i])))  # fmt: skip
+    return out

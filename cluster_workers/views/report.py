@@ -154,9 +154,13 @@ def clusters_table(summary: ResultSummary, clusters: list[ClusterSummary], limit
     return head + "\n" + text_table(["#", "size", "medoid text"], body, {0, 1}) + tail
 
 
-def sweep_table(summary: ResultSummary, rows: list) -> str:
+def sweep_table(summary: ResultSummary, rows: list, plateaus: list | None = None) -> str:
     """``sweep``'s table: one row per setting (``run.recut.SweepRow``)."""
     head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
     body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
              f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip
-    return head + "\n" + text_table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
+    table = head + "\n" + text_table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
+    for p in plateaus or []:
+        table += (f"\nflattest at epsilon {p.epsilon:g}: min_cluster_size {p.min_cluster_size_from}-{p.min_cluster_size_to} "
+                  f"({p.clusters[0]}-{p.clusters[1]} clusters, {p.outlier_share[0]:.1%}-{p.outlier_share[1]:.1%} outliers)")
+    return table

@@ -1,0 +1,137 @@
+"""``assign`` and ``cluster --offset`` through the CLI on both schemas (and PostgreSQL): the frozen result untouched,
+the assigned rows what the hdbscan package's approximate_predict gives on the same sample."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import hdbscan
+import numpy as np
+import pytest
+import sqlalchemy as sa
+from hdbscan.prediction import approximate_predict
+from sklearn.metrics import adjusted_rand_score
+
+from cluster_workers.db.assignments import read_assignment
+from cluster_workers.db.connect import make_engine, read_with
+from cluster_workers.db.detect import schema_of
+from cluster_workers.db.memberships import vectors_of
+from cluster_workers.db.results import find_result
+from cluster_workers.db.trees import read_tree, sorted_member_ids
+from cluster_workers.engines import l2_normalise
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
+from tests.conftest import file_hash, run_cli
+
+MODEL = {"legacy": "Nomic", "current": "Nomic256"}
+
+
+def kind_of(url: str) -> str:
+    return read_with(url, 30.0, lambda conn: schema_of(conn).name)
+
+
+def result_rows(url: str, result_id: uuid.UUID) -> tuple:
+    """Everything stored of one result: its row, its memberships, its tree."""
+    def read(conn):  # type: ignore[no-untyped-def]
+        s = schema_of(conn)
+        ec = s.embedding_cluster
+        row = conn.execute(sa.select(s.clustering_result).where(s.clustering_result.c.id == result_id)).one()
+        members = conn.execute(sa.select(ec).where(ec.c.clustering_result_id == result_id).order_by(ec.c.embedding_id)).all()
+        tree = conn.execute(sa.select(s.clustering_tree).where(s.clustering_tree.c.clustering_result_id == result_id)).all()
+        return tuple(row), [tuple(m) for m in members], [tuple(t) for t in tree]
+
+    return read_with(url, 30.0, read)
+
+
+def check_assignment(url: str, source_id: uuid.UUID, new_id: uuid.UUID) -> None:
+    """The new result's frozen rows are the source's; its assigned rows partition as the package predicts them."""
+    def read(conn):  # type: ignore[no-untyped-def]
+        tree, assignment = read_tree(conn, source_id), read_assignment(conn, new_id)
+        src_ids, src_medoids = sorted_member_ids(conn, source_id)
+        new_ids, new_medoids = sorted_member_ids(conn, new_id)
+        rows = src_ids[tree.positions]
+        vectors = vectors_of(conn, [uuid.UUID(bytes=r.tobytes()) for r in new_ids])
+        params = find_result(conn, str(source_id)).parameters["engine_parameters"]
+        return tree, assignment, src_ids, src_medoids, new_ids, new_medoids, rows, vectors, params
+
+    tree, assignment, src_ids, src_medoids, new_ids, new_medoids, rows, vectors, params = read_with(url, 30.0, read)
+    assert assignment.assigned_from == source_id and assignment.points == len(new_ids)
+    frozen = new_ids[assignment.positions[~assignment.assigned]]
+    np.testing.assert_array_equal(frozen, rows)  # the frozen rows are the source's sample, in its tree's order
+    at = {new_ids[i].tobytes(): i for i in range(len(new_ids))}
+    same = [new_medoids[at[src_ids[i].tobytes()]].tobytes() == src_medoids[i].tobytes() for i in range(len(src_ids))]
+    assert all(same)  # every frozen row keeps its cluster (medoid) and outliers stay outliers
+    new_rows = new_ids[assignment.positions[assignment.assigned]]
+    sample = l2_normalise(np.stack([vectors[uuid.UUID(bytes=r.tobytes())] for r in rows]).astype(np.float32))
+    queries = l2_normalise(np.stack([vectors[uuid.UUID(bytes=r.tobytes())] for r in new_rows]).astype(np.float32))
+    model = hdbscan.HDBSCAN(**params, prediction_data=True).fit(sample.astype(np.float64))
+    want, _ = approximate_predict(model, queries.astype(np.float64))
+    medoid_code = np.unique(new_medoids[assignment.positions[assignment.assigned]], axis=0, return_inverse=True)[1].ravel()
+    got = np.where(~new_medoids[assignment.positions[assignment.assigned]].any(axis=1), -1, medoid_code)
+    assert (got < 0).sum() == (want < 0).sum() or adjusted_rand_score(want, got) >= 0.99
+    assert adjusted_rand_score(want, got) >= 0.99 and 0 < (want < 0).mean() < 1
+
+
+def assign_and_check(url: str, target: str, tmp_path) -> None:
+    model = MODEL[kind_of(url)]
+    run_clustering(Settings(database_url=url, downsample=3, models=(model,)))
+    source = read_with(url, 30.0, lambda conn: find_result(conn, f"latest:{model}"))
+    before = result_rows(url, source.id)
+    out = run_cli("assign", f"latest:{model}", "-d", target, "--json")
+    assert out.returncode == 0, out.stderr
+    done = json.loads(out.stdout)
+    assert done["source"] == str(source.id) and done["frozen"] == source.sample_count and done["assigned"] > source.sample_count
+    assert result_rows(url, source.id) == before  # the frozen result is never changed
+    check_assignment(url, source.id, uuid.UUID(done["result"]))
+    listed = json.loads(run_cli("results", "-d", target, "--json").stdout)
+    new = next(r for r in listed if r["id"] == done["result"])
+    assert new["parameters"]["assigned_from"] == str(source.id) and new["sample_count"] == done["frozen"] + done["assigned"]
+    again = run_cli("assign", f"{source.id}", "-d", target)
+    assert again.returncode == 0 and "not written" in again.stdout
+    exported = run_cli("export", done["result"], "-d", target, "-o", str(tmp_path / "assigned.csv"))
+    assert exported.returncode == 0, exported.stderr
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "assigned.csv")))
+    assert len(rows) == new["sample_count"] and all(r["probability"] != "" and r["core_distance"] != "" for r in rows)
+
+
+def test_assign_on_both_schemas(any_db, tmp_path):
+    assign_and_check(f"sqlite:///{any_db}", str(any_db), tmp_path)
+
+
+@pytest.mark.postgres
+def test_assign_on_postgres(pg_demo, tmp_path):
+    assign_and_check(pg_demo, pg_demo, tmp_path)
+
+
+def test_what_cannot_be_assigned_to_is_one_clear_line(current_db):
+    url = f"sqlite:///{current_db}"
+    run_clustering(Settings(database_url=url, downsample=3))
+    assert run_cli("assign", "latest:Nomic256", "-d", str(current_db)).returncode == 0
+    theirs = read_with(url, 30.0, lambda conn: next(str(r.id) for r in __import__("cluster_workers.db.results", fromlist=["x"]).list_results(conn) if not r.ours))
+    assigned = read_with(url, 30.0, lambda conn: str(find_result(conn, "latest:Nomic256").id))
+    before = file_hash(current_db)
+    for target, says in ((theirs, "not made by this tool"), (assigned, "made by assign")):
+        out = run_cli("assign", target, "-d", str(current_db))
+        assert out.returncode != 0 and says in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert run_cli("cluster", "-d", str(current_db), "--downsample", "3", "--offset", "3").returncode != 0
+    assert file_hash(current_db) == before
+
+
+def test_offsets_are_disjoint_samples_of_the_same_runs(any_db):
+    url = f"sqlite:///{any_db}"
+    model = MODEL[kind_of(url)]
+    ids = []
+    for offset in range(3):
+        out = run_cli("cluster", "-d", str(any_db), "--downsample", "3", "--offset", str(offset), "--model", model)
+        assert out.returncode == 0, out.stderr
+        result = read_with(url, 30.0, lambda conn: find_result(conn, f"latest:{model}"))
+        assert result.parameters.get("offset", 0) == offset and (offset == 0) == ("offset" not in result.parameters["run_key"])
+        ids.append({r.tobytes() for r in read_with(url, 30.0, lambda conn: sorted_member_ids(conn, result.id)[0])})
+    run_clustering(Settings(database_url=url, downsample=1, models=(model,)))
+    everything = {r.tobytes() for r in read_with(url, 30.0, lambda conn: sorted_member_ids(conn, find_result(conn, f"latest:{model}").id)[0])}
+    assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and ids[0] | ids[1] | ids[2] == everything
+    listed = run_cli("results", "-d", str(any_db))
+    assert "offset=2" in listed.stdout and "STALE" not in listed.stdout
