@@ -307,6 +307,42 @@ def density(
                else density_table(summary, found))  # fmt: skip
 
 
+@app.command()
+def stability(
+    model: Optional[List[str]] = typer.Argument(None, help="Embedding models (default: every model with a sample)."),
+    downsample: int = typer.Option(..., "--downsample", "-n", min=2, help="Each sample keeps every N-th text output."),
+    offsets: int = typer.Option(3, "--offsets", "-k", min=2, help="Disjoint samples: offsets 0 .. K-1."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="reference or fast (default: the config's)."),
+    keep: bool = typer.Option(False, "--keep", help="Write each sample's clustering as a result (as cluster --offset R would)."),
+    experiment: Optional[str] = Experiment,
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Are cluster assignments stable under subsampling? Clusters K disjoint samples (offsets) with the users'
+    parameters, assigns each to every other clustering by HDBSCAN's prediction rule, and reports the agreement
+    (ARI on the same points) of every pair and each model's worst. Writes nothing without --keep."""
+    from cluster_workers.run.stability import stability as run_stability
+    from cluster_workers.views.report import stability_table
+
+    try:
+        settings = _settings(config, database_url=database_url, downsample=downsample, engine=engine, experiment=experiment)
+        models = list(model) if model else _sampled_models(settings)
+        found = run_stability(settings, models, offsets, keep)
+    except ClusterWorkersError as exc:
+        fail(exc)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else stability_table(found))
+
+
+def _sampled_models(settings) -> list[str]:  # type: ignore[no-untyped-def]
+    from cluster_workers.db import sampling
+    from cluster_workers.db.connect import read_with
+
+    after = read_with(settings.database_url, settings.busy_timeout,
+                      lambda conn: sampling.counts(conn, settings.downsample, None, settings.experiment or None)[1])  # fmt: skip
+    return sorted(m for m, n in after.items() if n >= settings.min_samples_to_cluster)
+
+
 CoreProbability = typer.Option(0.5, "--core-probability", min=0.0, max=1.0,
                                help="A member with at least this membership probability is a core step (1.0: only the densest).")
 FillInitial = typer.Option("none", "--fill-initial", help="none: steps before a run's first core take no state; first: the first core's.")

@@ -135,3 +135,33 @@ def test_offsets_are_disjoint_samples_of_the_same_runs(any_db):
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and ids[0] | ids[1] | ids[2] == everything
     listed = run_cli("results", "-d", str(any_db))
     assert "offset=2" in listed.stdout and "STALE" not in listed.stdout
+
+
+def test_stability_agrees_with_assign_and_writes_only_with_keep(any_db):
+    url = f"sqlite:///{any_db}"
+    model = MODEL[kind_of(url)]
+    before = file_hash(any_db)
+    out = run_cli("stability", model, "-d", str(any_db), "--downsample", "3", "--offsets", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    assert file_hash(any_db) == before  # nothing written without --keep
+    found = json.loads(out.stdout)["models"][0]
+    assert len(found["pairs"]) == 6 and found["worst"]["ari"] == min(p["ari"] for p in found["pairs"])
+    kept = run_cli("stability", model, "-d", str(any_db), "--downsample", "3", "--offsets", "2", "--keep", "--json")
+    assert kept.returncode == 0 and len(json.loads(kept.stdout)["kept"]) == 2, kept.stderr
+    again = run_cli("stability", model, "-d", str(any_db), "--downsample", "3", "--offsets", "2", "--keep", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["kept"] == [], again.stderr  # the same samples: not written twice
+    # the same pair by another path: offset 1's stored result against offset 1 assigned to offset 0's stored result
+    results = json.loads(run_cli("results", "-d", str(any_db), "--json").stdout)
+    by_offset = {r["parameters"].get("offset", 0): r for r in results if r["model"] == model and r["made_by"] == "cluster_workers"}
+    done = json.loads(run_cli("assign", by_offset[0]["id"], "-d", str(any_db), "--downsample", "3", "--offset", "1", "--json").stdout)
+
+    def medoids(conn, rid):  # type: ignore[no-untyped-def]
+        ids, med = sorted_member_ids(conn, uuid.UUID(rid))
+        return {ids[i].tobytes(): med[i].tobytes() for i in range(len(ids))}
+
+    own = read_with(url, 30.0, lambda conn: medoids(conn, by_offset[1]["id"]))
+    assigned = read_with(url, 30.0, lambda conn: medoids(conn, done["result"]))
+    keys = sorted(own)
+    codes = lambda m: np.unique([m[k] if any(m[k]) else b"" for k in keys], return_inverse=True)[1]  # noqa: E731
+    pair = next(p for p in found["pairs"] if (p["own"], p["other"]) == (1, 0))
+    assert adjusted_rand_score(codes(own), codes(assigned)) == pytest.approx(pair["ari"], abs=1e-12)

@@ -164,3 +164,20 @@ def sweep_table(summary: ResultSummary, rows: list, plateaus: list | None = None
         table += (f"\nflattest at epsilon {p.epsilon:g}: min_cluster_size {p.min_cluster_size_from}-{p.min_cluster_size_to} "
                   f"({p.clusters[0]}-{p.clusters[1]} clusters, {p.outlier_share[0]:.1%}-{p.outlier_share[1]:.1%} outliers)")
     return table
+
+
+def stability_table(report) -> str:  # type: ignore[no-untyped-def]
+    """``stability``'s table: per model each sample, then every pair's agreement and the worst."""
+    lines = [f"stability at downsample {report.downsample}, offsets 0-{report.offsets - 1}, engine {report.engine}"]
+    for m in report.models:
+        lines.append("")
+        lines.append(f"{m.model}: " + ", ".join(f"offset {s['offset']}: {s['points']:,} points, {s['clusters']} clusters, "
+                                                  f"{s['outlier_share']:.1%} outliers" for s in m.samples))  # fmt: skip
+        lines.append(text_table(["points of", "assigned to", "points", "ARI", "outliers own", "outliers assigned"],
+                                [[f"offset {p.own}", f"offset {p.other}", f"{p.points:,}", f"{p.ari:.3f}", f"{p.own_outliers:.1%}",
+                                  f"{p.assigned_outliers:.1%}"] for p in m.pairs], {2, 3, 4, 5}))  # fmt: skip
+        if m.worst is not None:
+            lines.append(f"worst pair: offset {m.worst.own} assigned to offset {m.worst.other}, ARI {m.worst.ari:.3f}")
+    if report.kept:
+        lines.append("\nkept: " + ", ".join(report.kept))
+    return "\n".join(lines)
