@@ -33,9 +33,7 @@ import numpy as np
 from numba import get_num_threads, njit
 
 from cluster_workers.engines.bounds import similarity_error
-from cluster_workers.engines.kernels import (
-    CHUNK, cross_distances, exact_distances, pair_distances, pair_distances_between, push_columns, push_rows,
-)
+from cluster_workers.engines.kernels import CHUNK, exact_distances, pair_distances, push_columns, push_rows
 
 
 @dataclass(frozen=True)
@@ -336,71 +334,3 @@ def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: 
             out[s + r] = dist[k - 1]
     return out
 
-
-def nearest_in(
-    queries: np.ndarray, sample: np.ndarray, k: int, on_block: Callable[[], object] | None = None,
-    tuning: ScreenTuning = ScreenTuning(),
-) -> tuple[np.ndarray, np.ndarray, int]:
-    """The ``k`` nearest rows of ``sample`` to each row of ``queries`` (float32 unit rows), certified.
-
-    Returns ``(ids, dist, recomputed)``: ``(q, k)`` int64 sample rows nearest first (equal distances in row
-    order), ``(q, k)`` float64 distances, and how many queries the screen could not prove. As :func:`nearest`:
-    a float32 GEMM screen keeps ``k + margin`` candidates per query, float64 direct differences rank them, and
-    a query whose ``k``-th distance is not below what the screen left out is measured again against every
-    sample row whose screened value could put it that close. Memory: one block of queries at a time.
-    """
-    n = sample.shape[0]
-    k = min(k, n)
-    m = min(n, k + tuning.margin)
-    err = similarity_error(queries, sample)
-    ids = np.empty((queries.shape[0], k), dtype=np.int64)
-    dist = np.empty((queries.shape[0], k))
-    recomputed = 0
-    no_maxima = np.empty((1, 1), dtype=np.float32)
-    for a in range(0, queries.shape[0], tuning.block_rows):
-        q = np.ascontiguousarray(queries[a : a + tuning.block_rows])
-        local = np.arange(q.shape[0])
-        heap_vals = np.full((q.shape[0], m), -np.inf, dtype=np.float32)
-        heap_ids = np.zeros((q.shape[0], m), dtype=np.int32)
-        for lo in range(0, n, tuning.block_cols):
-            _tick(on_block)
-            hi = min(n, lo + tuning.block_cols)
-            push_rows(q @ sample[lo:hi].T, local, np.arange(lo, hi), heap_vals, heap_ids, 0, no_maxima, 0)
-        cand = heap_ids.astype(np.int64)
-        d = cross_distances(q, sample, cand)
-        block_ids, block_dist = _first_k(cand, d, k)
-        screened = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (heap_vals.min(axis=1).astype(np.float64) + err))) if m < n else np.full(q.shape[0], np.inf)
-        unproven = np.flatnonzero(block_dist[:, -1] >= screened)
-        for s in range(0, unproven.size, tuning.recompute_rows):
-            batch = unproven[s : s + tuning.recompute_rows]
-            block_ids[batch], block_dist[batch] = _remeasure(q[batch], sample, block_dist[batch, -1], k, err, on_block, tuning)
-        recomputed += int(unproven.size)
-        ids[a : a + q.shape[0]], dist[a : a + q.shape[0]] = block_ids, block_dist
-    return ids, dist, recomputed
-
-
-def _remeasure(q, sample, kth, k, err, on_block, tuning):  # type: ignore[no-untyped-def]
-    """The ``k`` nearest of each query from every sample row whose screened value could put it within ``kth``."""
-    cut = (1.0 - 0.5 * kth * kth - err).astype(np.float32)
-    cut = np.nextafter(cut, np.float32(-np.inf))  # rounding the cut down keeps it a bound
-    pair_rows, pair_cols = [], []
-    for lo in range(0, sample.shape[0], tuning.block_cols):
-        _tick(on_block)
-        i, j = np.nonzero(q @ sample[lo : lo + tuning.block_cols].T >= cut[:, None])
-        pair_rows.append(i)
-        pair_cols.append(j + lo)
-    i, j = np.concatenate(pair_rows), np.concatenate(pair_cols).astype(np.int64)
-    d = pair_distances_between(q, sample, i, j)
-    order = np.lexsort((j, d, i))
-    i, j, d = i[order], j[order], d[order]
-    bounds = np.searchsorted(i, np.arange(q.shape[0] + 1))
-    if np.any(np.diff(bounds) < k):  # the k rows already listed lie within kth: the cut cannot miss them
-        raise AssertionError("the remeasured ball holds fewer rows than the screen listed")
-    take = bounds[:-1, None] + np.arange(k)[None, :]
-    return j[take], d[take]
-
-
-def _first_k(cand: np.ndarray, dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per row the ``k`` smallest distances and their ids, equal distances in id order."""
-    order = np.lexsort((cand, dist), axis=1)[:, :k]
-    return np.take_along_axis(cand, order, axis=1), np.take_along_axis(dist, order, axis=1)

@@ -22,11 +22,16 @@ ROUNDS = 5  # Lloyd rounds
 def cell_order(x: np.ndarray, rows: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
     """A permutation of ``rows`` (default: all rows of ``x``, unit vectors, float32) that lists each k-means cell's
     rows together; positions into ``rows``. The rows are read in chunks, never copied whole."""
+    return np.argsort(cell_labels(x, rows, seed=seed), kind="stable")
+
+
+def cell_labels(x: np.ndarray, rows: np.ndarray | None = None, cells: int | None = None, seed: int = 0) -> np.ndarray:
+    """Each row's k-means cell (``cells``: default ``CELLS``, at most one per 64 rows), by seeded spherical k-means."""
     rows = np.arange(x.shape[0]) if rows is None else rows
     n = rows.size
-    cells = max(1, min(CELLS, n // 64))
+    cells = max(1, min(CELLS if cells is None else cells, n // 64))
     rng = np.random.default_rng(seed)
-    fit = x[rows[np.sort(rng.choice(n, min(n, SAMPLE), replace=False))]]
+    fit = x[rows[np.sort(rng.choice(n, min(n, max(SAMPLE, 30 * cells)), replace=False))]]
     centroids = fit[rng.choice(fit.shape[0], cells, replace=False)].copy()
     for _ in range(ROUNDS):
         nearest = np.argmax(fit @ centroids.T, axis=1)
@@ -38,4 +43,4 @@ def cell_order(x: np.ndarray, rows: np.ndarray | None = None, seed: int = 0) -> 
     cell = np.empty(n, dtype=np.int64)
     for s in range(0, n, 16_384):
         cell[s : s + 16_384] = np.argmax(x[rows[s : s + 16_384]] @ centroids.T, axis=1)
-    return np.argsort(cell, kind="stable")
+    return cell

@@ -3,7 +3,7 @@
 For a new point ``x`` and the clustered sample (its condensed tree, labels and
 prediction core distances, :mod:`.cores`):
 
-1. its ``2 * min_samples`` nearest sample points, exact (:func:`.neighbours.nearest_in`);
+1. its ``2 * min_samples`` nearest sample points, exact (:func:`.query.nearest_in`);
 2. its core distance: the distance to the ``min_samples + 1``-th of them (the
    package reads ``neighbor_distances[min_samples]``);
 3. among those neighbours the nearest in mutual reachability
@@ -29,7 +29,8 @@ from typing import Callable
 
 import numpy as np
 
-from cluster_workers.engines.neighbours import ScreenTuning, nearest_in
+from cluster_workers.engines.neighbours import ScreenTuning
+from cluster_workers.engines.query import SampleIndex, nearest_in, sample_index
 
 DOUBLE_MAX = np.finfo(np.double).max
 
@@ -96,18 +97,21 @@ class Prediction:
     core_distances: np.ndarray  # (q,) float64: the new point's core distance (step 2)
     ties: int  # points whose nearest in mutual reachability was tied with a point of another outcome
     recomputed: int  # points whose neighbours the screen could not prove (measured again)
+    read_share: float  # share of (point, sample row) pairs screened; the rest ruled out by group bounds
 
 
 def approximate_predict(
-    queries: np.ndarray, sample: np.ndarray, prediction_cores: np.ndarray, tree: PredictionTree, min_samples: int,
-    on_block: Callable[[], object] | None = None, tuning: ScreenTuning = ScreenTuning(),
+    queries: np.ndarray, sample: np.ndarray | SampleIndex, prediction_cores: np.ndarray, tree: PredictionTree,
+    min_samples: int, on_block: Callable[[], object] | None = None, tuning: ScreenTuning = ScreenTuning(), prune: bool = True,
 ) -> Prediction:
-    """Labels and probabilities of ``queries`` against the clustered ``sample`` (both L2-normalised float32)."""
+    """Labels and probabilities of ``queries`` against the clustered ``sample`` (both L2-normalised float32; an
+    index of the sample, :func:`.query.sample_index`, when it is queried again and again)."""
     q = queries.shape[0]
     if not np.any(tree.cluster_parent >= 0):  # no cluster in the condensed tree: the package calls every new point noise
         none = np.full(q, -1, dtype=np.int64)
-        return Prediction(none, np.zeros(q), none.copy(), np.full(q, np.nan), 0, 0)
-    ids, dist, recomputed = nearest_in(queries, sample, 2 * min_samples, on_block, tuning)
+        return Prediction(none, np.zeros(q), none.copy(), np.full(q, np.nan), 0, 0, 0.0)
+    index = sample if isinstance(sample, SampleIndex) else sample_index(sample)
+    ids, dist, stats = nearest_in(queries, index, 2 * min_samples, on_block, tuning, prune)
     own_core = dist[:, min(min_samples, dist.shape[1] - 1)]
     reach = np.maximum(np.maximum(prediction_cores[ids], own_core[:, None]), dist)
     pick = np.argmin(reach, axis=1)
@@ -121,7 +125,7 @@ def approximate_predict(
     labels = tree.label[landed - tree.n]
     top = tree.max_lambda[landed - tree.n]
     probabilities = np.where(labels < 0, 0.0, np.where(top > 0.0, np.minimum(top, lam) / np.where(top > 0.0, top, 1.0), 1.0))
-    return Prediction(labels, probabilities, nearest, own_core, ties, recomputed)
+    return Prediction(labels, probabilities, nearest, own_core, ties, stats["recomputed"], stats["read_share"])
 
 
 def _climb(cluster: np.ndarray, walk: np.ndarray, lam: np.ndarray, tree: PredictionTree) -> np.ndarray:

@@ -31,6 +31,7 @@ from cluster_workers.db.vectors import iter_vector_blocks
 from cluster_workers.engines import HDBSCANParams, l2_normalise
 from cluster_workers.engines.cores import core_distances
 from cluster_workers.engines.predict import approximate_predict, prediction_tree
+from cluster_workers.engines.query import SampleIndex, sample_index
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError, DatabaseError
 from cluster_workers.run.recut import Source, load_source, member_vectors, old_cluster_codes
@@ -44,7 +45,7 @@ class Frozen:
     """The source result as prediction needs it: vectors, core distances, labels and the condensed tree's arrays."""
 
     source: Source
-    vectors: np.ndarray  # (n, dim) float32, L2-normalised, the tree's row order
+    index: SampleIndex  # the sample's vectors (L2-normalised), indexed for queries
     prediction_cores: np.ndarray
     labels: np.ndarray  # the cut's labels (hdbscan's numbering)
     tree: object  # PredictionTree
@@ -64,6 +65,7 @@ class Assigned:
     ties: int = 0
     recomputed: int = 0
     already_in_sample: int = 0
+    read: float = 0.0  # sum over rows of the share of the sample each was screened against
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         def cat(parts: list, shape: tuple, dtype: object) -> np.ndarray:
@@ -89,7 +91,8 @@ def freeze(conn: sa.Connection, result_id: str) -> Frozen:
     codes, _ = old_cluster_codes(source)
     if not _same_partition(codes, cut.labels):
         raise DatabaseError(f"result {source.summary.id.hex[:8]}: its stored memberships are not the partition its tree gives")
-    return Frozen(source, vectors, prediction, cut.labels, prediction_tree(cut.condensed, cut.labels), params, computed)
+    return Frozen(source, sample_index(vectors), prediction, cut.labels, prediction_tree(cut.condensed, cut.labels), params,
+                  computed)  # fmt: skip
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:
@@ -110,7 +113,7 @@ def predict_blocks(conn: sa.Connection, frozen: Frozen, downsample: int, offset:
         if not new.any():
             continue
         data = l2_normalise(np.ascontiguousarray(block.data[new]))
-        p = approximate_predict(data, frozen.vectors, frozen.prediction_cores, frozen.tree, frozen.params.min_samples)
+        p = approximate_predict(data, frozen.index, frozen.prediction_cores, frozen.tree, frozen.params.min_samples)
         out.ids.append(block.ids[new])
         out.labels.append(p.labels)
         out.probabilities.append(p.probabilities)
@@ -118,6 +121,7 @@ def predict_blocks(conn: sa.Connection, frozen: Frozen, downsample: int, offset:
         out.cores.append(p.core_distances)
         out.ties += p.ties
         out.recomputed += p.recomputed
+        out.read += p.read_share * data.shape[0]
         if on_rows is not None:
             on_rows(int(new.sum()))
     return out
@@ -137,11 +141,14 @@ def assigned_result(frozen: Frozen, got: Assigned, settings: dict, timings: dict
     sample_cores = source.tree.core_distances if source.tree.core_distances is not None else np.full(source.n, np.nan)
     p = source.parameters
     parameters = {
-        **{k: p[k] for k in ("downsample", "min_cluster_size", "min_samples", "cluster_selection_epsilon",
-                             "cluster_selection_method", "engine_parameters", "metric", "dimension", "medoid") if k in p},
+        **{k: p[k] for k in ("min_cluster_size", "min_samples", "cluster_selection_epsilon", "cluster_selection_method",
+                             "engine", "engine_parameters", "metric", "dimension", "medoid") if k in p},
+        **settings,  # the rows it holds: the frozen sample and those of this rule (at downsample 1: every embedding)
+        "frozen_sample": {k: p[k] for k in ("downsample", "offset", "experiment", "sample") if k in p},
         "assigned_from": str(source.summary.id),
         "assign": {**settings, "rule": RULE, "frozen": int(source.n), "assigned": int(labels.size),
                    "assigned_outliers": int(np.sum(labels < 0)), "ties": got.ties, "recomputed": got.recomputed,
+                   "read_share": round(got.read / max(1, labels.size), 6),
                    "already_in_sample": got.already_in_sample, "cores_computed": frozen.cores_computed, "timings": timings},
         "sample_count": int(all_ids.shape[0]),
     }  # fmt: skip

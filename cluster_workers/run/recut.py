@@ -357,10 +357,11 @@ class Plateau:
 
 def flattest(rows: list[SweepRow], window: int | None = None) -> list[Plateau]:
     """Per epsilon, the window of consecutive ``min_cluster_size`` settings (a quarter of them, at least 3) over
-    which clusters and outlier share change least; none for fewer than 3 settings."""
+    which clusters and outlier share change least; none for fewer than 3 settings. Settings with fewer than 2
+    clusters are left out (one cluster of everything is trivially flat)."""
     out = []
     for eps in sorted({r.cluster_selection_epsilon for r in rows}):
-        line = sorted((r for r in rows if r.cluster_selection_epsilon == eps), key=lambda r: r.min_cluster_size)
+        line = sorted((r for r in rows if r.cluster_selection_epsilon == eps and r.clusters >= 2), key=lambda r: r.min_cluster_size)
         w = window or max(3, -(-len(line) // 4))
         if len(line) < max(3, w):
             continue

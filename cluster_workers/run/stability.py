@@ -28,6 +28,7 @@ from cluster_workers.db.lock import run_lock
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
 from cluster_workers.engines.predict import approximate_predict, prediction_tree
+from cluster_workers.engines.query import sample_index
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
 from cluster_workers.run.config import Settings
@@ -109,10 +110,11 @@ def stability(settings: Settings, models: list[str], offsets: int, keep: bool = 
                 params = settings.clustering.engine_params(other.n)
                 cut = cut_tree(other.tree, params)
                 tree = prediction_tree(cut.condensed, cut.labels)
+                index = sample_index(made[j][1])
                 for i, (own, data) in enumerate(made):
                     if i == j:
                         continue
-                    assigned = approximate_predict(data, made[j][1], other.cores[1], tree, params.min_samples).labels
+                    assigned = approximate_predict(data, index, other.cores[1], tree, params.min_samples).labels
                     report.pairs.append(Pair(i, j, own.n, float(adjusted_rand_score(own.labels, assigned)),
                                              float(np.mean(own.labels < 0)), float(np.mean(assigned < 0))))  # fmt: skip
             out.append(report)

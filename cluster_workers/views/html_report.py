@@ -21,7 +21,8 @@ from cluster_workers.db.trees import read_tree
 from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
-from cluster_workers.run.recut import load_source, sweep_source
+from cluster_workers.run.recut import flattest, load_source, parse_values, sweep_source
+from cluster_workers.views.density import result_density
 from cluster_workers.db.connect import read_with
 from cluster_workers.analysis.dynamics import absorption_curve, milestone
 from cluster_workers.views.dynamics import CORE_PROBABILITY, fixed_points_in, group_kinetics
@@ -30,6 +31,7 @@ TOP_CLUSTERS = 10
 MAP_SAMPLE = 3_000  # points per 2-D map
 PANEL_RUNS = 40  # runs per trajectory panel
 SWEEP_EPSILONS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]  # the sweep panel's x axis
+SWEEP_SIZES = 20  # min_cluster_size settings of the size panel
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
@@ -72,6 +74,9 @@ class Detail:
     chains: Chains | None = None
     kinetics: list = field(default_factory=list)  # analysis.dynamics.Kinetics per network
     downsample: int = 1
+    size_sweep: list = field(default_factory=list)  # SweepRow per min_cluster_size on the stored tree
+    plateaus: list = field(default_factory=list)  # run.recut.Plateau of size_sweep
+    density: object = None  # analysis.density.Density of the result's core distances (None without them)
 
 
 @dataclass
@@ -158,6 +163,22 @@ def _sweep(conn: sa.Connection, result: ResultSummary) -> list:
     return sweep_source(load_source(conn, result.id.hex), SWEEP_EPSILONS, [])
 
 
+def _size_sweep(conn: sa.Connection, result: ResultSummary) -> tuple[list, list]:
+    """Clusters and outliers along min_cluster_size (log-spaced up to a tenth of the sample) at the result's epsilon,
+    and where they are flattest; empty without a tree."""
+    if read_tree(conn, result.id) is None or result.sample_count < 20:
+        return [], []
+    sizes = parse_values(f"2:{max(3, result.sample_count // 10)}:log{SWEEP_SIZES}", int)
+    rows = sweep_source(load_source(conn, result.id.hex), [], sizes)
+    return rows, flattest(rows)
+
+
+def _density(conn: sa.Connection, result: ResultSummary) -> object:
+    if read_tree(conn, result.id) is None or result.sample_count < 20:
+        return None
+    return result_density(conn, result.id.hex)[1]
+
+
 def report_data(conn: sa.Connection) -> ReportData:
     """Everything the page shows, read in one connection."""
     data = ReportData([(r, cluster_summaries(conn, r.id)) for r in list_results(conn)])
@@ -177,7 +198,8 @@ def report_data(conn: sa.Connection) -> ReportData:
                 cache[r.id] = labelled(conn, r.id, positions)
             traj = trajectories_in(conn, r, data=cache[r.id])
             data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids), _sweep(conn, r),
-                                        _chains(cache[r.id], traj.trajectories.runs), *_kinetics(conn, r, positions))
+                                        _chains(cache[r.id], traj.trajectories.runs), *_kinetics(conn, r, positions),
+                                        *_size_sweep(conn, r), _density(conn, r))
     if data.entries:
         data.fixed_points = fixed_points_in(conn)
     return data
@@ -307,6 +329,19 @@ def _detail_section(detail: Detail, model: str, library: dict | None = None) -> 
         parts.append("<h3>Other epsilons, from the stored tree</h3><p class='params'>Re-cut without reclustering "
                      "(<code>cluster-workers sweep</code> / <code>recut</code>).</p>"
                      f"<figure class='sweep'>{plots.sweep_panel([r.cluster_selection_epsilon for r in rows], [r.clusters for r in rows], [r.outlier_share for r in rows], model, rows[0].min_cluster_size)}</figure>")
+    if detail.size_sweep:
+        rows, flat = detail.size_sweep, detail.plateaus[0] if detail.plateaus else None
+        where = (f" Flattest: min_cluster_size {flat.min_cluster_size_from}-{flat.min_cluster_size_to} "
+                 f"({flat.clusters[0]}-{flat.clusters[1]} clusters, {flat.outlier_share[0]:.0%}-{flat.outlier_share[1]:.0%} outliers).") if flat else ""
+        parts.append(f"<h3>Outliers against min_cluster_size, from the stored tree</h3><p class='params'>At epsilon "
+                     f"{rows[0].cluster_selection_epsilon:g} (<code>cluster-workers sweep --min-cluster-size A:B:logK</code>).{where}</p>"
+                     f"<figure class='sweep'>{plots.size_sweep_panel(rows, flat, model)}</figure>")
+    if detail.density is not None:
+        d = detail.density
+        dip = f"Hartigan's dip test ({d.dip.library}) on the log core distance: D = {d.dip.statistic:.4f}, p = {d.dip.p_value:.3g}: {d.dip.verdict}." if d.dip else ""
+        parts.append(f"<h3>Density</h3><p class='params'>Core distance = distance to the nearest other point number "
+                     f"{d.min_samples}; small is dense (<code>cluster-workers density</code>). {html.escape(dip)}</p>"
+                     f"<figure class='density'>{plots.density_panel(d, model)}</figure>")
     if detail.chains is not None:
         parts.extend(_chains_section(detail.chains, model))
     parts.extend(_dynamics_section(detail, model))

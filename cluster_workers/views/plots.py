@@ -144,6 +144,40 @@ def sweep_panel(epsilons: list[float], clusters: list[int], outlier_shares: list
     return _svg(fig)
 
 
+def size_sweep_panel(rows: list, flat, model: str) -> str:  # type: ignore[no-untyped-def]
+    """Clusters and outlier share against min_cluster_size (log axis), the flattest window shaded."""
+    plt = _pyplot()
+    sizes = [r.min_cluster_size for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.6))
+    a.plot(sizes, [r.clusters for r in rows], marker="o", color="#3b75af")
+    a.set_title(f"{model}: clusters against min_cluster_size", fontsize=10)
+    b.plot(sizes, [100 * r.outlier_share for r in rows], marker="o", color="#d9822b")
+    b.set_title("outliers (%)", fontsize=10)
+    for ax in (a, b):
+        ax.set_xscale("log")
+        ax.set_xlabel("min_cluster_size")
+        if flat is not None:
+            ax.axvspan(flat.min_cluster_size_from, flat.min_cluster_size_to, color="#999999", alpha=0.2, lw=0)
+    return _svg(fig)
+
+
+def density_panel(d, model: str) -> str:  # type: ignore[no-untyped-def]
+    """The core-distance histogram (log axis) and the outlier share per density decile."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.6))
+    edges = 10 ** np.asarray(d.histogram["log10_edges"])
+    a.stairs(d.histogram["counts"], edges, fill=True, color="#3b75af", alpha=0.8)
+    a.set_xscale("log")
+    a.set_xlabel("core distance")
+    a.set_title(f"{model}: core distances ({d.points:,} points)", fontsize=10)
+    deciles = d.deciles
+    b.bar([r["decile"] for r in deciles], [100 * r["outlier_share"] for r in deciles], color="#d9822b")
+    b.set_xlabel("density decile (1 = densest)")
+    b.set_title("outliers per decile (%)", fontsize=10)
+    b.set_xticks([r["decile"] for r in deciles])
+    return _svg(fig)
+
+
 def _count_heatmap(ax, counts: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     """Counts as a heatmap with each non-zero count written in its cell."""
     image = ax.imshow(counts, cmap="Blues", aspect="auto")
