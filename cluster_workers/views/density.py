@@ -46,8 +46,8 @@ def load_density(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[
 
 def density_table(summary: ResultSummary, d: Density) -> str:
     q = d.quantiles
-    lines = [f"result {summary.id.hex[:8]} ({summary.model}): {d.points:,} points, core distance = distance to the "
-             f"nearest other point number {d.min_samples} (min_samples)"]  # fmt: skip
+    lines = [f"result {summary.id.hex[:8]} ({summary.model}): {d.points:,} points; core distance = distance to the k-th "
+             f"nearest other point, k = {d.min_samples} (hdbscan's min_samples)"]  # fmt: skip
     lines.append("core distance quantiles: " + "  ".join(f"{k[1:]}%={v:.4g}" for k, v in q.items()))
     if d.dip is not None:
         lines.append(f"dip test ({d.dip.library}, on the {d.dip.on}): D={d.dip.statistic:.4f}, p={d.dip.p_value:.3g}: {d.dip.verdict}")

@@ -339,8 +339,8 @@ def _detail_section(detail: Detail, model: str, library: dict | None = None) -> 
     if detail.density is not None:
         d = detail.density
         dip = f"Hartigan's dip test ({d.dip.library}) on the log core distance: D = {d.dip.statistic:.4f}, p = {d.dip.p_value:.3g}: {d.dip.verdict}." if d.dip else ""
-        parts.append(f"<h3>Density</h3><p class='params'>Core distance = distance to the nearest other point number "
-                     f"{d.min_samples}; small is dense (<code>cluster-workers density</code>). {html.escape(dip)}</p>"
+        parts.append(f"<h3>Density</h3><p class='params'>Core distance = distance to the k-th nearest other point, "
+                     f"k = {d.min_samples} (hdbscan's min_samples); small is dense (<code>cluster-workers density</code>). {html.escape(dip)}</p>"
                      f"<figure class='density'>{plots.density_panel(d, model)}</figure>")
     if detail.chains is not None:
         parts.extend(_chains_section(detail.chains, model))

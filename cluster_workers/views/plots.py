@@ -168,6 +168,9 @@ def density_panel(d, model: str) -> str:  # type: ignore[no-untyped-def]
     edges = 10 ** np.asarray(d.histogram["log10_edges"])
     a.stairs(d.histogram["counts"], edges, fill=True, color="#3b75af", alpha=0.8)
     a.set_xscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    a.xaxis.set_minor_formatter(NullFormatter())  # the minor labels of a short log axis overlap
     a.set_xlabel("core distance")
     a.set_title(f"{model}: core distances ({d.points:,} points)", fontsize=10)
     deciles = d.deciles

@@ -73,7 +73,7 @@ def _params_brief(p: dict) -> str:
     a = p.get("assign") or {}
     assigned = (f" assigned_from={str(p['assigned_from'])[:8]} frozen={a.get('frozen', 0):,} assigned={a.get('assigned', 0):,}"
                 if p.get("assigned_from") else "")  # fmt: skip
-    return " ".join(f"{k}={p[k]}" for k in keys if k in p) + recut + assigned
+    return " ".join(f"{k}={p[k]}" for k in keys if k in p and not (k == "offset" and not p[k])) + recut + assigned
 
 
 def results_json(rows: list[ResultSummary]) -> list[dict]:
