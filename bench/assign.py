@@ -67,6 +67,7 @@ def main() -> None:
     ap.add_argument("-d", "--database", required=True)
     ap.add_argument("--downsample", type=int, default=10)
     ap.add_argument("--models", nargs="*", default=None, help="default: every model with a result at the downsample")
+    ap.add_argument("--assign-models", nargs="*", default=None, help="default: the same models")
     ap.add_argument("--stability-models", nargs="*", default=None, help="default: the same models")
     ap.add_argument("--baseline-rows", type=int, default=8192)
     ap.add_argument("--json", type=Path, default=None)
@@ -87,6 +88,11 @@ def main() -> None:
         _, m["density_s"] = cli("density", rid, "-d", args.database)
         sweep, m["sweep_s"] = cli("sweep", rid, "-d", args.database, "--min-cluster-size", sizes)
         m["sweep_settings"], m["flattest"] = len(sweep["settings"]), sweep["flattest"]
+        if args.assign_models is not None and model not in args.assign_models:
+            print(f"{model}: density {m['density_s']:.1f} s, sweep of {m['sweep_settings']} settings {m['sweep_s']:.1f} s", flush=True)
+            out["models"][model] = m
+            save(args.json, out)
+            continue
         m["baseline"] = baseline_ratio(url, rid, args.baseline_rows)
         done, m["assign_wall_s"] = cli("assign", rid, "-d", args.database, "--downsample", "1", "--force")
         m["assign"] = done
@@ -97,12 +103,14 @@ def main() -> None:
               f"against full scan {m['baseline']['full_scan']['seconds']} s (x{m['baseline']['speedup']}, labels equal: "
               f"{m['baseline']['labels_equal']})", flush=True)
         out["models"][model] = m
+        save(args.json, out)  # after every model: a long run stopped early keeps what it measured
     for model in args.stability_models if args.stability_models is not None else models:
         found, seconds = cli("stability", model, "-d", args.database, "--downsample", str(args.downsample), "--offsets", "3")
         out["models"].setdefault(model, {})["stability"] = {"seconds": round(seconds, 1), **found["models"][0]}
         worst = found["models"][0]["worst"]
         print(f"{model}: stability K=3 in {seconds:.0f} s, worst pair ARI {worst['ari']:.3f} "
               f"(offset {worst['own']} assigned to {worst['other']})", flush=True)
+        save(args.json, out)
     print(f"\n{'model':<12} {'density s':>9} {'sweep s':>8} {'assign rows':>12} {'assign s':>9} {'rows/s':>8} {'peak MiB':>9} "
           f"{'x full scan':>11} {'stability s':>11} {'worst ARI':>9}")
     for model, m in out["models"].items():
@@ -111,10 +119,15 @@ def main() -> None:
         print(f"{model:<12} {m.get('density_s', 0):>9.1f} {m.get('sweep_s', 0):>8.1f} {a.get('assigned', 0):>12,} "
               f"{m.get('assign_wall_s', 0):>9.0f} {m.get('assign_rows_per_s', 0):>8,} {a.get('peak_rss_mb', 0):>9,.0f} "
               f"{(m.get('baseline') or {}).get('speedup', 0):>11} {st.get('seconds', 0):>11} {(st.get('worst') or {}).get('ari', float('nan')):>9.3f}")
+    save(args.json, out)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(out, indent=2, default=str))
         print(f"wrote {args.json}")
+
+
+def save(path: Path | None, out: dict) -> None:
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(out, indent=2, default=str))
 
 
 if __name__ == "__main__":

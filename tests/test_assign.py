@@ -165,3 +165,31 @@ def test_stability_agrees_with_assign_and_writes_only_with_keep(any_db):
     codes = lambda m: np.unique([m[k] if any(m[k]) else b"" for k in keys], return_inverse=True)[1]  # noqa: E731
     pair = next(p for p in found["pairs"] if (p["own"], p["other"]) == (1, 0))
     assert adjusted_rand_score(codes(own), codes(assigned)) == pytest.approx(pair["ari"], abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["real-text", "near-copies"])
+def test_exported_core_distances_equal_a_float64_brute_force(kind, tmp_path):
+    """The stored, exported ``core_distance`` of sampled rows, against a brute force on the vectors from the database."""
+    import csv
+
+    from cluster_workers.engines.neighbours import brute_force_core_distances
+    from tests.conftest import REALTEXT, write_experiment
+    from tests.engines.datasets import near_copy_data
+
+    vectors = np.load(REALTEXT)["vectors"] if kind == "real-text" else near_copy_data(3000, dim=128)
+    db = tmp_path / "cores.db"
+    write_experiment(db, "M", [f"text {i % 700}" for i in range(len(vectors))], vectors)
+    url = f"sqlite:///{db}"
+    run_clustering(Settings(database_url=url, downsample=1))
+    result = read_with(url, 30.0, lambda conn: find_result(conn, "latest"))
+    assert run_cli("export", str(result.id), "-d", str(db), "-o", str(tmp_path / "out.csv")).returncode == 0
+    rows = list(csv.DictReader(open(tmp_path / "out.csv")))
+    k = result.parameters["engine_parameters"]["min_samples"]
+    ids = [uuid.UUID(r["embedding_id"]) for r in rows]
+    stored = read_with(url, 30.0, lambda conn: vectors_of(conn, ids))
+    data = l2_normalise(np.stack([stored[i] for i in ids]).astype(np.float32))
+    pick = np.sort(np.random.default_rng(0).choice(len(rows), 300, replace=False))
+    want = brute_force_core_distances(data, pick, k)
+    got = np.array([float(rows[i]["core_distance"]) for i in pick])
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert (want == 0).any() == (kind == "near-copies")  # exact copies: distance 0 among them

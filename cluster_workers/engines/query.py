@@ -27,7 +27,7 @@ from cluster_workers.engines.neighbours import ScreenTuning, _tick
 from cluster_workers.engines.order import cell_labels
 
 GROUP = 128  # sample rows per k-means cell, on average: each cell bounded by one axis and width
-SEED_GROUPS = 3  # a query's best groups whose first rows bound its k-th distance
+SEED_GROUPS = 3  # a query's best groups (times k / the mean group size) whose rows bound its k-th distance
 FULL_SCAN_SHARE = 0.3  # a query that may need more of the sample than this reads all of it, in blocks of its like
 QUERY_BLOCK = 256  # queries screened together (in their best group's order)
 
@@ -101,7 +101,7 @@ def nearest_in(
     """
     n = index.x.shape[0]
     k = min(k, n)
-    m = min(n, k + tuning.margin)
+    m = min(n, k + max(tuning.margin, k // 4))  # dense regions: a wider heap leaves fewer lists to remeasure
     err = max(similarity_error(queries), index.err)
     ids = np.empty((queries.shape[0], k), dtype=np.int64)
     dist = np.empty((queries.shape[0], k))
@@ -111,12 +111,12 @@ def nearest_in(
     for a in range(0, visit.size, QUERY_BLOCK):
         rows = visit[a : a + QUERY_BLOCK]
         q = np.ascontiguousarray(queries[rows])
-        needed = _needed_groups(q, index, best[rows], k)
+        needed, reach = _needed_groups(q, index, best[rows], k, err)
         wide = needed @ np.diff(index.starts) > (FULL_SCAN_SHARE * n if prune else -1)  # diffuse: read everything, with its like
         deferred.append(rows[wide])
         if not wide.all():
             cols = _rows_of(index, needed[~wide].any(axis=0))
-            ids[rows[~wide]], dist[rows[~wide]], again = _screen(q[~wide], index, cols, k, m, err, on_block, tuning)
+            ids[rows[~wide]], dist[rows[~wide]], again = _screen(q[~wide], index, cols, k, m, err, on_block, tuning, reach[~wide])
             recomputed, read = recomputed + again, read + cols.size * int((~wide).sum())
     wide_rows = np.concatenate(deferred) if deferred else np.empty(0, dtype=np.int64)
     for a in range(0, wide_rows.size, tuning.block_rows):
@@ -127,8 +127,9 @@ def nearest_in(
                        "full_scans": int(wide_rows.size)}  # fmt: skip
 
 
-def _screen(q, index, cols, k, m, err, on_block, tuning):  # type: ignore[no-untyped-def]
-    """The certified ``k`` nearest of the rows ``cols`` of the index (None: all) for each query of ``q``."""
+def _screen(q, index, cols, k, m, err, on_block, tuning, reach=None):  # type: ignore[no-untyped-def]
+    """The certified ``k`` nearest of the rows ``cols`` of the index (None: all) for each query of ``q``;
+    ``reach``: per query, a distance within which every row is among ``cols`` (the seed bound)."""
     local = np.arange(q.shape[0])
     heap_vals = np.full((q.shape[0], m), -np.inf, dtype=np.float32)
     heap_ids = np.zeros((q.shape[0], m), dtype=np.int32)
@@ -148,9 +149,12 @@ def _screen(q, index, cols, k, m, err, on_block, tuning):  # type: ignore[no-unt
     lowest = heap_vals.min(axis=1).astype(np.float64)
     screened = np.where(np.isfinite(lowest), np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (lowest + err))), np.inf)  # not full: it holds all
     unproven = np.flatnonzero(dist[:, -1] >= screened)
-    for s in range(0, unproven.size, tuning.recompute_rows):
-        batch = unproven[s : s + tuning.recompute_rows]
-        ids[batch], dist[batch] = _remeasure(q[batch], index, dist[batch, -1], k, err, on_block, tuning)
+    # a list whose k-th distance is within the seed bound has every candidate among ``cols``: remeasure only those
+    local_ball = np.zeros(unproven.size, dtype=bool) if reach is None or cols is None else dist[unproven, -1] <= reach[unproven]
+    for rows_of_ball, among in ((unproven[local_ball], cols), (unproven[~local_ball], None)):
+        for s in range(0, rows_of_ball.size, tuning.recompute_rows):
+            batch = rows_of_ball[s : s + tuning.recompute_rows]
+            ids[batch], dist[batch] = _remeasure(q[batch], index, dist[batch, -1], k, err, on_block, tuning, among)
     return ids, dist, int(unproven.size)
 
 
@@ -161,34 +165,47 @@ def _rows_of(index: SampleIndex, groups: np.ndarray) -> np.ndarray:
     return np.concatenate([np.arange(lo, hi) for lo, hi in spans]) if spans else np.empty(0, dtype=np.int64)
 
 
-def _needed_groups(q: np.ndarray, index: SampleIndex, best: np.ndarray, k: int) -> np.ndarray:
-    """``(q, g)``: the groups that may hold one of each query's ``k`` nearest rows (its best groups always)."""
+def _needed_groups(q: np.ndarray, index: SampleIndex, best: np.ndarray, k: int, err: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(q, g)``: the groups that may hold one of each query's ``k`` nearest rows (its best groups always), and per
+    query the distance within which every row lies in those groups (an upper bound on its ``k``-th distance).
+
+    The bound: the rows of the block's best groups (each query's best few, together) screened in one float32
+    GEMM; a screened value ``s`` puts a row within ``sqrt(2 - 2 (s - err))``, so the ``k``-th smallest of those
+    ceilings bounds the ``k``-th distance from above.
+    """
     bounds = _group_bounds(q, index)
-    seeds = np.argsort(-bounds, axis=1)[:, :SEED_GROUPS]
     size = np.diff(index.starts)
-    take = np.arange(k)[None, None, :]
-    seed_rows = index.starts[seeds][:, :, None] + take  # the first k rows of each seed group ...
-    real = take < size[seeds][:, :, None]  # ... those it has
-    seed_dist = cross_distances(q, index.x, np.where(real, seed_rows, 0).reshape(q.shape[0], -1))
-    seed_dist[~real.reshape(q.shape[0], -1)] = np.inf
-    kth = np.sort(seed_dist, axis=1)[:, k - 1]  # k real rows within it: an upper bound on the k-th distance
-    needed = bounds >= (1.0 - 0.5 * kth * kth)[:, None] - 1e-12
-    rows = np.arange(q.shape[0])[:, None]
-    needed[rows, seeds] = True
+    per_query = max(SEED_GROUPS, int(np.ceil(SEED_GROUPS * k / max(1.0, float(size.mean())))))
+    seeds = np.argpartition(-bounds, min(per_query, bounds.shape[1] - 1), axis=1)[:, :per_query]
+    chosen = np.zeros(index.groups, dtype=bool)
+    chosen[seeds] = True
+    chosen[best] = True
+    seed_cols = _rows_of(index, chosen)
+    if seed_cols.size < k:
+        reach = np.full(q.shape[0], np.inf)
+    else:
+        screened = (q @ index.x[seed_cols].T).astype(np.float64)
+        ceilings = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (screened - err)))
+        reach = np.partition(ceilings, k - 1, axis=1)[:, k - 1]
+    needed = bounds >= (1.0 - 0.5 * reach * reach)[:, None] - 1e-12  # every row within reach: in a needed group
     needed[np.arange(q.shape[0]), best] = True
-    return needed
+    return needed, reach
 
 
-def _remeasure(q, index, kth, k, err, on_block, tuning):  # type: ignore[no-untyped-def]
-    """The ``k`` nearest of each query from every sample row whose screened value could put it within ``kth``."""
+def _remeasure(q, index, kth, k, err, on_block, tuning, cols=None):  # type: ignore[no-untyped-def]
+    """The ``k`` nearest of each query from every sample row (of ``cols``, when every row within ``kth`` is there)
+    whose screened value could put it within ``kth``."""
     cut = (1.0 - 0.5 * kth * kth - err).astype(np.float32)
     cut = np.nextafter(cut, np.float32(-np.inf))  # rounding the cut down keeps it a bound
     pair_rows, pair_cols = [], []
-    for lo in range(0, index.x.shape[0], tuning.block_cols):
+    total = index.x.shape[0] if cols is None else cols.size
+    for lo in range(0, total, tuning.block_cols):
         _tick(on_block)
-        i, j = np.nonzero(q @ index.x[lo : lo + tuning.block_cols].T >= cut[:, None])
+        part = np.arange(lo, min(total, lo + tuning.block_cols)) if cols is None else cols[lo : lo + tuning.block_cols]
+        block = index.x[lo : lo + tuning.block_cols] if cols is None else index.x[part]
+        i, j = np.nonzero(q @ block.T >= cut[:, None])
         pair_rows.append(i)
-        pair_cols.append(j + lo)
+        pair_cols.append(part[j])
     i, j = np.concatenate(pair_rows), np.concatenate(pair_cols).astype(np.int64)
     d = pair_distances_between(q, index.x, i, j)
     j = index.order[j]
