@@ -172,8 +172,8 @@ def push_columns(
 
 # reassociation lets the float64 sum run in SIMD lanes (4x here); it moves a distance by at most a few ulps
 @njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """``out[i, j] = ||x[rows[i]] - x[ids[i, j]]||`` in float64 (direct differences, no cancellation)."""
+def rows_distances(q: np.ndarray, rows: np.ndarray, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``out[i, j] = ||q[rows[i]] - x[ids[i, j]]||`` in float64 (direct differences, no cancellation)."""
     out = np.empty(ids.shape, dtype=np.float64)
     d = x.shape[1]
     for i in prange(ids.shape[0]):
@@ -182,40 +182,20 @@ def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndar
             b = ids[i, j]
             acc = 0.0
             for t in range(d):
-                diff = np.float64(x[a, t]) - np.float64(x[b, t])
+                diff = np.float64(q[a, t]) - np.float64(x[b, t])
                 acc += diff * diff
             out[i, j] = np.sqrt(acc)
     return out
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
+def exact_distances(x: np.ndarray, rows: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """``out[i, j] = ||x[rows[i]] - x[ids[i, j]]||`` in float64: rows of one matrix against its own rows."""
+    return rows_distances(x, rows, x, ids)
+
+
 def cross_distances(q: np.ndarray, x: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """``out[i, j] = ||q[i] - x[ids[i, j]]||`` in float64: rows of one matrix against rows of another."""
-    out = np.empty(ids.shape, dtype=np.float64)
-    d = x.shape[1]
-    for i in prange(ids.shape[0]):
-        for j in range(ids.shape[1]):
-            b = ids[i, j]
-            acc = 0.0
-            for t in range(d):
-                diff = np.float64(q[i, t]) - np.float64(x[b, t])
-                acc += diff * diff
-            out[i, j] = np.sqrt(acc)
-    return out
-
-
-@njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
-def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``out[p] = ||x[a[p]] - x[b[p]]||`` in float64 (direct differences), as :func:`exact_distances`."""
-    out = np.empty(a.size, dtype=np.float64)
-    d = x.shape[1]
-    for p in prange(a.size):
-        acc = 0.0
-        for t in range(d):
-            diff = np.float64(x[a[p], t]) - np.float64(x[b[p], t])
-            acc += diff * diff
-        out[p] = np.sqrt(acc)
-    return out
+    return rows_distances(q, np.arange(q.shape[0]), x, ids)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath={"reassoc", "contract"})
@@ -230,6 +210,11 @@ def pair_distances_between(q: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.nd
             acc += diff * diff
         out[p] = np.sqrt(acc)
     return out
+
+
+def pair_distances(x: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``out[p] = ||x[a[p]] - x[b[p]]||`` in float64 (direct differences), as :func:`exact_distances`."""
+    return pair_distances_between(x, x, a, b)
 
 
 @njit(cache=True, nogil=True, fastmath={"reassoc", "contract"})

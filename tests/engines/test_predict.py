@@ -58,7 +58,7 @@ def test_a_sample_assigned_to_itself_gets_its_labels(kind):
     np.testing.assert_array_equal(got.labels, ours.labels)
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["real-text", "near-copies"])
 def test_our_own_fit_predicts_what_the_package_predicts(kind):
     """The whole path (our tree, our cores) against the package's (its tree): the same partition of the new points."""
     sample, new = split(KINDS[kind](), seed=1)
@@ -76,8 +76,10 @@ def test_core_distances_equal_a_float64_brute_force(kind):
     data = KINDS[kind]()
     rows = np.sort(np.random.default_rng(2).choice(data.shape[0], 400, replace=False))  # a sample of the rows
     want, want_prediction = brute_force_core_distances(data, rows, 6), brute_force_core_distances(data, rows, 5)
-    for cores in (fast.cluster(data.copy(), HDBSCANParams(12, 6)).cores, core_distances(data, 6),
-                  reference.cluster(data.copy(), HDBSCANParams(12, 6)).cores):  # fmt: skip
+    engines = [fast.cluster(data.copy(), HDBSCANParams(12, 6)).cores, core_distances(data, 6)]
+    if kind == "near-copies":  # the reference engine's KD-tree cores, on the kind with the most ties
+        engines.append(reference.cluster(data.copy(), HDBSCANParams(12, 6)).cores)
+    for cores in engines:
         np.testing.assert_allclose(cores.core[rows], want, rtol=0, atol=1e-12)
         np.testing.assert_allclose(cores.prediction[rows], want_prediction, rtol=0, atol=1e-12)
 
