@@ -17,13 +17,13 @@ COLUMNS = ["embedding_id", "invocation_id", "run_id", "network", "initial_prompt
 
 
 def with_states(rows: list[tuple]) -> list[tuple]:
-    """The export's rows with state and core, milestoned here on their own (no tree: every member is core)."""
+    """The export's rows with core_distance (none: no tree), state and core, milestoned here on their own (every member core)."""
     out, last = [], {}
     for row in sorted(rows, key=lambda r: (str(r[2]), r[6])):
         run, cluster = str(row[2]), row[7]
         if cluster != -1:
             last[run] = cluster
-        out.append((*row, last.get(run, -1), int(cluster != -1)))
+        out.append((*row, None, last.get(run, -1), int(cluster != -1)))  # no tree: no core distance
     return out
 
 
