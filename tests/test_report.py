@@ -51,7 +51,7 @@ def test_report_numbers_match_the_database(clustered, tmp_path):
         assert [int(size.replace(",", "")) for _, size in rows] == [c.size for c in top]
 
 
-DETAIL_FIGURES = ("trajectories", "transitions", "run-lengths", "networks", "sweep", "dwell", "state-graph", "absorption")  # static SVG per model's latest result
+DETAIL_FIGURES = ("trajectories", "transitions", "run-lengths", "networks", "sweep", "size-sweep", "density", "dwell", "state-graph", "absorption")  # static SVG per model's latest result
 
 
 def expected_plots(db) -> int:

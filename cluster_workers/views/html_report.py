@@ -335,7 +335,7 @@ def _detail_section(detail: Detail, model: str, library: dict | None = None) -> 
                  f"({flat.clusters[0]}-{flat.clusters[1]} clusters, {flat.outlier_share[0]:.0%}-{flat.outlier_share[1]:.0%} outliers).") if flat else ""
         parts.append(f"<h3>Outliers against min_cluster_size, from the stored tree</h3><p class='params'>At epsilon "
                      f"{rows[0].cluster_selection_epsilon:g} (<code>cluster-workers sweep --min-cluster-size A:B:logK</code>).{where}</p>"
-                     f"<figure class='sweep'>{plots.size_sweep_panel(rows, flat, model)}</figure>")
+                     f"<figure class='size-sweep'>{plots.size_sweep_panel(rows, flat, model)}</figure>")
     if detail.density is not None:
         d = detail.density
         dip = f"Hartigan's dip test ({d.dip.library}) on the log core distance: D = {d.dip.statistic:.4f}, p = {d.dip.p_value:.3g}: {d.dip.verdict}." if d.dip else ""
