@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
 from cluster_workers.db.assignments import delete_assignments
+from cluster_workers.db.layers import delete_layers, encode as encode_layer, write_layer
 from cluster_workers.db.trees import add_core_columns, byte_order, delete_trees, encode, sorted_positions, write_tree
 from cluster_workers.errors import DatabaseError
 
@@ -154,6 +155,8 @@ def algorithm_name(s: Schema, run_key: dict, algorithm: str = ALGORITHM) -> str:
     and only a second result with the *same* run key conflicts (e.g.
     ``hdbscan ds=10 mcs=auto ms=auto eps=0.5 eom #3f2a91c0``).
     """
+    if run_key.get("engine") == "evoc":
+        algorithm = "evoc"
     if not s.layered:
         return algorithm
     import hashlib
@@ -203,6 +206,7 @@ def _delete_rows(conn: sa.Connection, ids: list[uuid.UUID]) -> int:
     s = schema_of(conn)
     delete_trees(conn, ids)
     delete_assignments(conn, ids)
+    delete_layers(conn, ids)
     removed = conn.execute(sa.delete(s.embedding_cluster).where(s.embedding_cluster.c.clustering_result_id.in_(ids))).rowcount
     conn.execute(sa.delete(s.clustering_result).where(s.clustering_result.c.id.in_(ids)))
     return removed
@@ -260,11 +264,12 @@ def write_results(
         check_unique_rule(conn, result.model, algorithm, int(getattr(result, "layer", 0)))
     written = 0
     created_at: dt.datetime | None = None
-    for result, given_id in sorted(named, key=lambda pair: pair[0].completed_at):
+    ids = [given_id or uuid.uuid4() for _, given_id in named]
+    runs = {r.model: rid for (r, _), rid in zip(named, ids) if getattr(r, "layer_values", None) is not None and r.layer == 0}
+    for (result, _), result_id in sorted(zip(named, ids), key=lambda pair: pair[0][0].completed_at):
         # each model's completion time, strictly increasing so "latest result" lookups are well defined
         stamp = _utc(result.completed_at)
         created_at = stamp if created_at is None or stamp > created_at else created_at + dt.timedelta(microseconds=1)
-        result_id = given_id or uuid.uuid4()
         row = {
             "id": result_id,
             "created_at": created_at,
@@ -274,8 +279,11 @@ def write_results(
             "algorithm": algorithm,
             "parameters": {**result.parameters, "run_key": run_key},
         }
+        layer = int(getattr(result, "layer", 0))
         if s.layered:
-            row["layer"] = int(getattr(result, "layer", 0))
+            row["layer"] = layer
+        elif layer:
+            row["parameters"]["layer"] = layer  # the legacy schema has no layer column
         conn.execute(sa.insert(s.clustering_result), [row])
         written += _insert_memberships(conn, result, result_id, progress)
         tree = getattr(result, "tree", None)
@@ -283,7 +291,20 @@ def write_results(
             cores = getattr(result, "cores", None)
             write_tree(conn, result_id, encode(tree, sorted_positions(result.embedding_ids), result.probabilities,
                                                result.outlier_scores, cores))
+        values = getattr(result, "layer_values", None)
+        if values is not None:
+            write_layer(conn, result_id, encode_layer(runs.get(result.model, result_id), values.layer, values.layers,
+                                                      values.persistence, sorted_positions(result.embedding_ids),
+                                                      values.strengths, _layer_parents(values)))
     return {"results": len(results), "memberships": written, "deleted_memberships": deleted}
+
+
+def _layer_parents(values: Any) -> np.ndarray:
+    """Per cluster (medoid row, parent layer, parent medoid row): the layer tree named by medoid rows."""
+    parents = np.asarray(values.parents, dtype=np.int64).reshape(-1, 2)
+    medoids = np.asarray(values.medoid_rows, dtype=np.int64)
+    parent_medoids = np.asarray(values.parent_medoid_rows, dtype=np.int64)
+    return np.column_stack([medoids, parents[:, 0], parent_medoids])
 
 
 # --- reading back -------------------------------------------------------------------------
@@ -321,6 +342,7 @@ class ClusterSummary:
     medoid_embedding_id: uuid.UUID | None  # None: the outliers
     size: int
     medoid_text: str | None
+    parent: tuple[int, int] | None = None  # an evoc layer's cluster: (layer, rank) of the coarser cluster holding it
 
 
 def _parameters(value: object) -> dict:

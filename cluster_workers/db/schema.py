@@ -104,6 +104,7 @@ class Schema:
     stamped: bool  # every row written carries inserted_at / updated_at
     layered: bool  # results have a layer, unique per (embedding_model, algorithm, layer)
     dashed_ids: bool  # ids are 36-char dashed text (else SQLAlchemy's Uuid: 32-char hex on SQLite)
+    clustering_layer: sa.Table | None = None  # ours, made by the first evoc run: per layer strengths and the layer tree
 
     @property
     def experiment_tables(self) -> tuple[sa.Table, ...]:
@@ -152,6 +153,23 @@ def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str) ->
         sa.Column("probabilities", sa.LargeBinary, nullable=False),  # <f8 per row
         sa.Column("core_distances", sa.LargeBinary, nullable=False),  # <f8 per row (an assigned row: its own, as predicted)
         sa.Column("nearest", sa.LargeBinary, nullable=False),  # <i4 per row: the frozen row it joined through (-1: frozen)
+    )
+
+
+def _layer_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Table:
+    return sa.Table(
+        "clusteringlayer",  # ours: per result made by the evoc engine, one row (db/layers.py)
+        metadata,
+        sa.Column("clustering_result_id", id_type, sa.ForeignKey(f"{result_table}.id"), primary_key=True),
+        sa.Column("run_id", id_type, nullable=False),  # the run's finest layer: every layer of one run shares it
+        sa.Column("layer", sa.Integer, nullable=False),
+        sa.Column("layers", sa.Integer, nullable=False),
+        sa.Column("persistence", sa.Float, nullable=False),
+        sa.Column("points", sa.Integer, nullable=False),
+        sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
+        sa.Column("strengths", sa.LargeBinary, nullable=False),  # <f8 per row: EVoC's membership strength
+        sa.Column("clusters", sa.Integer, nullable=False),
+        sa.Column("parents", sa.LargeBinary, nullable=False),  # <i4 per cluster: medoid row, parent layer, parent medoid row
     )
 
 
@@ -221,7 +239,8 @@ def _legacy() -> Schema:
         "embedding": ("id", "invocation_id", "embedding_model", "vector"),
     }
     return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree, assignment,
-                  ours=(result, membership, tree), required=required, stamped=False, layered=False, dashed_ids=False)
+                  ours=(result, membership, tree), required=required, stamped=False, layered=False, dashed_ids=False,
+                  clustering_layer=_layer_table(md, sa.Uuid, "clusteringresult"))
 
 
 def _current() -> Schema:
@@ -304,7 +323,8 @@ def _current() -> Schema:
         "embedding_clusters": ("id", "embedding_id", "clustering_result_id", "medoid_embedding_id", "inserted_at", "updated_at"),
     }
     return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree, assignment,
-                  ours=(tree,), required=required, stamped=True, layered=True, dashed_ids=True)
+                  ours=(tree,), required=required, stamped=True, layered=True, dashed_ids=True,
+                  clustering_layer=_layer_table(md, DashedUuid, "clustering_results"))
 
 
 LEGACY_SCHEMA = _legacy()

@@ -178,8 +178,11 @@ class PointValues:
 
 
 def read_points(conn: sa.Connection, result_id: uuid.UUID) -> PointValues | None:
-    """The result's per-point values, or None when it stores none (made before trees, or by another tool)."""
+    """The result's per-point values, or None when it stores none (made before trees, or by another tool).
+
+    An evoc layer's "probability" is its membership strength."""
     from cluster_workers.db.assignments import read_assignment
+    from cluster_workers.db.layers import read_layer
 
     tree = read_tree(conn, result_id)
     if tree is not None:
@@ -187,7 +190,11 @@ def read_points(conn: sa.Connection, result_id: uuid.UUID) -> PointValues | None
         return PointValues(tree.positions, tree.probabilities, tree.outlier_scores, core)
     a = read_assignment(conn, result_id)
     if a is None:
-        return None
+        layer = read_layer(conn, result_id)
+        if layer is None:
+            return None
+        missing = np.full(layer.points, np.nan)
+        return PointValues(layer.positions, layer.strengths, missing, missing.copy())
     return PointValues(a.positions, a.probabilities, np.full(a.points, np.nan), a.core_distances)
 
 

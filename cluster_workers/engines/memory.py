@@ -49,8 +49,18 @@ def reference_peak_bytes(n: int, dim: int, min_samples: int) -> int:
     return int(20 * n * dim + 200 * n + BASE)
 
 
+def evoc_peak_bytes(n: int, dim: int) -> int:
+    """The evoc package's peak, roughly: its float32 copy, the kNN graph and its node embedding, the layers."""
+    return int(8 * n * dim + EVOC_ROW_BYTES * n + BASE)
+
+
+EVOC_ROW_BYTES = 4096  # per row beyond the vectors (graph, embedding, layers, numba's work arrays): see bench/engines.py
+
+
 def peak_bytes(engine: str, n: int, dim: int, min_samples: int) -> int:
     """Estimated peak of one worker clustering ``n`` vectors of ``dim`` with ``engine``."""
     if engine == "reference":
         return reference_peak_bytes(n, dim, min_samples)
+    if engine == "evoc":
+        return evoc_peak_bytes(n, dim)
     return fast_peak_bytes(n, dim, min_samples)

@@ -38,6 +38,7 @@ class Settings:
     cluster_selection_method: str = _DEFAULTS.cluster_selection_method
     engine: str = _DEFAULTS.engine
     medoid: str = _DEFAULTS.medoid
+    engine_params: tuple[str, ...] = ()  # KEY=VALUE for the evoc engine (engines/evoc.py), e.g. ("threads=2", "noise_level=0.3")
     min_samples_to_cluster: int = 2  # HDBSCAN needs 2; the users asked that only smaller models be skipped
     models: tuple[str, ...] = ()  # empty = every model in the database
     experiment: str = ""  # cluster only this experiment's runs (an experiment id); empty = every run
@@ -68,6 +69,7 @@ class Settings:
             cluster_selection_method=self.cluster_selection_method,
             engine=self.engine,
             medoid=self.medoid,
+            engine_options=parse_engine_params(self.engine_params),
         )
 
     @property
@@ -78,6 +80,17 @@ class Settings:
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied (and validated)."""
         return dataclasses.replace(self, **changes)
+
+
+def parse_engine_params(items: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """``("threads=2", ...)`` as ``(("threads", "2"), ...)``; a later KEY wins."""
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"engine parameter must be KEY=VALUE, got {item!r}")
+        pairs[key.strip()] = value.strip()
+    return tuple(sorted(pairs.items()))
 
 
 def validate(s: Settings) -> None:

@@ -106,10 +106,14 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
         logger.warning("leaving out embeddings whose invocation is missing, e.g. {}", listed)
     key = run_key(settings)
     todo: list[str] = []
+    fewest, rule = settings.min_samples_to_cluster, f"min_samples_to_cluster={settings.min_samples_to_cluster}"
+    if settings.engine == "evoc" and settings.clustering.evoc_params().n_neighbors + 1 > fewest:
+        neighbours = settings.clustering.evoc_params().n_neighbors
+        fewest, rule = neighbours + 1, f"the n_neighbors + 1 = {neighbours + 1} the evoc engine needs"
     for model in models:
         n = report.after.get(model, 0)
-        if n < settings.min_samples_to_cluster:
-            report.skipped[model] = f"{n} sampled embeddings, fewer than min_samples_to_cluster={settings.min_samples_to_cluster}"
+        if n < fewest:
+            report.skipped[model] = f"{n} sampled embeddings, fewer than {rule}"
             continue
         earlier = [] if settings.force else matching_results(conn, model, key)
         if any(params.get("sample") == report.fingerprints[model] for _, params in earlier):
@@ -382,6 +386,9 @@ def cluster_models(
                 )
                 if certificate["certified"] < certificate["rows"]:
                     logger.warning("{}: {:,} core distances are not certified", result.model, certificate["rows"] - certificate["certified"])
+            for layer in result.more_layers:
+                logger.info("{}: evoc layer {}: {} clusters, {:.1%} outliers, persistence {:.1f}", result.model, layer.layer,
+                            layer.n_clusters, layer.outlier_share, layer.parameters.get("persistence", 0.0))
             if result.parameters.get("skipped_bad_vectors"):
                 logger.warning("{}: left out {} bad vector(s)", result.model, result.parameters["skipped_bad_vectors"])
             if on_result:
@@ -409,7 +416,10 @@ def _fit_memory(
 def commit(
     engine: sa.Engine, settings: Settings, results: list[ModelResult], fingerprints: dict[str, dict] | None = None
 ) -> dict[str, int]:
-    """Write every result in one transaction (BEGIN IMMEDIATE on SQLite); all or nothing."""
+    """Write every result in one transaction (BEGIN IMMEDIATE on SQLite); all or nothing.
+
+    An evoc result carries its coarser layers: each layer is written as a result of its own."""
+    results = [layer for result in results for layer in result.all_layers()]
     for result in results:  # the sample each result was made from, so a later run can tell it changed
         if fingerprints and result.model in fingerprints:
             result.parameters["sample"] = fingerprints[result.model]

@@ -14,11 +14,12 @@ the users' at the top level, the engine's under ``engine_parameters``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from cluster_workers.engines import HDBSCANParams
 from cluster_workers.errors import ConfigError
 
-ENGINES = ("fast", "reference")
+ENGINES = ("fast", "reference", "evoc")  # evoc: the users' current algorithm (extra `evoc`), every layer a result
 SELECTION_METHODS = ("eom", "leaf")
 MEDOID_RULES = ("weighted", "mean")
 
@@ -39,6 +40,7 @@ class ClusteringParams:
     cluster_selection_method: str = "eom"
     engine: str = "fast"
     medoid: str = "weighted"
+    engine_options: tuple[tuple[str, Any], ...] = ()  # the evoc engine's parameters (KEY, VALUE); see engines/evoc.py
 
     def __post_init__(self) -> None:
         if isinstance(self.min_cluster_size, bool) or self.min_cluster_size != 0 and self.min_cluster_size < 2:
@@ -53,6 +55,16 @@ class ClusteringParams:
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.medoid not in MEDOID_RULES:
             raise ConfigError(f"medoid must be one of {', '.join(MEDOID_RULES)}, got {self.medoid!r}")
+        if self.engine_options and self.engine != "evoc":
+            raise ConfigError(f"engine parameters are for the evoc engine; the {self.engine} engine takes the HDBSCAN options")
+        if self.engine == "evoc":
+            self.evoc_params()  # validates them
+
+    def evoc_params(self):  # type: ignore[no-untyped-def]
+        """The evoc engine's parameters (the users' values unless set)."""
+        from cluster_workers.engines.evoc import EVoCParams
+
+        return EVoCParams.from_options(dict(self.engine_options))
 
     def users_values(self, n: int) -> dict:
         """The values as the users' own code reads them (scikit-learn's convention), resolved for ``n`` points."""
@@ -80,8 +92,12 @@ class ClusteringParams:
         )
 
     def key(self) -> dict:
-        """The requested values, as stored in the run key."""
-        return asdict(self)
+        """The requested values, as stored in the run key (an HDBSCAN result's key is what it always was)."""
+        if self.engine == "evoc":
+            return {"engine": "evoc", "medoid": self.medoid, "evoc": asdict(self.evoc_params())}
+        values = asdict(self)
+        values.pop("engine_options")
+        return values
 
     def run_key(self, downsample: int | None) -> dict:
         """The key of a result made with these values at ``downsample``: an equal key on the same sample is not

@@ -68,6 +68,9 @@ def no_tree_message(summary: ResultSummary) -> str:
         return (f"result {summary.id.hex[:8]} ({summary.model}, {summary.algorithm} layer {summary.layer}) was not made by this "
                 "tool and has no stored tree: cluster the model here to get one (cluster-workers cluster --model "
                 f"{summary.model})")  # fmt: skip
+    if p.get("engine") == "evoc":
+        return (f"result {summary.id.hex[:8]} ({summary.model}) is an evoc layer: it has layers, not an HDBSCAN tree to cut, "
+                f"predict from or read core distances of; cluster the model with --engine fast for one")
     if p.get("assigned_from"):
         return (f"result {summary.id.hex[:8]} ({summary.model}) was made by assign and has no tree of its own: "
                 f"use its source {str(p['assigned_from'])[:8]}")

@@ -65,6 +65,13 @@ class ModelResult:
     outlier_scores: np.ndarray | None = None  # (n,) GLOSH scores
     tree: np.ndarray | None = None  # (n - 1, 3) the MST the labels were cut from (rows as in embedding_ids)
     cores: tuple[np.ndarray, np.ndarray] | None = None  # (n,) each: the fit's and the prediction's core distances
+    layer: int = 0  # the evoc engine's layer (0 the finest); HDBSCAN results have one, layer 0
+    layer_values: "LayerValues | None" = None  # an evoc layer's strengths, persistence and place in the layer tree
+    more_layers: list["ModelResult"] = field(default_factory=list)  # layer 0 carries the run's coarser layers
+
+    def all_layers(self) -> list["ModelResult"]:
+        """This result and the coarser layers it carries (one result per layer, finest first)."""
+        return [self, *self.more_layers]
 
     @property
     def n(self) -> int:
@@ -77,6 +84,19 @@ class ModelResult:
     @property
     def outlier_share(self) -> float:
         return float(np.mean(self.labels < 0)) if self.labels.size else 0.0
+
+
+@dataclass
+class LayerValues:
+    """What an evoc layer keeps besides labels: per row the membership strength, per cluster its parent."""
+
+    layer: int
+    layers: int  # how many the run made
+    persistence: float  # the package's score of the layer
+    strengths: np.ndarray  # (n,) float64
+    parents: np.ndarray  # (clusters, 2) int32: (layer, cluster) of the coarser cluster holding it; -1, -1 none
+    medoid_rows: np.ndarray  # (clusters,) the medoid row of each cluster, so a parent is named by its medoid
+    parent_medoid_rows: np.ndarray  # (clusters,) the medoid row of the parent cluster, -1 none
 
 
 def status_file(status_dir: str, model: str) -> Path:
@@ -213,6 +233,8 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
     phase[0] = "clustering"
     faults.clustering_started()
     wanted = task.clustering
+    if wanted.engine == "evoc":
+        return _cluster_layers(task, vectors, started, fetch_s)
     params = wanted.engine_params(n)
     t0 = time.perf_counter()
     with threadpool_limits(limits=task.threads):
@@ -242,3 +264,71 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
         tree=result.tree,
         cores=None if result.cores is None else (result.cores.core, result.cores.prediction),
     )
+
+
+def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: float) -> ModelResult:
+    """The evoc engine: one result per layer (finest first), each with its medoids and strengths."""
+    from importlib.metadata import version
+
+    from threadpoolctl import threadpool_limits
+
+    from cluster_workers.engines.evoc import cluster_layers, library_version
+
+    wanted = task.clustering
+    params = wanted.evoc_params()
+    n, dim = vectors.data.shape
+    data = l2_normalise(vectors.data)
+    t0 = time.perf_counter()
+    layers = cluster_layers(data, params)  # at the fixed thread count of `params`, not the worker's share
+    cluster_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with threadpool_limits(limits=task.threads):
+        medoids = [medoid_indices(data, lab, s, wanted.medoid) for lab, s in zip(layers.labels, layers.strengths)]
+    medoid_s = time.perf_counter() - t0
+    report_phase(task, "done", started)
+    completed = time.time()
+    versions = {lib: version(lib) for lib in ("numpy", "numba", "scikit-learn")}
+    results = []
+    for k, (labels, strengths) in enumerate(zip(layers.labels, layers.strengths)):
+        rows, medoid_info = medoids[k]
+        parents = layers.parents[k]
+        parent_rows = np.array([medoids[pl][0][pc] if pl >= 0 else -1 for pl, pc in parents], dtype=np.int64)
+        parameters = {
+            "downsample": task.downsample,
+            **({"offset": task.offset} if task.offset else {}),
+            **({"experiment": task.experiment} if task.experiment else {}),
+            "engine": "evoc",
+            "layer": k,
+            "layers": len(layers),
+            "persistence": layers.persistence[k],
+            "best_layer": layers.info["best_layer"],  # the package's labels_: the layer of highest persistence
+            **{key: value for key, value in params.library_kwargs(n).items() if key in ("noise_level", "base_min_cluster_size", "min_samples")},
+            "metric": "cosine (EVoC on L2-normalised float32 vectors)",
+            "engine_parameters": {**params.library_kwargs(n), "threads": params.threads},
+            "reproducible": {"threads": params.threads, "random_state": params.random_state,
+                             "rule": "numba and BLAS threads fixed for the fit: the same count gives the same labels on any machine"},
+            "medoid": medoid_info,
+            "sample_count": int(n),
+            "skipped_bad_vectors": int(vectors.skipped),
+            "dimension": int(dim),
+            "requested": wanted.key(),
+            "versions": {**versions, "evoc": library_version()},
+        }
+        results.append(ModelResult(
+            model=task.model,
+            embedding_ids=vectors.ids,
+            labels=labels,
+            medoid_rows=rows,
+            parameters=parameters,
+            started_at=started,
+            completed_at=completed - 1e-3 * k,  # layer 0 written last: the newest, listed first
+            timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s, **layers.info["timings"]},
+            peak_rss_mb=peak_rss_mb(),
+            pid=os.getpid(),
+            probabilities=strengths,
+            layer=k,
+            layer_values=LayerValues(k, len(layers), layers.persistence[k], strengths, parents, rows, parent_rows),
+        ))
+    first = results[0]
+    first.more_layers = results[1:]
+    return first

@@ -19,6 +19,10 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     they were kept (exact, from the sample's vectors)."""
     summary = find_result(conn, result_id)
     tree = read_tree(conn, summary.id)
+    if tree is None and (summary.parameters or {}).get("engine") == "evoc":
+        from cluster_workers.run.recut import no_tree_message
+
+        raise ConfigError(no_tree_message(summary))
     if tree is None:
         source = (summary.parameters or {}).get("assigned_from")
         why = (f"it was made by assign: run density on its source {source[:8]}" if source else

@@ -38,9 +38,32 @@ def load_results(url: str, busy_timeout: float = 30.0, check_stale: bool = True)
 def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, list[ClusterSummary]]:
     def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
         summary = find_result(conn, result_id)
-        return summary, cluster_summaries(conn, summary.id)
+        return summary, with_parents(conn, summary.id, cluster_summaries(conn, summary.id))
 
     return read_with(url, busy_timeout, fn)
+
+
+def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary]) -> list[ClusterSummary]:  # type: ignore[no-untyped-def]
+    """An evoc layer's clusters with their place in the layer tree: (layer, rank) of the coarser cluster holding each."""
+    from cluster_workers.db.layers import layer_tree
+
+    found = layer_tree(conn, result_id)
+    if found is None:
+        return clusters
+    _, tree = found
+    ranks: dict = {}
+    for parent_id in {parent for parent, _ in tree.values()}:
+        parent = find_result(conn, str(parent_id))
+        ranks[parent_id] = (parent.layer, {c.medoid_embedding_id: i + 1 for i, c in enumerate(cluster_summaries(conn, parent_id))
+                                           if c.medoid_embedding_id is not None})
+    out = []
+    for c in clusters:
+        place = tree.get(c.medoid_embedding_id) if c.medoid_embedding_id is not None else None
+        if place is not None:
+            layer, rank = ranks[place[0]]
+            c = dataclasses.replace(c, parent=(layer, rank[place[1]]))
+        out.append(c)
+    return out
 
 
 def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
@@ -68,12 +91,15 @@ def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> st
 
 def _params_brief(p: dict) -> str:
     keys = ("downsample", "offset", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine",
-            "base_min_cluster_size", "noise_level")  # the last two: the users' EVoC layers
+            "base_min_cluster_size", "noise_level", "layers", "persistence")  # the last four: EVoC layers (theirs, ours)
     recut = f" recut_from={str((p.get('recut') or {}).get('from', ''))[:8]}" if p.get("recut") else ""
     a = p.get("assign") or {}
     assigned = (f" assigned_from={str(p['assigned_from'])[:8]} frozen={a.get('frozen', 0):,} assigned={a.get('assigned', 0):,}"
                 if p.get("assigned_from") else "")  # fmt: skip
-    return " ".join(f"{k}={p[k]}" for k in keys if k in p and not (k == "offset" and not p[k])) + recut + assigned
+    def value(v: object) -> str:
+        return f"{v:.5g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={value(p[k])}" for k in keys if k in p and not (k == "offset" and not p[k])) + recut + assigned
 
 
 def results_json(rows: list[ResultSummary]) -> list[dict]:
@@ -136,7 +162,8 @@ def clusters_json(summary: ResultSummary, clusters: list[ClusterSummary], limit:
         "result": results_json([summary])[0],
         "outliers": outliers,
         "clusters": [
-            {"rank": i + 1, "size": c.size, "medoid_embedding_id": str(c.medoid_embedding_id), "medoid_text": c.medoid_text}
+            {"rank": i + 1, "size": c.size, "medoid_embedding_id": str(c.medoid_embedding_id), "medoid_text": c.medoid_text,
+             **({"parent": {"layer": c.parent[0], "rank": c.parent[1]}} if c.parent else {})}
             for i, c in enumerate(shown)
         ],
     }
@@ -148,10 +175,19 @@ def clusters_table(summary: ResultSummary, clusters: list[ClusterSummary], limit
         f"result {summary.id}  model {summary.model}  {summary.sample_count:,} embeddings, "
         f"{summary.clusters} clusters, {data['outliers']:,} outliers ({summary.outlier_share:.1%})"
     )
-    body = [[str(c["rank"]), f"{c['size']:,}", clip(c["medoid_text"])] for c in data["clusters"]]
+    layered = any(c.parent for c in clusters)
+    body = [[str(c["rank"]), f"{c['size']:,}", *([_parent_cell(c)] if layered else []), clip(c["medoid_text"])] for c in data["clusters"]]
     more = summary.clusters - len(body)
     tail = f"\n… {more} more cluster(s); use --limit 0 to see all" if more > 0 else ""
-    return head + "\n" + text_table(["#", "size", "medoid text"], body, {0, 1}) + tail
+    if layered:
+        tail += "\nin: the coarser layer's cluster (layer/#rank) that holds it, from the evoc layer tree"
+    headers = ["#", "size", *(["in"] if layered else []), "medoid text"]
+    return head + "\n" + text_table(headers, body, {0, 1}) + tail
+
+
+def _parent_cell(cluster: dict) -> str:
+    parent = cluster.get("parent")
+    return f"{parent['layer']}/#{parent['rank']}" if parent else "-"
 
 
 def sweep_table(summary: ResultSummary, rows: list, plateaus: list | None = None) -> str:
