@@ -54,8 +54,8 @@ def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary])
     ranks: dict = {}
     for parent_id in {parent for parent, _ in tree.values()}:
         parent = find_result(conn, str(parent_id))
-        ranks[parent_id] = (parent.layer, {c.medoid_embedding_id: i + 1 for i, c in enumerate(cluster_summaries(conn, parent_id))
-                                           if c.medoid_embedding_id is not None})
+        real = [c.medoid_embedding_id for c in cluster_summaries(conn, parent_id) if c.medoid_embedding_id is not None]
+        ranks[parent_id] = (parent.layer, {medoid: i + 1 for i, medoid in enumerate(real)})  # show's ranks: outliers apart
     out = []
     for c in clusters:
         place = tree.get(c.medoid_embedding_id) if c.medoid_embedding_id is not None else None
