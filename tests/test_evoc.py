@@ -196,3 +196,38 @@ def test_bad_engine_parameters_are_one_line_and_touch_nothing(demo_db):
     assert out.returncode == 2 and "for the evoc engine" in out.stderr
     assert file_hash(demo_db) == digest
     assert EVoCParams.from_options({"threads": "2"}).threads == 2
+
+
+def test_the_mean_medoid_rule_is_the_one_that_matches_the_users_own_rows(current_db):
+    """Their EVoC layers name each cluster by the member nearest its centroid: our ``--medoid mean`` picks a member
+    exactly as near (the same member up to float32 ties among near-copies); the weighted rule picks farther ones."""
+    from cluster_workers.engines.medoids import medoid_indices
+
+    con = sqlite3.connect(current_db)
+    vectors = {e: np.frombuffer(v, dtype="<f4") for e, v in con.execute("SELECT id, vector FROM embeddings")}
+    layers = con.execute("SELECT id FROM clustering_results WHERE parameters NOT LIKE '%run_key%'").fetchall()
+    assert layers
+    differ = 0
+    for (rid,) in layers:
+        rows = con.execute("SELECT embedding_id, medoid_embedding_id FROM embedding_clusters WHERE clustering_result_id = ? "
+                           "ORDER BY embedding_id", (rid,)).fetchall()
+        ids = [e for e, _ in rows]
+        medoid_of = {e: m for e, m in rows}
+        names = sorted({m for _, m in rows if m is not None})
+        labels = np.array([names.index(m) if m is not None else -1 for _, m in rows])
+        data = np.stack([vectors[e] for e in ids]).astype(np.float32)
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        mean, _ = medoid_indices(data, labels, None, "mean")
+        weighted, _ = medoid_indices(data, labels, np.ones(len(ids)), "weighted")
+        for c, name in enumerate(names):
+            members = np.flatnonzero(labels == c)
+            centre = data[members].astype(np.float64).mean(axis=0)
+
+            def to_centre(i: int) -> float:
+                return float(((data[i].astype(np.float64) - centre) ** 2).sum())
+
+            # theirs was chosen on their float64 vectors, before storing float32: among near-copies the pick is a tie
+            # at float32 resolution, so the rule is shown by distance: ours and theirs are both the nearest
+            assert abs(to_centre(int(mean[c])) - to_centre(ids.index(name))) <= 1e-6
+            differ += to_centre(int(weighted[c])) > to_centre(ids.index(name)) + 1e-6
+    assert differ > 0
