@@ -58,6 +58,12 @@ def main_options(
     stopping.install()  # Ctrl-C / SIGTERM set a flag; every command stops at its next safe point (exit 130)
 
 
+from cluster_workers.run.config import BACKENDS  # noqa: E402  the choices the help strings name, from where they are defined
+from cluster_workers.run.params import ENGINES, MEDOID_RULES, SELECTION_METHODS  # noqa: E402
+
+HDBSCAN_ENGINES = tuple(e for e in ENGINES if e != "evoc")
+
+
 def _settings(config: Optional[Path], **overrides):  # type: ignore[no-untyped-def]
     from cluster_workers.run.config import load_settings
 
@@ -79,11 +85,11 @@ def cluster(
         "(the hdbscan package and the fast engine are given min_samples - 1).",
     ),
     allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow a single cluster (default: allow)."),
-    medoid: Optional[str] = typer.Option(None, "--medoid", help="weighted (scikit-learn's store_centers='medoid', default) or mean."),
+    medoid: Optional[str] = typer.Option(None, "--medoid", help=f"{' or '.join(MEDOID_RULES)}: {MEDOID_RULES[0]} is scikit-learn's store_centers='medoid' (default), mean the member nearest the centroid (the users' EVoC rows)."),
     min_samples_to_cluster: Optional[int] = typer.Option(None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Cluster only this embedding model (repeatable)."),
     experiment: Optional[str] = typer.Option(None, "--experiment", help="Sample only this experiment's runs (its id); default every run."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="fast (exact HDBSCAN, default), reference (the hdbscan package) or evoc (the users' EVoC, every layer a result)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help=f"One of {', '.join(ENGINES)}: fast = exact HDBSCAN (default), reference = the hdbscan package, evoc = the users' EVoC (every layer a result)."),
     engine_param: Optional[List[str]] = typer.Option(
         None, "--engine-param", "-p",
         help="KEY=VALUE for the evoc engine (repeatable): any evoc.EVoC parameter, or threads=K (the fit's fixed thread count, default 1).",
@@ -91,7 +97,7 @@ def cluster(
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."),
     busy_timeout: Optional[float] = typer.Option(None, "--busy-timeout", min=0.0, help="Seconds to wait for a database locked by another writer."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="loky (this machine) or dask (a dask.distributed cluster)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help=f"One of {', '.join(BACKENDS)}: loky runs workers on this machine, dask on a dask.distributed cluster."),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.5:8786."),
     skip_bad_vectors: bool = typer.Option(False, "--skip-bad-vectors", help="Leave out (and count) bad vectors and orphan embeddings instead of failing."),
     memory_limit_mb: Optional[float] = typer.Option(
@@ -103,46 +109,42 @@ def cluster(
     """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
     from cluster_workers.run.coordinator import run_clustering
 
-    try:
-        settings = _settings(
-            config,
-            downsample=downsample,
-            offset=offset,
-            database_url=database_url,
-            force=force or None,
-            epsilon=epsilon,
-            min_cluster_size=min_cluster_size,
-            min_samples=min_samples,
-            allow_single_cluster=allow_single_cluster,
-            medoid=medoid,
-            min_samples_to_cluster=min_samples_to_cluster,
-            models=tuple(model) if model else None,
-            experiment=experiment,
-            engine=engine,
-            engine_params=tuple(engine_param) if engine_param else None,
-            workers=workers,
-            timeout=timeout,
-            busy_timeout=busy_timeout,
-            skip_bad_vectors=skip_bad_vectors or None,
-            backend=backend,
-            scheduler=scheduler,
-            memory_limit_mb=memory_limit_mb,
-        )
-        done: list[str] = []
-        with progress_bar(0, "models clustered") as advance:
+    settings = _settings(
+        config,
+        downsample=downsample,
+        offset=offset,
+        database_url=database_url,
+        force=force or None,
+        epsilon=epsilon,
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        allow_single_cluster=allow_single_cluster,
+        medoid=medoid,
+        min_samples_to_cluster=min_samples_to_cluster,
+        models=tuple(model) if model else None,
+        experiment=experiment,
+        engine=engine,
+        engine_params=tuple(engine_param) if engine_param else None,
+        workers=workers,
+        timeout=timeout,
+        busy_timeout=busy_timeout,
+        skip_bad_vectors=skip_bad_vectors or None,
+        backend=backend,
+        scheduler=scheduler,
+        memory_limit_mb=memory_limit_mb,
+    )
+    done: list[str] = []
+    with progress_bar(0, "models clustered") as advance:
 
-            def on_result(result) -> None:  # type: ignore[no-untyped-def]
-                done.append(result.model)
-                advance(len(done))
+        def on_result(result) -> None:  # type: ignore[no-untyped-def]
+            done.append(result.model)
+            advance(len(done))
 
-            report = run_clustering(settings, on_result=on_result, on_plan=lambda models: advance(0, len(models)))
-    except ClusterWorkersError as exc:
-        fail(exc)
-    else:
-        typer.echo(
-            f"clustered {len(report.results)} model(s), skipped {len(report.skipped)}, "
-            f"wrote {report.written.get('memberships', 0):,} memberships in {report.timings['total_s']:.1f} s"
-        )
+        report = run_clustering(settings, on_result=on_result, on_plan=lambda models: advance(0, len(models)))
+    typer.echo(
+        f"clustered {len(report.results)} model(s), skipped {len(report.skipped)}, "
+        f"wrote {report.written.get('memberships', 0):,} memberships in {report.timings['total_s']:.1f} s"
+    )
 
 
 @app.command()
@@ -157,11 +159,8 @@ def results(
     """List clustering results: id, model, sample count, clusters, outliers, duration, stale or current, parameters."""
     from cluster_workers.views import report as report_mod
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        rows = report_mod.load_results(settings.database_url, settings.busy_timeout, stale_check)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    rows = report_mod.load_results(settings.database_url, settings.busy_timeout, stale_check)
     typer.echo(json.dumps(report_mod.results_json(rows), indent=2) if as_json else report_mod.results_table(rows))
 
 
@@ -176,11 +175,8 @@ def show(
     """Show one result's clusters: size and medoid text, largest first; outliers counted apart."""
     from cluster_workers.views import report as report_mod
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        summary, clusters = report_mod.load_clusters(settings.database_url, result_id, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    summary, clusters = report_mod.load_clusters(settings.database_url, result_id, settings.busy_timeout)
     if as_json:
         typer.echo(json.dumps(report_mod.clusters_json(summary, clusters, limit), indent=2))
     else:
@@ -197,11 +193,8 @@ def export(
     """Write one result as a table: one row per sampled embedding with its run, step, cluster rank and text."""
     from cluster_workers.views.export import export_result
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        rows = export_result(settings.database_url, result_id, output, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    rows = export_result(settings.database_url, result_id, output, settings.busy_timeout)
     typer.echo(f"wrote {rows:,} rows to {output}")
 
 
@@ -218,11 +211,8 @@ def compare(
     parameters and engine (stale results left out, and said so), and cluster matches."""
     from cluster_workers.views import explore
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = explore.compare(settings.database_url, downsample, settings.busy_timeout, results=result or None, experiment=experiment)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = explore.compare(settings.database_url, downsample, settings.busy_timeout, results=result or None, experiment=experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.compare_table(found))
 
 
@@ -240,11 +230,8 @@ def trajectories(
     """Where runs end and when they settle: per end cluster, and per initial prompt or network."""
     from cluster_workers.views import explore
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by, experiment)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.trajectories_table(found, limit))
 
 
@@ -262,11 +249,8 @@ def transitions(
     """Cluster transitions along each run: (from, to) counts over consecutive sampled texts, per group."""
     from cluster_workers.views import chains
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = chains.load_transitions(settings.database_url, result_id, by, include_outliers, settings.busy_timeout, experiment)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = chains.load_transitions(settings.database_url, result_id, by, include_outliers, settings.busy_timeout, experiment)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.transitions_table(found, limit))
 
 
@@ -284,11 +268,8 @@ def fixed_points(
     """Fixed points by exact caption repetition (no clustering, every text step): when each run's caption stops changing."""
     from cluster_workers.views import dynamics
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = dynamics.load_fixed_points(settings.database_url, min_repeats, normalise, by, experiment, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = dynamics.load_fixed_points(settings.database_url, min_repeats, normalise, by, experiment, settings.busy_timeout)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.fixed_points_table(found, limit))
 
 
@@ -303,11 +284,8 @@ def density(
     log (the diptest package), the outlier share per density decile, and caption length against outlier status."""
     from cluster_workers.views.density import density_table, load_density
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        summary, found = load_density(settings.database_url, result_id, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    summary, found = load_density(settings.database_url, result_id, settings.busy_timeout)
     typer.echo(json.dumps({"result": str(summary.id), "model": summary.model, **found.as_dict()}, indent=2) if as_json
                else density_table(summary, found))  # fmt: skip
 
@@ -317,7 +295,7 @@ def stability(
     model: Optional[List[str]] = typer.Argument(None, help="Embedding models (default: every model with a sample)."),
     downsample: int = typer.Option(..., "--downsample", "-n", min=2, help="Each sample keeps every N-th text output."),
     offsets: int = typer.Option(3, "--offsets", "-k", min=2, help="Disjoint samples: offsets 0 .. K-1."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="reference or fast (default: the config's)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help=f"One of {', '.join(HDBSCAN_ENGINES)} (default: the config's)."),
     keep: bool = typer.Option(False, "--keep", help="Write each sample's clustering as a result (as cluster --offset R would)."),
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
@@ -330,12 +308,9 @@ def stability(
     from cluster_workers.run.stability import stability as run_stability
     from cluster_workers.views.report import stability_table
 
-    try:
-        settings = _settings(config, database_url=database_url, downsample=downsample, engine=engine, experiment=experiment)
-        models = list(model) if model else _sampled_models(settings)
-        found = run_stability(settings, models, offsets, keep)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url, downsample=downsample, engine=engine, experiment=experiment)
+    models = list(model) if model else _sampled_models(settings)
+    found = run_stability(settings, models, offsets, keep)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else stability_table(found))
 
 
@@ -366,11 +341,8 @@ def states(
     """Core-set milestoning: every run's state sequence (a transit step keeps the last core visited)."""
     from cluster_workers.views import dynamics
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = dynamics.load_states(settings.database_url, result_id, core_probability, fill_initial, experiment, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = dynamics.load_states(settings.database_url, result_id, core_probability, fill_initial, experiment, settings.busy_timeout)
     if found.warning and not as_json:
         logger.warning(found.warning)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.states_table(found))
@@ -393,12 +365,9 @@ def kinetics(
     """Kinetics of the states: jumps, dwell times (censored, tail test), absorption, transit share, a Markov chain."""
     from cluster_workers.views import dynamics
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = dynamics.load_kinetics(settings.database_url, result_id, by, core_probability, fill_initial, min_stay, lag,
-                                       experiment, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = dynamics.load_kinetics(settings.database_url, result_id, by, core_probability, fill_initial, min_stay, lag,
+                                   experiment, settings.busy_timeout)
     typer.echo(json.dumps(found.as_dict(), indent=2, default=float) if as_json else dynamics.kinetics_table(found, limit))
 
 
@@ -415,11 +384,8 @@ def run_lengths(
     """How long chains stay in a cluster: each run's run-length encoding (JSON: every stretch; table: per cluster)."""
     from cluster_workers.views import chains
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        found = chains.load_run_lengths(settings.database_url, result_id, include_outliers, settings.busy_timeout, experiment)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    found = chains.load_run_lengths(settings.database_url, result_id, include_outliers, settings.busy_timeout, experiment)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.run_lengths_table(found, limit))
 
 
@@ -436,29 +402,26 @@ def delete(
     from cluster_workers.run import removal
     from cluster_workers.errors import ConfigError
 
-    try:
-        if sum([result_id is not None, model is not None, all_results]) != 1:
-            raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
-        settings = _settings(config, database_url=database_url)
-        chosen = removal.chosen_results(settings.database_url, result_id, model, settings.busy_timeout)
-        theirs = removal.left_alone(settings.database_url, result_id, model, settings.busy_timeout)
-        if theirs:
-            typer.echo(f"leaving {theirs} result(s) this tool did not make (the users' own); delete one by naming its id", err=True)
-        if not chosen:
-            typer.echo("no clustering results to delete")
-            return
-        rows = sum(r.sample_count for r in chosen)
-        what = f"{len(chosen)} result(s) with {rows:,} memberships: " + ", ".join(f"{r.id.hex[:8]} ({r.model})" for r in chosen[:10])
-        what += f", … {len(chosen) - 10} more" if len(chosen) > 10 else ""
-        if not yes:
-            if not sys.stdin.isatty():
-                raise ConfigError(f"refusing to delete {len(chosen)} result(s) without --yes: stdin is not a terminal")
-            if not typer.confirm(f"delete {what}?", default=False):
-                typer.echo("nothing deleted", err=True)
-                raise typer.Exit(1)
-        removed = removal.delete(settings.database_url, chosen, settings.db_limits)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    if sum([result_id is not None, model is not None, all_results]) != 1:
+        raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
+    settings = _settings(config, database_url=database_url)
+    chosen = removal.chosen_results(settings.database_url, result_id, model, settings.busy_timeout)
+    theirs = removal.left_alone(settings.database_url, result_id, model, settings.busy_timeout)
+    if theirs:
+        typer.echo(f"leaving {theirs} result(s) this tool did not make (the users' own); delete one by naming its id", err=True)
+    if not chosen:
+        typer.echo("no clustering results to delete")
+        return
+    rows = sum(r.sample_count for r in chosen)
+    what = f"{len(chosen)} result(s) with {rows:,} memberships: " + ", ".join(f"{r.id.hex[:8]} ({r.model})" for r in chosen[:10])
+    what += f", … {len(chosen) - 10} more" if len(chosen) > 10 else ""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError(f"refusing to delete {len(chosen)} result(s) without --yes: stdin is not a terminal")
+        if not typer.confirm(f"delete {what}?", default=False):
+            typer.echo("nothing deleted", err=True)
+            raise typer.Exit(1)
+    removed = removal.delete(settings.database_url, chosen, settings.db_limits)
     typer.echo(f"deleted {len(chosen)} result(s) and {removed:,} memberships: " + ", ".join(f"{r.id} ({r.model})" for r in chosen))
 
 
@@ -467,7 +430,7 @@ def recut(
     result_id: str = ResultId,
     min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=2, help="New min_cluster_size."),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="New cluster_selection_epsilon."),
-    method: Optional[str] = typer.Option(None, "--method", help="Cluster selection method: eom or leaf."),
+    method: Optional[str] = typer.Option(None, "--method", help=f"Cluster selection method: {' or '.join(SELECTION_METHODS)}."),
     allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow one cluster of everything."),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", min=1, help="Only the tree's own value is accepted (another needs `cluster`)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing result with the same parameters on the same sample."),
@@ -480,11 +443,8 @@ def recut(
 
     overrides = {"min_cluster_size": min_cluster_size, "cluster_selection_epsilon": epsilon, "cluster_selection_method": method,
                  "allow_single_cluster": allow_single_cluster, "min_samples": min_samples}  # fmt: skip
-    try:
-        settings = _settings(config, database_url=database_url)
-        done = recut_mod.recut(settings.database_url, result_id, overrides, settings.db_limits, force)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    done = recut_mod.recut(settings.database_url, result_id, overrides, settings.db_limits, force)
     if done.result_id is None:
         typer.echo(f"not written: result {done.existing} already has these parameters on the same sample (--force replaces it)")
         return
@@ -510,19 +470,16 @@ def assign(
     frozen sample unchanged and the assigned rows (one transaction); the source result is never changed."""
     from cluster_workers.run.assign import assign as assign_result
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        with progress_bar(0, "embeddings assigned") as advance:
-            seen = [0]
+    settings = _settings(config, database_url=database_url)
+    with progress_bar(0, "embeddings assigned") as advance:
+        seen = [0]
 
-            def on_rows(n: int) -> None:
-                seen[0] += n
-                advance(seen[0])
+        def on_rows(n: int) -> None:
+            seen[0] += n
+            advance(seen[0])
 
-            done = assign_result(settings.database_url, result_id, downsample, offset, experiment, settings.db_limits, force,
-                                 on_rows=on_rows)  # fmt: skip
-    except ClusterWorkersError as exc:
-        fail(exc)
+        done = assign_result(settings.database_url, result_id, downsample, offset, experiment, settings.db_limits, force,
+                             on_rows=on_rows)  # fmt: skip
     if as_json:
         typer.echo(json.dumps(done.as_dict(), indent=2))
     elif done.result_id is None:
@@ -542,7 +499,7 @@ def sweep(
     epsilon: Optional[str] = typer.Option(None, "--epsilon", help="Comma-separated epsilons or a range START:STOP:STEP (default: the result's)."),
     min_cluster_size: Optional[str] = typer.Option(
         None, "--min-cluster-size", help="Comma-separated sizes or a range, e.g. 5:2000:log20 (20 log-spaced sizes); default: the result's."),
-    method: Optional[str] = typer.Option(None, "--method", help="Cluster selection method: eom or leaf (default: the result's)."),
+    method: Optional[str] = typer.Option(None, "--method", help=f"Cluster selection method: {' or '.join(SELECTION_METHODS)} (default: the result's)."),
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
@@ -553,12 +510,9 @@ def sweep(
     from cluster_workers.run import recut as recut_mod
     from cluster_workers.views.report import sweep_table
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        epsilons, sizes = recut_mod.parse_values(epsilon, float), recut_mod.parse_values(min_cluster_size, int)
-        summary, rows = recut_mod.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    epsilons, sizes = recut_mod.parse_values(epsilon, float), recut_mod.parse_values(min_cluster_size, int)
+    summary, rows = recut_mod.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
     plateaus = recut_mod.flattest(rows)
     if as_json:
         typer.echo(json.dumps({"settings": [r.as_dict() for r in rows], "flattest": [p.as_dict() for p in plateaus]}, indent=2))
@@ -575,11 +529,8 @@ def report(
     """Write a self-contained HTML report: per result the size distribution and top clusters; models compared."""
     from cluster_workers.views.html_report import write_report
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        path = write_report(settings.database_url, output, settings.busy_timeout)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    path = write_report(settings.database_url, output, settings.busy_timeout)
     typer.echo(f"wrote {path}")
 
 
@@ -595,11 +546,8 @@ def index(
     starts. Under the run lock, bounded by the statement timeout."""
     from cluster_workers.db.indexes import build_indexes
 
-    try:
-        settings = _settings(config, database_url=database_url)
-        changes = build_indexes(settings.database_url, settings.db_limits, drop=drop)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(config, database_url=database_url)
+    changes = build_indexes(settings.database_url, settings.db_limits, drop=drop)
     for c in changes:
         size = f"  {c.size_bytes / 2**20:,.0f} MiB" if c.size_bytes else ""
         typer.echo(f"{c.name}: {c.action} ({c.seconds:.1f} s){size}")
@@ -627,23 +575,20 @@ def demo_db(
         fail(ClusterWorkersError("give a PATH or --database-url"))
     last = {"t": time.monotonic()}
 
-    try:
-        with progress_bar(embeddings, "embeddings written") as advance:
+    with progress_bar(embeddings, "embeddings written") as advance:
 
-            def progress(done: int) -> None:
-                stopping.check("while building the database", "nothing was kept")
-                advance(done)
-                if time.monotonic() - last["t"] >= 10 or done == embeddings:
-                    last["t"] = time.monotonic()
-                    logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
+        def progress(done: int) -> None:
+            stopping.check("while building the database", "nothing was kept")
+            advance(done)
+            if time.monotonic() - last["t"] >= 10 or done == embeddings:
+                last["t"] = time.monotonic()
+                logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
 
-            shape = build_demo_database(
-                target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress, schema=schema,
-                models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None, dim=dim,
-                user_results=user_results,
-            )
-    except ClusterWorkersError as exc:
-        fail(exc)
+        shape = build_demo_database(
+            target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress, schema=schema,
+            models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None, dim=dim,
+            user_results=user_results,
+        )
     from cluster_workers.db.connect import describe
 
     typer.echo(f"wrote {describe(target)} ({schema} schema): {shape.total:,} embeddings in {shape.runs} runs")
@@ -655,7 +600,7 @@ def bench(
     database_url: Optional[str] = DatabaseUrl,
     timeout: float = typer.Option(3600.0, "--timeout", min=0.001, help="Hard wall-clock limit in seconds for the run."),
     baseline: bool = typer.Option(False, "--baseline", help="Also cluster the same samples the straightforward way and compare."),
-    engine: Optional[str] = typer.Option(None, "--engine", help="reference or fast."),
+    engine: Optional[str] = typer.Option(None, "--engine", help=f"One of {', '.join(ENGINES)}."),
     workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0),
     min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0),
     min_samples: Optional[int] = typer.Option(None, "--min-samples", min=0),
@@ -670,14 +615,11 @@ def bench(
     exactly as they were (safe on a live database). Use `cluster --force` to keep what you measure."""
     from cluster_workers.tools import bench as bench_mod
 
-    try:
-        settings = _settings(
-            config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
-            min_cluster_size=min_cluster_size, min_samples=min_samples, models=tuple(model) if model else None,
-        )
-        result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
-    except ClusterWorkersError as exc:
-        fail(exc)
+    settings = _settings(
+        config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
+        min_cluster_size=min_cluster_size, min_samples=min_samples, models=tuple(model) if model else None,
+    )
+    result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
     data = result.as_json()
     path = bench_mod.save(data, output_dir)
     typer.echo(bench_mod.format_table(data))
@@ -691,6 +633,11 @@ def main() -> None:
     """Console-script entry point."""
     try:
         app()
+    except ClusterWorkersError as exc:  # the one error path: every command raises, this prints one line
+        try:
+            fail(exc)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
     except KeyboardInterrupt:  # only before the handlers are installed (startup): same message, same status
         typer.echo("error: interrupted", err=True)
         sys.exit(130)

@@ -62,3 +62,26 @@ def distance_ceiling(s: float, err: float) -> float:
 def similarity_floor(distance: float, err: float) -> float:
     """Screened similarities at or below this belong to pairs at least ``distance`` apart."""
     return 1.0 - 0.5 * distance * distance - err if distance < 2.0 + err else -np.inf
+
+
+# --- the same bounds on arrays (numpy), for the vectorised screens; bitwise what the scalar forms give -----------
+
+
+def distance_floors(s: np.ndarray, err: float) -> np.ndarray:
+    """:func:`distance_floor` of every screened similarity in ``s``."""
+    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (np.asarray(s, dtype=np.float64) + err)))
+
+
+def distance_ceilings(s: np.ndarray, err: float) -> np.ndarray:
+    """:func:`distance_ceiling` of every screened similarity in ``s``."""
+    return np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (np.asarray(s, dtype=np.float64) - err)))
+
+
+def similarity_floors(distance: np.ndarray, err: float) -> np.ndarray:
+    """:func:`similarity_floor` of every distance (past ``2 + err`` it lies below every similarity anyway)."""
+    return 1.0 - 0.5 * distance * distance - err
+
+
+def similarity_cuts32(distance: np.ndarray, err: float) -> np.ndarray:
+    """:func:`similarity_floors` as float32, rounded down so that it stays a bound in a float32 comparison."""
+    return np.nextafter(similarity_floors(distance, err).astype(np.float32), np.float32(-np.inf))

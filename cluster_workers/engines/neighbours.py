@@ -32,7 +32,7 @@ from typing import Callable
 import numpy as np
 from numba import get_num_threads, njit
 
-from cluster_workers.engines.bounds import similarity_error
+from cluster_workers.engines.bounds import distance_floors, similarity_cuts32, similarity_error
 from cluster_workers.engines.kernels import CHUNK, exact_distances, pair_distances, push_columns, push_rows
 
 
@@ -207,7 +207,7 @@ def _rerank(x, rows, heap_vals, heap_ids, weights, min_samples, err, graph, floo
     graph.dist[rows] = dist[:, :length]
     graph.core[rows] = weighted_core(dist, weights[cand], min_samples)
     full = np.isfinite(heap_vals.min(axis=1))  # a full heap left rows out; otherwise it holds every row
-    screened = np.where(full, np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (heap_vals.min(axis=1).astype(np.float64) + err))), np.inf)
+    screened = np.where(full, distance_floors(heap_vals.min(axis=1), err), np.inf)
     screened[cand.shape[1] >= x.shape[0]] = np.inf
     floor[rows] = screened
     beyond = dist[:, length] if dist.shape[1] > length else np.full(rows.size, np.inf)
@@ -229,8 +229,7 @@ def _recompute(x, rows, weights, min_samples, err, maxima, group, on_block, grap
     in any GEMM, and a group holding one has a kept maximum at least that.
     """
     n = x.shape[0]
-    cut = (1.0 - 0.5 * graph.core * graph.core - err).astype(np.float32)
-    cut = np.nextafter(cut, np.float32(-np.inf))  # rounding the cut down keeps it a bound
+    cut = similarity_cuts32(graph.core, err)  # rounded down: it stays a bound
     for s in range(0, rows.size, tuning.recompute_rows):
         _tick(on_block)
         batch = rows[s : s + tuning.recompute_rows]

@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from cluster_workers.engines.bounds import UNIT_ROUNDOFF, similarity_error
+from cluster_workers.engines.bounds import UNIT_ROUNDOFF, distance_ceilings, distance_floors, similarity_cuts32, similarity_error, similarity_floors
 from cluster_workers.engines.kernels import cross_distances, pair_distances_between, push_rows
 from cluster_workers.engines.neighbours import ScreenTuning, _tick
 from cluster_workers.engines.order import cell_labels
@@ -147,7 +147,7 @@ def _screen(q, index, cols, k, m, err, on_block, tuning, reach=None):  # type: i
     cand = heap_ids.astype(np.int64)
     ids, dist = _first_k(index.order[cand], cross_distances(q, index.x, cand), k)
     lowest = heap_vals.min(axis=1).astype(np.float64)
-    screened = np.where(np.isfinite(lowest), np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (lowest + err))), np.inf)  # not full: it holds all
+    screened = np.where(np.isfinite(lowest), distance_floors(lowest, err), np.inf)  # not full: it holds all
     unproven = np.flatnonzero(dist[:, -1] >= screened)
     # a list whose k-th distance is within the seed bound has every candidate among ``cols``: remeasure only those
     local_ball = np.zeros(unproven.size, dtype=bool) if reach is None or cols is None else dist[unproven, -1] <= reach[unproven]
@@ -185,9 +185,9 @@ def _needed_groups(q: np.ndarray, index: SampleIndex, best: np.ndarray, k: int, 
         reach = np.full(q.shape[0], np.inf)
     else:
         screened = (q @ index.x[seed_cols].T).astype(np.float64)
-        ceilings = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * (screened - err)))
+        ceilings = distance_ceilings(screened, err)
         reach = np.partition(ceilings, k - 1, axis=1)[:, k - 1]
-    needed = bounds >= (1.0 - 0.5 * reach * reach)[:, None] - 1e-12  # every row within reach: in a needed group
+    needed = bounds >= similarity_floors(reach, 1e-12)[:, None]  # every row within reach: in a needed group
     needed[np.arange(q.shape[0]), best] = True
     return needed, reach
 
@@ -195,8 +195,7 @@ def _needed_groups(q: np.ndarray, index: SampleIndex, best: np.ndarray, k: int, 
 def _remeasure(q, index, kth, k, err, on_block, tuning, cols=None):  # type: ignore[no-untyped-def]
     """The ``k`` nearest of each query from every sample row (of ``cols``, when every row within ``kth`` is there)
     whose screened value could put it within ``kth``."""
-    cut = (1.0 - 0.5 * kth * kth - err).astype(np.float32)
-    cut = np.nextafter(cut, np.float32(-np.inf))  # rounding the cut down keeps it a bound
+    cut = similarity_cuts32(kth, err)  # rounded down: it stays a bound
     pair_rows, pair_cols = [], []
     total = index.x.shape[0] if cols is None else cols.size
     for lo in range(0, total, tuning.block_cols):

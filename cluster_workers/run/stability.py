@@ -92,6 +92,9 @@ def stability(settings: Settings, models: list[str], offsets: int, keep: bool = 
     """Cluster ``offsets`` disjoint samples of each model and assign every sample to every other clustering."""
     if offsets < 2 or offsets > settings.downsample:
         raise ConfigError(f"stability needs 2 to downsample ({settings.downsample}) offsets, got {offsets}")
+    if settings.engine == "evoc":  # assignment across samples is HDBSCAN's prediction rule; EVoC's across-run ARI: bench/engines.py
+        raise ConfigError("stability assigns by HDBSCAN's prediction rule: use --engine fast or reference (EVoC has no "
+                          "prediction data; its agreement across thread counts and row orders is in docs/evoc.md)")
     out, kept = [], []
     with tempfile.TemporaryDirectory(prefix="cw-stability-") as status_dir:
         for model in models:
