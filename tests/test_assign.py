@@ -22,7 +22,7 @@ from cluster_workers.db.trees import read_tree, sorted_member_ids
 from cluster_workers.engines import l2_normalise
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
-from tests.conftest import file_hash, run_cli
+from tests.helpers import file_hash, run_cli
 
 MODEL = {"legacy": "Nomic", "current": "Nomic256"}
 

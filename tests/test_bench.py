@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import file_hash, run_cli
+from tests.helpers import file_hash, run_cli
 
 
 def test_bench_with_baseline_prints_table_and_writes_json(demo_db, tmp_path):

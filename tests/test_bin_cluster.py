@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cluster_workers.views.report import load_results
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 LAUNCHER = ROOT / "bin" / "cluster"
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # CPU time the process burns while its main thread sleeps 0.2 s right after a multi-threaded GEMM:
 # idle BLAS threads that spin show up here (OpenBLAS's default spins ~0.1 s per thread)

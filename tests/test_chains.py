@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from cluster_workers.analysis.sequences import run_lengths, transitions
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding_cluster
-from tests.conftest import file_hash, run_cli
+from tests.helpers import file_hash, run_cli
 from tests.known_results import B_RUNS, _id, build_known
 
 # model A (tests/known_results.py), outliers dropped first: run 0 -> [3,1,1,1,1,1,1], run 1 -> [2,2,1,2,1,1,1,1],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 
 import hdbscan
 import numpy as np
@@ -13,12 +12,13 @@ import sqlalchemy as sa
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
+from cluster_workers.db.schema import embedding
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
 from cluster_workers.run.params import ClusteringParams
 from cluster_workers.errors import WorkerFailed
-from tests.conftest import expected_sample, file_hash
+from tests.helpers import expected_sample, file_hash
+from tests.helpers import stored
 
 MODELS = {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
 
@@ -28,19 +28,6 @@ def database(request) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{request.getfixturevalue('demo_db')}"
     return request.getfixturevalue("pg_demo")
-
-
-def stored(url: str) -> tuple[dict[str, list[dict]], dict[uuid.UUID, list[tuple]]]:
-    engine = make_engine(url)
-    with engine.connect() as conn:
-        results = defaultdict(list)
-        for row in conn.execute(sa.select(clustering_result)).mappings():
-            results[row["embedding_model"]].append(dict(row))
-        members = defaultdict(list)
-        for row in conn.execute(sa.select(embedding_cluster.c.clustering_result_id, embedding_cluster.c.embedding_id, embedding_cluster.c.medoid_embedding_id)):
-            members[row[0]].append((row[1], row[2]))
-    engine.dispose()
-    return dict(results), dict(members)
 
 
 def reference_partition(url: str, model: str, downsample: int, ids_expected: int, mcs: int = 0, ms: int = 0) -> dict[uuid.UUID, int]:

@@ -20,42 +20,11 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import CURRENT_SCHEMA
-from tests.conftest import ROOT, file_hash, run_cli, users_rows
+from tests.helpers import ROOT, file_hash, run_cli, users_rows
+from tests.helpers import ok, results, ours, memberships, partition
 
 DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def ok(*args: str, **kw) -> str:
-    out = run_cli(*args, **kw)
-    assert out.returncode == 0, f"{args}: {out.stderr[-2000:]}"
-    return out.stdout
-
-
-def results(db) -> list[dict]:
-    return json.loads(ok("results", "-d", str(db), "--json"))
-
-
-def ours(db) -> list[dict]:
-    return [r for r in results(db) if r["made_by"] == "cluster_workers"]
-
-
-def memberships(db, result_id: str) -> dict[str, str | None]:
-    """``embedding id -> medoid id`` (dashed, lower case) of one result, straight from the file."""
-    con = sqlite3.connect(db)
-    table = "embedding_clusters" if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_clusters'").fetchone() else "embeddingcluster"
-    rid = result_id if table == "embedding_clusters" else uuid.UUID(result_id).hex
-    rows = con.execute(f"SELECT embedding_id, medoid_embedding_id FROM {table} WHERE clustering_result_id = ?", (rid,)).fetchall()
-    con.close()
-    return {str(uuid.UUID(e)): None if m is None else str(uuid.UUID(m)) for e, m in rows}
-
-
-def partition(members: dict[str, str | None]) -> set[frozenset[str]]:
-    groups: dict[str, set[str]] = {}
-    for emb, medoid in members.items():
-        if medoid is not None:
-            groups.setdefault(medoid, set()).add(emb)
-    return {frozenset(g) for g in groups.values()}
 
 
 def test_the_same_data_gives_the_same_samples_partitions_and_medoid_texts(twin_templates, tmp_path):

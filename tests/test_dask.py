@@ -11,8 +11,8 @@ import dask  # noqa: E402
 from cluster_workers.run.config import Settings  # noqa: E402
 from cluster_workers.run.coordinator import run_clustering  # noqa: E402
 from cluster_workers.errors import ConfigError, WorkerFailed  # noqa: E402
-from tests.conftest import file_hash  # noqa: E402
-from tests.test_coordinator import stored  # noqa: E402
+from tests.helpers import file_hash  # noqa: E402
+from tests.helpers import stored  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import embedding, invocation, run
 from cluster_workers.tools.demo import DemoShape, build_demo_database, check_free_space
 from cluster_workers.errors import ConfigError
-from tests.conftest import SMALL
+from tests.helpers import SMALL
 
 
 def test_layout_parity_and_counts(demo_template):

@@ -13,8 +13,8 @@ import sqlalchemy as sa
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import SCHEMAS
 from cluster_workers.tools.users_schema import create_users_tables
-from tests.analysis.test_dynamics import RUNS
-from tests.conftest import run_cli
+from tests.helpers import RUNS
+from tests.helpers import run_cli
 
 WHEN = dt.datetime(2026, 3, 1, 12, 0, 0)
 

@@ -20,9 +20,9 @@ import pytest
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines.evoc import EVoCParams, auto_base_size
-from tests.conftest import file_hash, run_cli, users_rows
-from tests.test_current_schema import memberships, ok, ours, partition
-from tests.test_failures import start_cli
+from tests.helpers import file_hash, run_cli, users_rows
+from tests.helpers import memberships, ok, ours, partition
+from tests.helpers import start_cli
 
 evoc = pytest.importorskip("evoc", reason="the evoc engine's tests need the evoc package (the test extra installs it)")
 
@@ -212,7 +212,6 @@ def test_the_mean_medoid_rule_is_the_one_that_matches_the_users_own_rows(current
         rows = con.execute("SELECT embedding_id, medoid_embedding_id FROM embedding_clusters WHERE clustering_result_id = ? "
                            "ORDER BY embedding_id", (rid,)).fetchall()
         ids = [e for e, _ in rows]
-        medoid_of = {e: m for e, m in rows}
         names = sorted({m for _, m in rows if m is not None})
         labels = np.array([names.index(m) if m is not None else -1 for _, m in rows])
         data = np.stack([vectors[e] for e in ids]).astype(np.float32)

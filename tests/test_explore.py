@@ -9,7 +9,7 @@ import sys
 import pytest
 from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 
-from tests.conftest import file_hash, run_cli
+from tests.helpers import file_hash, run_cli
 from tests.known_results import A_RUNS, B_RUNS, build_known
 
 COLUMNS = ["embedding_id", "invocation_id", "run_id", "network", "initial_prompt", "sequence_number", "text_index", "cluster",

@@ -18,31 +18,8 @@ import sqlalchemy as sa
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
 from cluster_workers.views.report import load_results
-from tests.conftest import ROOT, expected_sample, file_hash, run_cli
-
-SLOW = ["--downsample", "1", "--engine", "reference", "--workers", "2"]
-
-
-def start_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "cluster_workers", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
-    )
-
-
-def wait_for_workers(proc: subprocess.Popen, settle: float = 1.5, timeout: float = 60) -> list[psutil.Process]:
-    """The loky worker processes of a running CLI, once they have started working."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        workers = [
-            p for p in psutil.Process(proc.pid).children(recursive=True)
-            if "loky" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
-        ]
-        if workers:
-            time.sleep(settle)
-            return workers
-        time.sleep(0.1)
-    pytest.fail("no worker process started")
+from tests.helpers import ROOT, expected_sample, file_hash, run_cli
+from tests.helpers import SLOW, start_cli, wait_for_workers
 
 
 def assert_gone(processes: list[psutil.Process], within: float = 15) -> None:

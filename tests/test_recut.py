@@ -21,7 +21,7 @@ from cluster_workers.engines.reference import cluster as reference_cluster
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
 from cluster_workers.run.recut import recut, sweep
-from tests.conftest import file_hash, run_cli, write_experiment
+from tests.helpers import file_hash, run_cli, write_experiment
 from tests.engines.datasets import attractor_data, near_copy_data
 
 MODEL = "MiniLM"

@@ -16,7 +16,7 @@ from cluster_workers.views.explore import compare
 from cluster_workers.views.html_report import report_data
 from cluster_workers.db.connect import read_with
 from cluster_workers.views.report import load_all_clusters
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from tests.conftest import ROOT, run_cli
-from tests.test_failures import SLOW, start_cli, wait_for_workers
+from tests.helpers import ROOT, run_cli
+from tests.helpers import SLOW, start_cli, wait_for_workers
 
 FAST = ["--downsample", "3", "--workers", "2"]
 

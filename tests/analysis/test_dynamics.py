@@ -7,14 +7,7 @@ import pytest
 
 from cluster_workers.analysis.dynamics import kaplan_meier, kinetics, markov_chain, milestone, stays, tail_verdict
 from cluster_workers.analysis.fixed_points import run_fixed_point, summarise
-
-# run -> (network, labels per text step (-1 outlier), texts per text step)
-RUNS = {
-    "r0": ("X", [-1, 2, 2, 1, 1, 1], ["a", "b", "c", "d", "d", "d"]),  # fixed point "d" at 3; absorbed in 1 at 3
-    "r1": ("X", [2, -1, 1, -1, 2, 1], ["a", "b", "a", "c", "e", "e"]),  # never settles; tail "e" too short
-    "r2": ("Y", [-1, -1, -1, -1], ["x", "y", "z", "z"]),  # no core at all
-    "r3": ("Y", [1, 1, 1, 1, 1], ["q", "q", "q", "q", "q"]),  # one state from the start
-}
+from tests.helpers import RUNS
 
 
 def arrays(runs=RUNS, probabilities=None):

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.indexes import COVERING, existing
-from tests.conftest import run_cli
+from tests.helpers import run_cli
 
 
 def _names(url: str) -> set[str]:

@@ -10,7 +10,7 @@ from cluster_workers.db import sampling
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import embedding, invocation, run
 from cluster_workers.db.vectors import fetch_vectors
-from tests.conftest import expected_sample
+from tests.helpers import expected_sample
 
 
 def _sqlite(path) -> str:

@@ -12,7 +12,7 @@ from cluster_workers.db.detect import detect
 from cluster_workers.db.schema import CURRENT_SCHEMA, DashedUuid, IsoTimestamp, parse_timestamp
 from cluster_workers.errors import DatabaseError
 from cluster_workers.tools.users_schema import create_users_tables
-from tests.conftest import file_hash, run_cli
+from tests.helpers import file_hash, run_cli
 
 
 def _schema_name(path) -> str:

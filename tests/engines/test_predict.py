@@ -14,7 +14,7 @@ from cluster_workers.engines.neighbours import brute_force_core_distances
 from cluster_workers.engines.query import nearest_in, sample_index
 from cluster_workers.engines.predict import approximate_predict, prediction_tree
 from cluster_workers.engines.tree import cut_tree
-from tests.conftest import REALTEXT
+from tests.helpers import REALTEXT
 from tests.engines.datasets import attractor_data, near_copy_data
 
 
