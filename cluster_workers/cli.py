@@ -606,7 +606,10 @@ def bench(
     min_samples: Optional[int] = typer.Option(None, "--min-samples", min=0),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Only these embedding models (repeat the option)."),
     heartbeat: float = typer.Option(30.0, "--heartbeat", min=0.1, help="Seconds between heartbeat log lines."),
-    output_dir: Path = typer.Option(Path("bench/results"), "--output-dir", help="Where the JSON goes."),
+    output_dir: Optional[Path] = typer.Option(
+        None, "--output-dir",
+        help="Where the JSON goes (default: $XDG_CACHE_HOME/cluster_workers/bench, i.e. ~/.cache/cluster_workers/bench).",
+    ),
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Benchmark the workflow (forced re-run, then one commit) under a hard time limit; table + JSON.
@@ -621,7 +624,7 @@ def bench(
     )
     result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
     data = result.as_json()
-    path = bench_mod.save(data, output_dir)
+    path = bench_mod.save(data, output_dir or bench_mod.default_output_dir())
     typer.echo(bench_mod.format_table(data))
     typer.echo(f"json: {path}")
     if result.status != "ok":

@@ -65,3 +65,10 @@ def test_bench_leaves_the_users_results_exactly_as_they_were(demo_db, pg_demo, t
         written = json.loads(sorted((tmp_path / "res").glob("bench_ds2_*.json"))[-1].read_text())["totals"]["rows_committed"]
         assert written == len(before["embeddingcluster"])  # the bench did write every row ...
         assert _all_results(url) == before  # ... and rolled them back
+
+
+def test_bench_writes_to_the_users_cache_by_default(demo_db, tmp_path):
+    out = run_cli("bench", "-d", str(demo_db), "--downsample", "4", env={"XDG_CACHE_HOME": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    written = list((tmp_path / "cache" / "cluster_workers" / "bench").glob("bench_ds4_*.json"))
+    assert len(written) == 1 and str(written[0]) in out.stdout + out.stderr

@@ -268,6 +268,14 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
     return bench
 
 
+def default_output_dir() -> Path:
+    """The user's cache folder for benchmark JSON (never the checkout: a benchmark run leaves the tree clean)."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cluster_workers" / "bench"
+
+
 def save(data: dict, out_dir: Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d_%H%M%S")
