@@ -61,7 +61,7 @@ def baseline_ratio(url: str, result_id: str, rows: int) -> dict:
 def main() -> None:
     from cluster_workers.run.recut import parse_values
     from cluster_workers.tools.bench import machine_info, source_commit
-    from cluster_workers.views.report import load_results
+    from cluster_workers.views.tables import load_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-d", "--database", required=True)

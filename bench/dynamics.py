@@ -29,7 +29,7 @@ def main() -> None:
     from cluster_workers.db.memberships import labelled
     from cluster_workers.tools.bench import machine_info, source_commit
     from cluster_workers.views.dynamics import load_fixed_points, load_kinetics, load_states
-    from cluster_workers.views.report import load_results
+    from cluster_workers.views.tables import load_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-d", "--database", required=True)

@@ -52,7 +52,7 @@ def cluster_once(url: str, downsample: int, timeout: float) -> dict:
 def reading_path(url: str, result_id: str, out_dir: Path) -> dict:
     """Seconds for ``show`` (every cluster with its medoid text) and a CSV ``export`` of one result."""
     from cluster_workers.views.export import export_result
-    from cluster_workers.views.report import load_clusters
+    from cluster_workers.views.tables import load_clusters
 
     (_, clusters), show_s = _timed(lambda: load_clusters(url, result_id))
     rows, export_s = _timed(lambda: export_result(url, result_id, out_dir / f"{result_id[:8]}.csv"))
@@ -84,7 +84,7 @@ def main() -> None:
     from cluster_workers.db.indexes import build_indexes
     from cluster_workers.tools.bench import format_table, machine_info, source_commit
     from cluster_workers.tools.demo import build_demo_database
-    from cluster_workers.views.report import load_results
+    from cluster_workers.views.tables import load_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--embeddings", type=int, default=150_000)

@@ -157,11 +157,11 @@ def results(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """List clustering results: id, model, sample count, clusters, outliers, duration, stale or current, parameters."""
-    from cluster_workers.views import report as report_mod
+    from cluster_workers.views import tables
 
     settings = _settings(config, database_url=database_url)
-    rows = report_mod.load_results(settings.database_url, settings.busy_timeout, stale_check)
-    typer.echo(json.dumps(report_mod.results_json(rows), indent=2) if as_json else report_mod.results_table(rows))
+    rows = tables.load_results(settings.database_url, settings.busy_timeout, stale_check)
+    typer.echo(json.dumps(tables.results_json(rows), indent=2) if as_json else tables.results_table(rows))
 
 
 @app.command()
@@ -173,14 +173,14 @@ def show(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Show one result's clusters: size and medoid text, largest first; outliers counted apart."""
-    from cluster_workers.views import report as report_mod
+    from cluster_workers.views import tables
 
     settings = _settings(config, database_url=database_url)
-    summary, clusters = report_mod.load_clusters(settings.database_url, result_id, settings.busy_timeout)
+    summary, clusters = tables.load_clusters(settings.database_url, result_id, settings.busy_timeout)
     if as_json:
-        typer.echo(json.dumps(report_mod.clusters_json(summary, clusters, limit), indent=2))
+        typer.echo(json.dumps(tables.clusters_json(summary, clusters, limit), indent=2))
     else:
-        typer.echo(report_mod.clusters_table(summary, clusters, limit))
+        typer.echo(tables.clusters_table(summary, clusters, limit))
 
 
 @app.command()
@@ -306,7 +306,7 @@ def stability(
     parameters, assigns each to every other clustering by HDBSCAN's prediction rule, and reports the agreement
     (ARI on the same points) of every pair and each model's worst. Writes nothing without --keep."""
     from cluster_workers.run.stability import stability as run_stability
-    from cluster_workers.views.report import stability_table
+    from cluster_workers.views.tables import stability_table
 
     settings = _settings(config, database_url=database_url, downsample=downsample, engine=engine, experiment=experiment)
     models = list(model) if model else _sampled_models(settings)
@@ -508,7 +508,7 @@ def sweep(
     the largest cluster's share, and the ARI against the stored result; and where along min_cluster_size the
     clusters and outliers are flattest."""
     from cluster_workers.run import recut as recut_mod
-    from cluster_workers.views.report import sweep_table
+    from cluster_workers.views.tables import sweep_table
 
     settings = _settings(config, database_url=database_url)
     epsilons, sizes = recut_mod.parse_values(epsilon, float), recut_mod.parse_values(min_cluster_size, int)
@@ -527,7 +527,7 @@ def report(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Write a self-contained HTML report: per result the size distribution and top clusters; models compared."""
-    from cluster_workers.views.html_report import write_report
+    from cluster_workers.views.report import write_report
 
     settings = _settings(config, database_url=database_url)
     path = write_report(settings.database_url, output, settings.busy_timeout)

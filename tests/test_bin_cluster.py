@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster_workers.views.report import load_results
+from cluster_workers.views.tables import load_results
 from tests.helpers import ROOT
 
 LAUNCHER = ROOT / "bin" / "cluster"

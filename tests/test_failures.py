@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
-from cluster_workers.views.report import load_results
+from cluster_workers.views.tables import load_results
 from tests.helpers import ROOT, expected_sample, file_hash, run_cli
 from tests.helpers import SLOW, start_cli, wait_for_workers
 

@@ -13,9 +13,9 @@ import pytest
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.views.explore import compare
-from cluster_workers.views.html_report import report_data
+from cluster_workers.views.report import report_data
 from cluster_workers.db.connect import read_with
-from cluster_workers.views.report import load_all_clusters
+from cluster_workers.views.tables import load_all_clusters
 from tests.helpers import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

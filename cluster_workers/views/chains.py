@@ -17,7 +17,7 @@ from cluster_workers.db.memberships import labelled, texts_of
 from cluster_workers.db.results import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
 from cluster_workers.db.connect import read_with
-from cluster_workers.views.report import clip, text_table
+from cluster_workers.views.tables import clip, text_table
 
 GROUPINGS = ("network", "prompt")
 OUTLIER_LABEL = "OUTLIER"

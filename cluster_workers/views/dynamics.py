@@ -12,7 +12,7 @@ from cluster_workers.db.connect import read_with
 from cluster_workers.db.memberships import Labelled, iter_run_texts, labelled
 from cluster_workers.db.results import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
-from cluster_workers.views.report import clip, text_table
+from cluster_workers.views.tables import clip, text_table
 
 CORE_PROBABILITY = 0.5  # the default core threshold (docs/dynamics.md says why)
 GROUPINGS = ("network", "prompt", "all")

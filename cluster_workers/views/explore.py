@@ -18,7 +18,7 @@ from cluster_workers.db.memberships import Labelled, labelled, text_positions, t
 from cluster_workers.db.results import ResultSummary, find_result, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.db.connect import read_with
-from cluster_workers.views.report import clip, text_table
+from cluster_workers.views.tables import clip, text_table
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def compare_in(
         return CompareReport([_compare_pair(conn, a, b, get)], [])
     rows = list_results(conn)
     if check_stale:
-        from cluster_workers.views.report import mark_stale
+        from cluster_workers.views.tables import mark_stale
 
         rows = mark_stale(conn, rows)
     if downsample is not None:

@@ -1,0 +1,219 @@
+"""Results as tables and JSON, read back without writing SQL."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sqlalchemy as sa
+
+from cluster_workers.db import sampling
+from cluster_workers.db.connect import read_with
+from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
+
+TEXT_WIDTH = 70
+
+
+def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSummary]:
+    """Compare each result's sample fingerprint with the database's sample now (one count per sample rule:
+    downsample, offset and experiment)."""
+    current: dict[tuple, dict[str, dict]] = {}
+    marked = []
+    for r in rows:
+        p = r.parameters or {}
+        sample, downsample = p.get("sample"), p.get("downsample")
+        if not sample or not downsample:
+            marked.append(r)
+            continue
+        rule = (downsample, int(p.get("offset", 0)), p.get("experiment"))
+        if rule not in current:
+            current[rule] = sampling.counts(conn, downsample, None, rule[2], rule[1])[2]
+        marked.append(dataclasses.replace(r, stale=current[rule].get(r.model) != sample))
+    return marked
+
+
+def load_results(url: str, busy_timeout: float = 30.0, check_stale: bool = True) -> list[ResultSummary]:
+    return read_with(url, busy_timeout, lambda conn: mark_stale(conn, list_results(conn)) if check_stale else list_results(conn))
+
+
+def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, list[ClusterSummary]]:
+    def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
+        summary = find_result(conn, result_id)
+        return summary, with_parents(conn, summary.id, cluster_summaries(conn, summary.id))
+
+    return read_with(url, busy_timeout, fn)
+
+
+def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary]) -> list[ClusterSummary]:  # type: ignore[no-untyped-def]
+    """An evoc layer's clusters with their place in the layer tree: (layer, rank) of the coarser cluster holding each."""
+    from cluster_workers.db.layers import layer_tree
+
+    found = layer_tree(conn, result_id)
+    if found is None:
+        return clusters
+    _, tree = found
+    ranks: dict = {}
+    for parent_id in {parent for parent, _ in tree.values()}:
+        parent = find_result(conn, str(parent_id))
+        real = [c.medoid_embedding_id for c in cluster_summaries(conn, parent_id) if c.medoid_embedding_id is not None]
+        ranks[parent_id] = (parent.layer, {medoid: i + 1 for i, medoid in enumerate(real)})  # show's ranks: outliers apart
+    out = []
+    for c in clusters:
+        place = tree.get(c.medoid_embedding_id) if c.medoid_embedding_id is not None else None
+        if place is not None:
+            layer, rank = ranks[place[0]]
+            c = dataclasses.replace(c, parent=(layer, rank[place[1]]))
+        out.append(c)
+    return out
+
+
+def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
+    """Every result (newest first) with its clusters, in one read-only connection."""
+
+    def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
+        return [(r, cluster_summaries(conn, r.id)) for r in list_results(conn)]
+
+    return read_with(url, busy_timeout, fn)
+
+
+def clip(text: str | None, width: int = TEXT_WIDTH) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _params_brief(p: dict) -> str:
+    keys = ("downsample", "offset", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine",
+            "base_min_cluster_size", "noise_level", "layers", "persistence")  # the last four: EVoC layers (theirs, ours)
+    recut = f" recut_from={str((p.get('recut') or {}).get('from', ''))[:8]}" if p.get("recut") else ""
+    a = p.get("assign") or {}
+    assigned = (f" assigned_from={str(p['assigned_from'])[:8]} frozen={a.get('frozen', 0):,} assigned={a.get('assigned', 0):,}"
+                if p.get("assigned_from") else "")  # fmt: skip
+    def value(v: object) -> str:
+        return f"{v:.5g}" if isinstance(v, float) else str(v)
+
+    return " ".join(f"{k}={value(p[k])}" for k in keys if k in p and not (k == "offset" and not p[k])) + recut + assigned
+
+
+def results_json(rows: list[ResultSummary]) -> list[dict]:
+    return [
+        {
+            "id": str(r.id),
+            "model": r.model,
+            "created_at": r.created_at.isoformat() if r.created_at else None,
+            "sample_count": r.sample_count,
+            "clusters": r.clusters,
+            "outliers": r.outliers,
+            "outlier_share": round(r.outlier_share, 6),
+            "duration_s": r.duration_s,
+            "algorithm": r.algorithm,
+            "layer": r.layer,
+            "made_by": "cluster_workers" if r.ours else "users",
+            "stale": r.stale,
+            "parameters": r.parameters,
+        }
+        for r in rows
+    ]
+
+
+def results_table(rows: list[ResultSummary]) -> str:
+    if not rows:
+        return "no clustering results yet (run `cluster-workers cluster`)"
+    body = [
+        [
+            r.id.hex[:8],
+            r.model,
+            (r.algorithm or "").split(" ")[0],
+            str(r.layer),
+            "tool" if r.ours else "users",
+            r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
+            f"{r.sample_count:,}",
+            str(r.clusters),
+            f"{r.outlier_share:.1%}",
+            f"{r.duration_s:.1f}s" if r.duration_s is not None else "",
+            {True: "STALE", False: "current", None: "?"}[r.stale],
+            _params_brief(r.parameters or {}),
+        ]
+        for r in rows
+    ]
+    table = text_table(
+        ["id", "model", "algorithm", "layer", "by", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"],
+        body, {3, 6, 7, 8, 9},
+    )
+    if not all(r.ours for r in rows):
+        table += "\nby users: results this tool did not make (read like any other; changed only by `delete ID`)"
+    if any(r.stale for r in rows):
+        table += "\nSTALE: the database's sample for these parameters has changed since (cluster again to update)"
+    return table
+
+
+def clusters_json(summary: ResultSummary, clusters: list[ClusterSummary], limit: int = 0) -> dict:
+    real = [c for c in clusters if c.medoid_embedding_id is not None]
+    outliers = sum(c.size for c in clusters if c.medoid_embedding_id is None)
+    shown = real[:limit] if limit else real
+    return {
+        "result": results_json([summary])[0],
+        "outliers": outliers,
+        "clusters": [
+            {"rank": i + 1, "size": c.size, "medoid_embedding_id": str(c.medoid_embedding_id), "medoid_text": c.medoid_text,
+             **({"parent": {"layer": c.parent[0], "rank": c.parent[1]}} if c.parent else {})}
+            for i, c in enumerate(shown)
+        ],
+    }
+
+
+def clusters_table(summary: ResultSummary, clusters: list[ClusterSummary], limit: int = 0) -> str:
+    data = clusters_json(summary, clusters, limit)
+    head = (
+        f"result {summary.id}  model {summary.model}  {summary.sample_count:,} embeddings, "
+        f"{summary.clusters} clusters, {data['outliers']:,} outliers ({summary.outlier_share:.1%})"
+    )
+    layered = any(c.parent for c in clusters)
+    body = [[str(c["rank"]), f"{c['size']:,}", *([_parent_cell(c)] if layered else []), clip(c["medoid_text"])] for c in data["clusters"]]
+    more = summary.clusters - len(body)
+    tail = f"\n… {more} more cluster(s); use --limit 0 to see all" if more > 0 else ""
+    if layered:
+        tail += "\nin: the coarser layer's cluster (layer/#rank) that holds it, from the evoc layer tree"
+    headers = ["#", "size", *(["in"] if layered else []), "medoid text"]
+    return head + "\n" + text_table(headers, body, {0, 1}) + tail
+
+
+def _parent_cell(cluster: dict) -> str:
+    parent = cluster.get("parent")
+    return f"{parent['layer']}/#{parent['rank']}" if parent else "-"
+
+
+def sweep_table(summary: ResultSummary, rows: list, plateaus: list | None = None) -> str:
+    """``sweep``'s table: one row per setting (``run.recut.SweepRow``)."""
+    head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
+    body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
+             f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip
+    table = head + "\n" + text_table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
+    for p in plateaus or []:
+        table += (f"\nflattest at epsilon {p.epsilon:g}: min_cluster_size {p.min_cluster_size_from}-{p.min_cluster_size_to} "
+                  f"({p.clusters[0]}-{p.clusters[1]} clusters, {p.outlier_share[0]:.1%}-{p.outlier_share[1]:.1%} outliers)")
+    return table
+
+
+def stability_table(report) -> str:  # type: ignore[no-untyped-def]
+    """``stability``'s table: per model each sample, then every pair's agreement and the worst."""
+    lines = [f"stability at downsample {report.downsample}, offsets 0-{report.offsets - 1}, engine {report.engine}"]
+    for m in report.models:
+        lines.append("")
+        lines.append(f"{m.model}: " + ", ".join(f"offset {s['offset']}: {s['points']:,} points, {s['clusters']} clusters, "
+                                                  f"{s['outlier_share']:.1%} outliers" for s in m.samples))  # fmt: skip
+        lines.append(text_table(["points of", "assigned to", "points", "ARI", "outliers own", "outliers assigned"],
+                                [[f"offset {p.own}", f"offset {p.other}", f"{p.points:,}", f"{p.ari:.3f}", f"{p.own_outliers:.1%}",
+                                  f"{p.assigned_outliers:.1%}"] for p in m.pairs], {2, 3, 4, 5}))  # fmt: skip
+        if m.worst is not None:
+            lines.append(f"worst pair: offset {m.worst.own} assigned to offset {m.worst.other}, ARI {m.worst.ari:.3f}")
+    if report.kept:
+        lines.append("\nkept: " + ", ".join(report.kept))
+    return "\n".join(lines)
