@@ -32,7 +32,7 @@ def main() -> None:
 
     from cluster_workers.tools.bench import machine_info, source_commit
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.db.results import list_results
+    from cluster_workers.db.catalog import list_results
     from cluster_workers.db.schema import clustering_tree
     from cluster_workers.run.recut import load_source, recut_result, requested_params, sweep_source
 

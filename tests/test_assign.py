@@ -17,7 +17,7 @@ from cluster_workers.db.assignments import read_assignment
 from cluster_workers.db.connect import make_engine, read_with
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.memberships import vectors_of
-from cluster_workers.db.results import find_result
+from cluster_workers.db.catalog import find_result
 from cluster_workers.db.trees import read_tree, sorted_member_ids
 from cluster_workers.engines import l2_normalise
 from cluster_workers.run.config import Settings

@@ -102,8 +102,8 @@ def test_states_read_each_members_stored_probability(current_db):
     """The probabilities the states use are the tree's, row for row (matched in numpy, checked here by id)."""
     from cluster_workers.db.connect import read_with
     from cluster_workers.db.memberships import labelled
-    from cluster_workers.db.results import list_results
-    from cluster_workers.db.trees import point_scores
+    from cluster_workers.db.catalog import list_results
+    from cluster_workers.db.points import point_scores
     from cluster_workers.db.vectors import uuid_bytes
     from cluster_workers.run.config import Settings
     from cluster_workers.run.coordinator import run_clustering

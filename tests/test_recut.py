@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.results import find_result
+from cluster_workers.db.catalog import find_result
 from cluster_workers.db.schema import clustering_result, clustering_tree, embedding_cluster
 from cluster_workers.db.trees import read_tree, sorted_member_ids
 from cluster_workers.engines import HDBSCANParams, l2_normalise

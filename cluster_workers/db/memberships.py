@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from cluster_workers.db.sampling import is_text, text_index
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
-from cluster_workers.db.trees import point_scores
+from cluster_workers.db.points import point_scores
 from cluster_workers.db.vectors import uuid_bytes
 
 OUTLIER = -1
@@ -93,25 +93,12 @@ def membership_query(result_id: uuid.UUID, s: Schema) -> sa.Select:
     )
 
 
-def milestoned(conn: sa.Connection, result_id: uuid.UUID, core_probability: float = 0.5) -> dict[tuple[str, int], tuple[int, int]]:
-    """``(run id hex, text step) -> (state, core 0/1)`` by core-set milestoning (``cluster-workers states``)."""
-    from cluster_workers.analysis.dynamics import milestone
-
-    data = labelled(conn, result_id, with_probabilities=True)
-    out = {}
-    for run in milestone(data.run_ids, data.text_index, data.clusters, data.stored_probabilities, core_probability):
-        key = id_hex(run.run_id)
-        out.update({(key, int(t)): (int(s), int(c)) for t, s, c in zip(run.steps, run.states, run.core)})
-    return out
-
-
-def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, batch: int = STREAM_ROWS,
-                     core_probability: float = 0.5) -> Iterator[list[tuple]]:
+def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, states: dict[tuple[str, int], tuple[int, int]],
+                     batch: int = STREAM_ROWS) -> Iterator[list[tuple]]:
     """Batches of rows in :data:`EXPORT_COLUMNS` order, streamed (a server-side cursor on PostgreSQL); ``state``
-    and ``core`` by milestoning at ``core_probability``."""
+    and ``core`` from ``states``: ``(run id hex, text step) -> (state, core)``, as the caller milestoned them."""
     ranks = cluster_ranks(conn, result_id)
     scores = point_scores(conn, result_id)
-    states = milestoned(conn, result_id, core_probability)
     none, no_state = (None, None, None), (None, None)
     result = conn.execute(membership_query(result_id, schema_of(conn)), execution_options={"stream_results": True, "yield_per": batch})
     for part in result.partitions(batch):
@@ -294,7 +281,8 @@ def labelled(
 def _probabilities(conn: sa.Connection, result_id: uuid.UUID, embedding_ids: list) -> np.ndarray:
     """Each embedding's membership probability from the result's stored tree (NaN without one), matched in numpy:
     the tree's ``positions`` index the result's ids sorted by bytes, which these ids sort to as well."""
-    from cluster_workers.db.trees import byte_order, read_points
+    from cluster_workers.db.points import read_points
+    from cluster_workers.db.trees import byte_order
 
     tree = read_points(conn, result_id)
     n = len(embedding_ids)

@@ -25,7 +25,8 @@ from cluster_workers import stopping
 from cluster_workers.db.assignments import encode, read_assignment, write_assignment
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.results import ResultSummary, matching_results, write_results
+from cluster_workers.db.catalog import ResultSummary
+from cluster_workers.db.results import matching_results, write_results
 from cluster_workers.db.trees import sorted_positions
 from cluster_workers.db.vectors import iter_vector_blocks
 from cluster_workers.engines import HDBSCANParams, l2_normalise

@@ -32,7 +32,8 @@ from cluster_workers import stopping
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.memberships import vectors_of
-from cluster_workers.db.results import ResultSummary, find_result, matching_results, write_results
+from cluster_workers.db.catalog import ResultSummary, find_result
+from cluster_workers.db.results import matching_results, write_results
 from cluster_workers.db.trees import StoredTree, read_tree, sorted_member_ids
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise

@@ -14,7 +14,8 @@ from cluster_workers import stopping
 from cluster_workers.run import faults
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.results import ResultSummary, delete_results, foreign_results, results_to_delete
+from cluster_workers.db.catalog import ResultSummary, foreign_results, results_to_delete
+from cluster_workers.db.results import delete_results
 from cluster_workers.db.connect import read_with
 
 

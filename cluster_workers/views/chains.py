@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from cluster_workers.analysis.sequences import Stretch, run_lengths, stretch_summary, transitions
 from cluster_workers.db.memberships import labelled, texts_of
-from cluster_workers.db.results import ResultSummary, find_result
+from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
 from cluster_workers.db.connect import read_with
 from cluster_workers.views.tables import clip, text_table

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from cluster_workers.analysis.density import Density, density
 from cluster_workers.db.connect import read_with
 from cluster_workers.db.memberships import captions
-from cluster_workers.db.results import ResultSummary, find_result
+from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.trees import read_tree
 from cluster_workers.errors import ConfigError
 from cluster_workers.views.tables import text_table

@@ -10,7 +10,7 @@ from cluster_workers.analysis.dynamics import FILL_INITIAL, Kinetics, RunStates,
 from cluster_workers.analysis.fixed_points import NORMALISATIONS, FixedPointGroup, RunFixedPoint, run_fixed_point, summarise
 from cluster_workers.db.connect import read_with
 from cluster_workers.db.memberships import Labelled, iter_run_texts, labelled
-from cluster_workers.db.results import ResultSummary, find_result
+from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
 from cluster_workers.views.tables import clip, text_table
 

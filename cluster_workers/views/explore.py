@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from cluster_workers.analysis.agreement import Agreement, NoSharedInvocations, agreement, align
 from cluster_workers.analysis.trajectories import LAST_K, Trajectories, trajectories
 from cluster_workers.db.memberships import Labelled, labelled, text_positions, texts_of
-from cluster_workers.db.results import ResultSummary, find_result, list_results
+from cluster_workers.db.catalog import ResultSummary, find_result, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.db.connect import read_with
 from cluster_workers.views.tables import clip, text_table

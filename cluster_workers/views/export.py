@@ -15,8 +15,9 @@ from typing import Any, Callable
 import sqlalchemy as sa
 
 from cluster_workers import stopping
-from cluster_workers.db.memberships import EXPORT_COLUMNS, FLOAT_COLUMNS, iter_memberships
-from cluster_workers.db.results import find_result
+from cluster_workers.analysis.dynamics import milestone
+from cluster_workers.db.memberships import EXPORT_COLUMNS, FLOAT_COLUMNS, id_hex, iter_memberships, labelled
+from cluster_workers.db.catalog import find_result
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.db.connect import read_with
 
@@ -87,7 +88,7 @@ def export_result(url: str, result_id: str, output: Path, busy_timeout: float = 
     partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
 
     def write(conn: sa.Connection, rid: uuid.UUID) -> int:
-        batches = iter_memberships(conn, rid)
+        batches = iter_memberships(conn, rid, milestoned(conn, rid))
         return _write_parquet(partial, batches, pa, pq) if parquet else _write_csv(partial, batches)
 
     try:
@@ -98,6 +99,16 @@ def export_result(url: str, result_id: str, output: Path, busy_timeout: float = 
     return rows
 
 
+def milestoned(conn: sa.Connection, result_id: uuid.UUID, core_probability: float = 0.5) -> dict[tuple[str, int], tuple[int, int]]:
+    """``(run id hex, text step) -> (state, core 0/1)`` by core-set milestoning (``cluster-workers states``)."""
+    data = labelled(conn, result_id, with_probabilities=True)
+    out = {}
+    for run in milestone(data.run_ids, data.text_index, data.clusters, data.stored_probabilities, core_probability):
+        key = id_hex(run.run_id)
+        out.update({(key, int(t)): (int(s), int(c)) for t, s, c in zip(run.steps, run.states, run.core)})
+    return out
+
+
 def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0):  # type: ignore[no-untyped-def]
     """The result as a ``pandas.DataFrame`` with the export's columns (ids as strings).
 
@@ -106,7 +117,7 @@ def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0): 
     pd = _require("pandas", "frames", "load_result")
 
     def read(conn: sa.Connection, rid: uuid.UUID):  # type: ignore[no-untyped-def]
-        rows = [tuple(_cell(v) for v in row) for batch in iter_memberships(conn, rid) for row in batch]
+        rows = [tuple(_cell(v) for v in row) for batch in iter_memberships(conn, rid, milestoned(conn, rid)) for row in batch]
         frame = pd.DataFrame.from_records(rows, columns=list(EXPORT_COLUMNS))
         return frame.astype({**{name: "int64" for name in INTEGER_COLUMNS}, **{name: "float64" for name in FLOAT_COLUMNS}})
 

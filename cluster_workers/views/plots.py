@@ -7,7 +7,7 @@ import io
 import numpy as np
 
 from cluster_workers.analysis.trajectories import RunPath
-from cluster_workers.db.results import ClusterSummary, ResultSummary
+from cluster_workers.db.catalog import ClusterSummary, ResultSummary
 from cluster_workers.errors import ClusterWorkersError
 
 TOP_COLOURS = 10  # clusters 1..10 get their own colour; others are grey, outliers pale

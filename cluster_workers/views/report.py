@@ -18,7 +18,7 @@ from cluster_workers.analysis.projection import pca_2d, umap_2d
 from cluster_workers.analysis import sequences
 from cluster_workers.db.memberships import Labelled, embedding_details, labelled, sample_embedding_ids, text_positions, vectors_of
 from cluster_workers.db.trees import read_tree
-from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, list_results
+from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
 from cluster_workers.run.recut import flattest, load_source, parse_values, sweep_source

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db import sampling
 from cluster_workers.db.connect import read_with
-from cluster_workers.db.results import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
+from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
 
 TEXT_WIDTH = 70
 

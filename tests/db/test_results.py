@@ -31,7 +31,7 @@ def test_an_id_prefix_is_resolved_on_clusteringresult_alone(request, where):
     import sqlalchemy as sa
 
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.db.results import list_results, resolve_result_id
+    from cluster_workers.db.catalog import list_results, resolve_result_id
     from cluster_workers.run.config import Settings
     from cluster_workers.run.coordinator import run_clustering
 

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from cluster_workers.tools import cli_docs
+from cluster_workers import cli_docs
 
 
 def test_the_reference_matches_the_commands():

@@ -1,9 +1,9 @@
 """docs/cli.md, generated from the commands themselves (their docstrings, arguments and options).
 
-    .venv/bin/python -m cluster_workers.tools.cli_docs          # rewrite docs/cli.md
-    .venv/bin/python -m cluster_workers.tools.cli_docs --check  # exit 1 if docs/cli.md is stale
+    .venv/bin/python -m cluster_workers.cli_docs          # rewrite docs/cli.md
+    .venv/bin/python -m cluster_workers.cli_docs --check  # exit 1 if docs/cli.md is stale
 
-The test suite runs the check (tests/tools/test_cli_docs.py), so a flag added without
+The test suite runs the check (tests/test_cli_docs.py), so a flag added without
 regenerating the reference fails the tests.
 """
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 from typing import Any
 
-OUTPUT = Path(__file__).resolve().parents[2] / "docs" / "cli.md"
+OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"
 HEADER = """# Command reference
 
-Generated from the commands' own definitions by `python -m cluster_workers.tools.cli_docs`; do not edit by hand
+Generated from the commands' own definitions by `python -m cluster_workers.cli_docs`; do not edit by hand
 (a test fails when this file and the commands disagree). `cluster-workers COMMAND --help` prints the same.
 """
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if "--check" in argv:
         if not OUTPUT.exists() or OUTPUT.read_text() != text:
-            print(f"{OUTPUT} is stale: run python -m cluster_workers.tools.cli_docs", file=sys.stderr)
+            print(f"{OUTPUT} is stale: run python -m cluster_workers.cli_docs", file=sys.stderr)
             return 1
         return 0
     OUTPUT.write_text(text)
