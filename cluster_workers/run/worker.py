@@ -268,11 +268,9 @@ def _cluster_model(task: ModelTask, phase: list[str]) -> ModelResult:
 
 def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: float) -> ModelResult:
     """The evoc engine: one result per layer (finest first), each with its medoids and strengths."""
-    from importlib.metadata import version
-
     from threadpoolctl import threadpool_limits
 
-    from cluster_workers.engines.evoc import cluster_layers, library_version
+    from cluster_workers.engines.evoc import cluster_layers
 
     wanted = task.clustering
     params = wanted.evoc_params()
@@ -287,33 +285,12 @@ def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: 
     medoid_s = time.perf_counter() - t0
     report_phase(task, "done", started)
     completed = time.time()
-    versions = {lib: version(lib) for lib in ("numpy", "numba", "scikit-learn")}
     results = []
     for k, (labels, strengths) in enumerate(zip(layers.labels, layers.strengths)):
         rows, medoid_info = medoids[k]
         parents = layers.parents[k]
         parent_rows = np.array([medoids[pl][0][pc] if pl >= 0 else -1 for pl, pc in parents], dtype=np.int64)
-        parameters = {
-            "downsample": task.downsample,
-            **({"offset": task.offset} if task.offset else {}),
-            **({"experiment": task.experiment} if task.experiment else {}),
-            "engine": "evoc",
-            "layer": k,
-            "layers": len(layers),
-            "persistence": layers.persistence[k],
-            "best_layer": layers.info["best_layer"],  # the package's labels_: the layer of highest persistence
-            **{key: value for key, value in params.library_kwargs(n).items() if key in ("noise_level", "base_min_cluster_size", "min_samples")},
-            "metric": "cosine (EVoC on L2-normalised float32 vectors)",
-            "engine_parameters": {**params.library_kwargs(n), "threads": params.threads},
-            "reproducible": {"threads": params.threads, "random_state": params.random_state,
-                             "rule": "numba and BLAS threads fixed for the fit: the same count gives the same labels on any machine"},
-            "medoid": medoid_info,
-            "sample_count": int(n),
-            "skipped_bad_vectors": int(vectors.skipped),
-            "dimension": int(dim),
-            "requested": wanted.key(),
-            "versions": {**versions, "evoc": library_version()},
-        }
+        parameters = _layer_parameters(task, vectors, layers, k, medoid_info)
         results.append(ModelResult(
             model=task.model,
             embedding_ids=vectors.ids,
@@ -332,3 +309,35 @@ def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: 
     first = results[0]
     first.more_layers = results[1:]
     return first
+
+
+def _layer_parameters(task: ModelTask, vectors: Vectors, layers, k: int, medoid_info: dict) -> dict:  # type: ignore[no-untyped-def]
+    """What an evoc layer's result records of how it was made (``parameters``)."""
+    from importlib.metadata import version
+
+    from cluster_workers.engines.evoc import library_version
+
+    params = task.clustering.evoc_params()
+    n, dim = vectors.data.shape
+    given = params.library_kwargs(n)
+    return {
+        "downsample": task.downsample,
+        **({"offset": task.offset} if task.offset else {}),
+        **({"experiment": task.experiment} if task.experiment else {}),
+        "engine": "evoc",
+        "layer": k,
+        "layers": len(layers),
+        "persistence": layers.persistence[k],
+        "best_layer": layers.info["best_layer"],  # the package's labels_: the layer of highest persistence
+        **{key: given[key] for key in ("noise_level", "base_min_cluster_size", "min_samples")},
+        "metric": "cosine (EVoC on L2-normalised float32 vectors)",
+        "engine_parameters": {**given, "threads": params.threads},
+        "reproducible": {"threads": params.threads, "random_state": params.random_state,
+                         "rule": "numba and BLAS threads fixed for the fit: the same count gives the same labels on any machine"},
+        "medoid": medoid_info,
+        "sample_count": int(n),
+        "skipped_bad_vectors": int(vectors.skipped),
+        "dimension": int(dim),
+        "requested": task.clustering.key(),
+        "versions": {**{lib: version(lib) for lib in ("numpy", "numba", "scikit-learn")}, "evoc": library_version()},
+    }
