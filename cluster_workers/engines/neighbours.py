@@ -117,20 +117,21 @@ def nearest(
     floor = np.empty(n)  # distance below which the screen kept every row
     if maxima is None:
         maxima, group = np.empty((1, 1), dtype=np.float32), 0
+    screen = _Screen(x, m, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning)
     row_blocks = uses_row_blocks(n, m, x.shape[1], tuning)
     if row_blocks:
-        _screen_row_blocks(x, m, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning)
+        _screen_row_blocks(screen)
     else:
         heap_vals, heap_ids = _screen_symmetric(x, m, maxima, group, on_block, tuning)
         step = rerank_rows(m, tuning)
         for s in range(0, n, step):
             rows = np.arange(s, min(n, s + step))
-            _rerank(x, rows, heap_vals[rows], heap_ids[rows], weights, min_samples, err, graph, floor)
+            _rerank(screen, rows, heap_vals[rows], heap_ids[rows])
         del heap_vals, heap_ids
     proven = graph.core <= floor
     unproven = np.flatnonzero(~proven)
     if certify and unproven.size:
-        _recompute(x, unproven, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning)
+        _recompute(screen, unproven)
     graph.stats = {
         "screen": "row blocks" if row_blocks else "symmetric",
         "heap_width": int(m),
@@ -172,8 +173,26 @@ def _screen_symmetric(x, m, maxima, group, on_block, tuning):  # type: ignore[no
     return heap_vals, heap_ids
 
 
-def _screen_row_blocks(x, m, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning) -> None:  # type: ignore[no-untyped-def]
+@dataclass
+class _Screen:
+    """One screen's inputs and outputs, shared by its phases (row blocks, rerank, recompute)."""
+
+    x: np.ndarray  # (n, d) float32 unit rows
+    m: int  # heap width
+    weights: np.ndarray  # (n,) int64: copies each row stands for
+    min_samples: int
+    err: float  # the float32 screen's similarity error (bounds.py)
+    maxima: np.ndarray  # per row, its largest inner product with each group of rows
+    group: int  # rows per group of ``maxima`` (0: no groups)
+    on_block: Callable[[], object] | None
+    graph: NeighbourGraph  # filled in: lists, core distances, lower bounds
+    floor: np.ndarray  # (n,) filled in: the distance below which the screen kept every row
+    tuning: ScreenTuning
+
+
+def _screen_row_blocks(screen: _Screen) -> None:
     """Each block of rows against every column (its own square first), reranked at once: heaps of one block only."""
+    x, m, maxima, group, on_block, tuning = screen.x, screen.m, screen.maxima, screen.group, screen.on_block, screen.tuning
     n, block_rows, block_cols = x.shape[0], tuning.block_rows, tuning.block_cols
     for a in range(0, n, block_rows):
         end = min(n, a + block_rows)
@@ -187,7 +206,7 @@ def _screen_row_blocks(x, m, weights, min_samples, err, maxima, group, on_block,
         for lo, hi in spans:  # every span starts at a multiple of the group: the maxima stay aligned
             _tick(on_block)
             push_rows(xa @ x[lo:hi].T, rows, np.arange(lo, hi), heap_vals, heap_ids, a, maxima, group)
-        _rerank(x, rows, heap_vals, heap_ids, weights, min_samples, err, graph, floor)
+        _rerank(screen, rows, heap_vals, heap_ids)
 
 
 def _tick(on_block: Callable[[], object] | None) -> None:
@@ -195,8 +214,9 @@ def _tick(on_block: Callable[[], object] | None) -> None:
         on_block()
 
 
-def _rerank(x, rows, heap_vals, heap_ids, weights, min_samples, err, graph, floor) -> None:  # type: ignore[no-untyped-def]
+def _rerank(screen: _Screen, rows: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
     """Exact distances of the kept candidates of ``rows``: their lists, core distances and bounds."""
+    x, weights, min_samples, err, graph, floor = screen.x, screen.weights, screen.min_samples, screen.err, screen.graph, screen.floor
     cand = heap_ids
     dist = exact_distances(x, rows, cand)
     order = np.argsort(dist, axis=1, kind="stable")
@@ -221,13 +241,15 @@ def weighted_core(dist: np.ndarray, w: np.ndarray, min_samples: int) -> np.ndarr
     return dist[np.arange(dist.shape[0]), pos]
 
 
-def _recompute(x, rows, weights, min_samples, err, maxima, group, on_block, graph, floor, tuning) -> None:  # type: ignore[no-untyped-def]
+def _recompute(screen: _Screen, rows: np.ndarray) -> None:
     """Exact core distances and lists of ``rows`` from every point that could lie within their core distance.
 
     A point ``b`` with ``d(a, b) <= core[a]`` (the screened core distance, an
     upper bound) has a screened value at least ``1 - core[a]**2 / 2 - err``
     in any GEMM, and a group holding one has a kept maximum at least that.
     """
+    x, weights, min_samples, err, graph, floor = screen.x, screen.weights, screen.min_samples, screen.err, screen.graph, screen.floor
+    maxima, group, on_block, tuning = screen.maxima, screen.group, screen.on_block, screen.tuning
     n = x.shape[0]
     cut = similarity_cuts32(graph.core, err)  # rounded down: it stays a bound
     for s in range(0, rows.size, tuning.recompute_rows):
