@@ -16,6 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
+from cluster_workers.db.side_rows import as_uuid, delete_rows, has_table, insert_row, read_row
 
 
 @dataclass
@@ -51,28 +52,21 @@ def encode(assigned_from: uuid.UUID, positions: np.ndarray, assigned: np.ndarray
 
 
 def has_assignment_table(conn: sa.Connection) -> bool:
-    return sa.inspect(conn).has_table(schema_of(conn).clustering_assignment.name)
+    return has_table(conn, schema_of(conn).clustering_assignment)
 
 
 def write_assignment(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
     """Insert one result's row, making the table first if this database has none (the caller's transaction)."""
-    table = schema_of(conn).clustering_assignment
-    table.create(conn, checkfirst=True)
-    conn.execute(sa.insert(table), [{"clustering_result_id": result_id, **values}])
+    insert_row(conn, schema_of(conn).clustering_assignment, result_id, values)
 
 
 def read_assignment(conn: sa.Connection, result_id: uuid.UUID) -> StoredAssignment | None:
     """The result's assignment row, or None for a result not made by ``assign``."""
-    if not has_assignment_table(conn):
+    v = read_row(conn, schema_of(conn).clustering_assignment, result_id)
+    if v is None:
         return None
-    table = schema_of(conn).clustering_assignment
-    row = conn.execute(sa.select(table).where(table.c.clustering_result_id == result_id)).first()
-    if row is None:
-        return None
-    v = row._mapping
-    source = v["assigned_from"]
     return StoredAssignment(
-        assigned_from=source if isinstance(source, uuid.UUID) else uuid.UUID(str(source)),
+        assigned_from=as_uuid(v["assigned_from"]),
         positions=np.frombuffer(v["positions"], dtype="<i4").astype(np.int64),
         assigned=np.frombuffer(v["assigned"], dtype="<u1").astype(bool),
         probabilities=np.frombuffer(v["probabilities"], dtype="<f8").copy(),
@@ -82,6 +76,4 @@ def read_assignment(conn: sa.Connection, result_id: uuid.UUID) -> StoredAssignme
 
 
 def delete_assignments(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None:
-    if result_ids and has_assignment_table(conn):
-        table = schema_of(conn).clustering_assignment
-        conn.execute(sa.delete(table).where(table.c.clustering_result_id.in_(result_ids)))
+    delete_rows(conn, schema_of(conn).clustering_assignment, result_ids)

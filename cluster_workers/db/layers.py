@@ -18,6 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
+from cluster_workers.db.side_rows import as_uuid, delete_rows, has_table, insert_row, read_row
 
 
 @dataclass
@@ -56,36 +57,28 @@ def encode(run_id: uuid.UUID, layer: int, layers: int, persistence: float, posit
 
 
 def has_layer_table(conn: sa.Connection) -> bool:
-    return sa.inspect(conn).has_table(schema_of(conn).clustering_layer.name)
+    return has_table(conn, schema_of(conn).clustering_layer)
 
 
 def write_layer(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
     """Insert one result's row, making the table first if this database has none (the caller's transaction)."""
-    table = schema_of(conn).clustering_layer
-    table.create(conn, checkfirst=True)
-    conn.execute(sa.insert(table), [{"clustering_result_id": result_id, **values}])
-
-
-def _decode(values: sa.RowMapping) -> StoredLayer:
-    run = values["run_id"]
-    return StoredLayer(
-        run_id=run if isinstance(run, uuid.UUID) else uuid.UUID(str(run)),
-        layer=int(values["layer"]),
-        layers=int(values["layers"]),
-        persistence=float(values["persistence"]),
-        positions=np.frombuffer(values["positions"], dtype="<i4").astype(np.int64),
-        strengths=np.frombuffer(values["strengths"], dtype="<f8").copy(),
-        parents=np.frombuffer(values["parents"], dtype="<i4").astype(np.int64).reshape(-1, 3),
-    )
+    insert_row(conn, schema_of(conn).clustering_layer, result_id, values)
 
 
 def read_layer(conn: sa.Connection, result_id: uuid.UUID) -> StoredLayer | None:
     """The result's layer row, or None for a result not made by the evoc engine."""
-    if not has_layer_table(conn):
+    v = read_row(conn, schema_of(conn).clustering_layer, result_id)
+    if v is None:
         return None
-    table = schema_of(conn).clustering_layer
-    row = conn.execute(sa.select(table).where(table.c.clustering_result_id == result_id)).first()
-    return None if row is None else _decode(row._mapping)
+    return StoredLayer(
+        run_id=as_uuid(v["run_id"]),
+        layer=int(v["layer"]),
+        layers=int(v["layers"]),
+        persistence=float(v["persistence"]),
+        positions=np.frombuffer(v["positions"], dtype="<i4").astype(np.int64),
+        strengths=np.frombuffer(v["strengths"], dtype="<f8").copy(),
+        parents=np.frombuffer(v["parents"], dtype="<i4").astype(np.int64).reshape(-1, 3),
+    )
 
 
 def run_layers(conn: sa.Connection, run_id: uuid.UUID) -> dict[int, uuid.UUID]:
@@ -94,13 +87,11 @@ def run_layers(conn: sa.Connection, run_id: uuid.UUID) -> dict[int, uuid.UUID]:
         return {}
     table = schema_of(conn).clustering_layer
     rows = conn.execute(sa.select(table.c.layer, table.c.clustering_result_id).where(table.c.run_id == run_id))
-    return {int(layer): rid if isinstance(rid, uuid.UUID) else uuid.UUID(str(rid)) for layer, rid in rows}
+    return {int(layer): as_uuid(rid) for layer, rid in rows}
 
 
 def delete_layers(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None:
-    if result_ids and has_layer_table(conn):
-        table = schema_of(conn).clustering_layer
-        conn.execute(sa.delete(table).where(table.c.clustering_result_id.in_(result_ids)))
+    delete_rows(conn, schema_of(conn).clustering_layer, result_ids)
 
 
 def layer_tree(conn: sa.Connection, result_id: uuid.UUID) -> tuple[StoredLayer, dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]]] | None:

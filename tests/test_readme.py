@@ -1,0 +1,71 @@
+"""The README's quickstart, run as written on a fresh demo database: every command succeeds and prints what the
+README shows (ids, times and dates aside, which differ per run)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+import pytest
+
+from tests.helpers import ROOT, run_cli
+
+# the README's result ids, by what they name (ours or the users', algorithm, layer): ids are random per database
+ROLES = {"49a362b4": ("cluster_workers", "hdbscan", 0), "909e6a6f": ("cluster_workers", "evoc", 0),
+         "855d1db6": ("cluster_workers", "evoc", 1), "f1fae566": ("users", "evoc", 0)}
+MASKS = [
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<uuid>"),
+    (re.compile(r"\b[0-9a-f]{8}\b"), "<id>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"), "<date>"),
+    (re.compile(r"\b\d+\.\d+ ?s\b"), "<time>"),
+]
+
+
+def quickstart() -> list[tuple[str, list[str]]]:
+    """``(command, shown output lines)`` of the README's console block."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Quickstart", 1)[1].split("```console", 1)[1].split("```", 1)[0]
+    steps: list[tuple[str, list[str]]] = []
+    for line in block.strip("\n").splitlines():
+        if line.startswith("$ "):
+            steps.append((line[2:], []))
+        else:
+            steps[-1][1].append(line)
+    return steps
+
+
+def masked(line: str) -> str:
+    for pattern, mark in MASKS:
+        line = pattern.sub(mark, line)
+    return re.sub(r"\s+", " ", line).strip()
+
+
+def resolve(db, readme_id: str) -> str:
+    made_by, algorithm, layer = ROLES[readme_id]
+    rows = json.loads(run_cli("results", "-d", str(db), "--json").stdout)
+    return next(r["id"] for r in rows if r["made_by"] == made_by and r["algorithm"].split(" ")[0] == algorithm
+                and r["layer"] == layer)
+
+
+@pytest.mark.slow
+def test_the_quickstart_runs_as_written(tmp_path):
+    steps = quickstart()
+    assert len(steps) >= 6
+    for command, shown in steps:
+        cmd, _, pipe = command.split("#")[0].partition("|")
+        args = shlex.split(cmd.split("#")[0])
+        assert args[0] == "cluster-workers"
+        args = [resolve(tmp_path / "demo.db", a) if a in ROLES else a for a in args[1:]]
+        out = run_cli(*args, cwd=tmp_path)
+        assert out.returncode == 0, (command, out.stderr[-2000:])
+        lines = out.stdout.splitlines()
+        if pipe.strip():
+            lines = lines[: int(pipe.split("-")[-1])]
+        got = [masked(x) for x in lines]
+        want = [masked(x) for x in shown]
+        for w in want:  # every line the README shows, in order (a shown table may leave columns out with …)
+            prefix = w.split("…")[0].strip()
+            assert any(g.startswith(prefix) for g in got), (command, w, got[:12])
+    readme_ids = set(re.findall(r"\b[0-9a-f]{8}\b", " ".join(c for c, _ in steps)))
+    assert readme_ids <= set(ROLES)
