@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 
 def cli(*args: str) -> tuple[dict, float]:
@@ -60,7 +60,7 @@ def baseline_ratio(url: str, result_id: str, rows: int) -> dict:
 
 def main() -> None:
     from cluster_workers.run.recut import parse_values
-    from cluster_workers.tools.bench import machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.views.tables import load_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

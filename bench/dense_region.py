@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 CASE = """
 import hashlib, json, sys, time
@@ -65,7 +65,7 @@ def region(database: str, model: str, size: int, seed: int) -> np.ndarray:
 
 
 def main() -> None:
-    from cluster_workers.tools.bench import machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--database", required=True, help="SQLite file of the production shape (cluster-workers demo-db)")

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 THRESHOLDS = (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
 
@@ -27,7 +27,7 @@ def main() -> None:
     from cluster_workers.analysis.dynamics import kinetics, milestone
     from cluster_workers.db.connect import read_with
     from cluster_workers.db.memberships import labelled
-    from cluster_workers.tools.bench import machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.views.dynamics import load_fixed_points, load_kinetics, load_states
     from cluster_workers.views.tables import load_results
 

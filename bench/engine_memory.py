@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 
 def one_case(n: int, dim: int, ms: int, collapse: bool, copy_share: float, queue: mp.Queue) -> None:
@@ -43,7 +43,7 @@ def one_case(n: int, dim: int, ms: int, collapse: bool, copy_share: float, queue
 
 def main() -> None:
     from cluster_workers.engines.memory import fast_peak_bytes
-    from cluster_workers.tools.bench import source_commit
+    from cluster_workers.tools.provenance import source_commit
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", required=True, help="NxDIM:MS,... e.g. 120000x384:2,120000x384:1000")

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 import numpy as np  # noqa: E402
 
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--cases", default="realtext:30000,realtext:120000,production:109600")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     args = parser.parse_args()
-    from cluster_workers.tools.bench import machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
 
     rows = []
     for case in args.cases.split(","):

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))  # after PYTHONPATH: another checkout's package wins
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 
 def _datasets():  # type: ignore[no-untyped-def]
@@ -47,7 +47,7 @@ def main() -> None:
 
     import cluster_workers
     from cluster_workers.engines import HDBSCANParams, fast
-    from cluster_workers.tools.bench import source_commit
+    from cluster_workers.tools.provenance import source_commit
     near_copy_data = _datasets().near_copy_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

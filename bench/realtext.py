@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 sys.path.insert(0, str(HERE))
 
 import cluster_workers  # noqa: E402,F401  first: its BLAS settings apply before numpy loads OpenBLAS (blas_env.py)
@@ -121,7 +121,7 @@ def _ari(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(out: Path, sizes: list[int], hdbscan_max: int, users_setting: bool, sweep: bool, results_dir: Path) -> dict:
-    from cluster_workers.tools.bench import machine_info
+    from cluster_workers.tools.provenance import machine_info
     from cluster_workers.run.params import auto_size
 
     vectors = np.load(out / "vectors.npy")

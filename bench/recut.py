@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 EPSILONS = [0.0, 0.1, 0.2, 0.3, 0.5]
 SIZES_FACTORS = [1, 2, 4, 8]  # x the result's min_cluster_size
@@ -30,7 +30,7 @@ def main() -> None:
     import numpy as np
     import sqlalchemy as sa
 
-    from cluster_workers.tools.bench import machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.db.connect import make_engine
     from cluster_workers.db.catalog import list_results
     from cluster_workers.db.schema import clustering_tree

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 MODEL = "Nomic256"
 
@@ -39,7 +39,8 @@ def cluster_once(url: str, downsample: int, timeout: float) -> dict:
     """The workflow as ``bench`` runs it, but committed; its bench JSON record."""
     from cluster_workers.run.config import Settings
     from cluster_workers.run.coordinator import run_clustering
-    from cluster_workers.tools.bench import BenchResult, machine_info
+    from cluster_workers.tools.provenance import machine_info
+    from cluster_workers.tools.bench import BenchResult
 
     settings = Settings(database_url=url, downsample=downsample, force=True, timeout=timeout)
     bench = BenchResult(status="ok", settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout",
@@ -82,7 +83,8 @@ def main() -> None:
     import shutil
 
     from cluster_workers.db.indexes import build_indexes
-    from cluster_workers.tools.bench import format_table, machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
+    from cluster_workers.tools.bench import format_table
     from cluster_workers.tools.demo import build_demo_database
     from cluster_workers.views.tables import load_results
 

@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.append(str(HERE.parent))
+sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 
 PROBE_ROWS = 100_000
 PAUSE_S = 20
@@ -89,7 +89,7 @@ def main() -> None:
     import sqlalchemy as sa
 
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.tools.bench import machine_info, source_commit
+    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.tools.demo import build_demo_database
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
