@@ -14,7 +14,7 @@ import json
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.db.memberships import labelled
-from cluster_workers.views.explore import latest_by_downsample
+from cluster_workers.views.compare import latest_by_downsample
 from cluster_workers.db.catalog import list_results
 from cluster_workers.db.connect import read_with
 

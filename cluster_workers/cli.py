@@ -209,11 +209,11 @@ def compare(
 ) -> None:
     """Do the models agree? ARI and AMI for each pair of models' newest current results with the same downsample,
     parameters and engine (stale results left out, and said so), and cluster matches."""
-    from cluster_workers.views import explore
+    from cluster_workers.views.compare import compare as compare_results, compare_table
 
     settings = _settings(config, database_url=database_url)
-    found = explore.compare(settings.database_url, downsample, settings.busy_timeout, results=result or None, experiment=experiment)
-    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.compare_table(found))
+    found = compare_results(settings.database_url, downsample, settings.busy_timeout, results=result or None, experiment=experiment)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else compare_table(found))
 
 
 @app.command()
@@ -228,11 +228,11 @@ def trajectories(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Where runs end and when they settle: per end cluster, and per initial prompt or network."""
-    from cluster_workers.views import explore
+    from cluster_workers.views.trajectories import load_trajectories, trajectories_table
 
     settings = _settings(config, database_url=database_url)
-    found = explore.load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by, experiment)
-    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else explore.trajectories_table(found, limit))
+    found = load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by, experiment)
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else trajectories_table(found, limit))
 
 
 @app.command()

@@ -12,7 +12,7 @@ import pytest
 
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
-from cluster_workers.views.explore import compare
+from cluster_workers.views.compare import compare
 from cluster_workers.views.report import report_data
 from cluster_workers.db.connect import read_with
 from cluster_workers.views.tables import load_all_clusters

@@ -20,7 +20,8 @@ from cluster_workers.db.memberships import Labelled, embedding_details, labelled
 from cluster_workers.db.trees import read_tree
 from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.views.explore import Comparison, TrajectoryReport, compare_in, latest_by_downsample, trajectories_in
+from cluster_workers.views.compare import Comparison, compare_in, latest_by_downsample
+from cluster_workers.views.trajectories import TrajectoryReport, trajectories_in
 from cluster_workers.run.recut import flattest, load_source, parse_values, sweep_source
 from cluster_workers.views.density import result_density
 from cluster_workers.db.connect import read_with
