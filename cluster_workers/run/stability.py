@@ -132,7 +132,7 @@ def _keep(settings: Settings, made: list[tuple[int, ModelResult]]) -> list[str]:
     from dataclasses import replace
 
     from cluster_workers.db.results import matching_results
-    from cluster_workers.run.coordinator import commit, run_key
+    from cluster_workers.run.commit import commit, run_key
 
     ids = []
     with run_lock(settings.database_url, settings.db_limits):

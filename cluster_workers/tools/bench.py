@@ -25,7 +25,8 @@ from sqlalchemy import make_url
 
 from cluster_workers.run.config import Settings
 from cluster_workers.db.connect import describe, normalise_url
-from cluster_workers.run.coordinator import RunReport, cluster_models, run_clustering
+from cluster_workers.run.coordinator import RunReport, run_clustering
+from cluster_workers.run.dispatch import cluster_models
 from cluster_workers.engines.memory import peak_bytes
 from cluster_workers.errors import ClusterWorkersError, Interrupted
 from cluster_workers.run.worker import ModelResult, peak_rss_mb
