@@ -110,7 +110,7 @@ def test_what_cannot_be_assigned_to_is_one_clear_line(current_db):
     url = f"sqlite:///{current_db}"
     run_clustering(Settings(database_url=url, downsample=3))
     assert run_cli("assign", "latest:Nomic256", "-d", str(current_db)).returncode == 0
-    theirs = read_with(url, 30.0, lambda conn: next(str(r.id) for r in __import__("cluster_workers.db.results", fromlist=["x"]).list_results(conn) if not r.ours))
+    theirs = read_with(url, 30.0, lambda conn: next(str(r.id) for r in __import__("cluster_workers.db.catalog", fromlist=["x"]).list_results(conn) if not r.ours))
     assigned = read_with(url, 30.0, lambda conn: str(find_result(conn, "latest:Nomic256").id))
     before = file_hash(current_db)
     for target, says in ((theirs, "not made by this tool"), (assigned, "made by assign")):
