@@ -173,7 +173,7 @@ def test_exported_core_distances_equal_a_float64_brute_force(kind, tmp_path):
     import csv
 
     from cluster_workers.engines.neighbours import brute_force_core_distances
-    from tests.conftest import REALTEXT, write_experiment
+    from tests.helpers import REALTEXT, write_experiment
     from tests.engines.datasets import near_copy_data
 
     vectors = np.load(REALTEXT)["vectors"] if kind == "real-text" else near_copy_data(3000, dim=128)

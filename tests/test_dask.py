@@ -44,7 +44,7 @@ def test_dask_backend_commits_the_same_labels_as_loky(cluster, db, request, demo
             urls.append(f"sqlite:///{tmp_path / name}.db")
     else:
         from cluster_workers.tools.demo import build_demo_database
-        from tests.conftest import SMALL
+        from tests.helpers import SMALL
 
         first = request.getfixturevalue("pg_demo")
         urls = [first]

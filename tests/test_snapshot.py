@@ -124,7 +124,7 @@ def test_a_server_idle_in_transaction_timeout_does_not_break_a_run(pg_demo):
     import sqlalchemy as sa
 
     from cluster_workers.db.connect import make_engine
-    from tests.conftest import run_cli
+    from tests.helpers import run_cli
 
     name = sa.make_url(pg_demo).database
     admin = make_engine(pg_demo)
@@ -165,7 +165,7 @@ def test_the_snapshot_is_released_once_every_worker_has_read(pg_demo, tmp_path):
     import sys
     import time
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     log = tmp_path / "run.log"
     env = {**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-clustering=8"}

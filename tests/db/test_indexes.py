@@ -86,7 +86,7 @@ def test_postgres_builds_concurrently_so_inserts_go_on(pg_demo):
     import time
     import uuid
 
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
 
     engine = make_engine(pg_demo)
     holder = engine.connect()
