@@ -85,15 +85,15 @@ def test_layers_through_the_workflow_on_both_schemas(any_db, tmp_path):
             if current:
                 assert r["algorithm"].startswith("evoc ds=2 ")
         # show names, for each cluster of a finer layer, the coarser cluster that holds its medoid
+        shown = {r["id"]: json.loads(ok("show", r["id"], "-d", str(any_db), "--json", "--limit", "0"))["clusters"] for r in layers}
+        held = {r["id"]: memberships(any_db, r["id"]) for r in layers}
         for r in layers[:-1]:
-            shown = json.loads(ok("show", r["id"], "-d", str(any_db), "--json", "--limit", "0"))
-            placed = [c for c in shown["clusters"] if "parent" in c]
+            placed = [c for c in shown[r["id"]] if "parent" in c]
             assert placed, "no layer tree shown"
             for c in placed:
                 parent = layers[c["parent"]["layer"]]
-                ranks = json.loads(ok("show", parent["id"], "-d", str(any_db), "--json", "--limit", "0"))["clusters"]
-                holder = memberships(any_db, parent["id"])[c["medoid_embedding_id"]]
-                assert ranks[c["parent"]["rank"] - 1]["medoid_embedding_id"] == holder
+                holder = held[parent["id"]][c["medoid_embedding_id"]]
+                assert shown[parent["id"]][c["parent"]["rank"] - 1]["medoid_embedding_id"] == holder
     # every view reads a layer like any result
     model, layers = next(iter(runs.items()))
     ok("cluster", "-d", str(any_db), "--downsample", "2", "--model", model)
