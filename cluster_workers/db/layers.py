@@ -94,9 +94,9 @@ def delete_layers(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None:
     delete_rows(conn, schema_of(conn).clustering_layer, result_ids)
 
 
-def layer_tree(conn: sa.Connection, result_id: uuid.UUID) -> tuple[StoredLayer, dict[uuid.UUID, tuple[uuid.UUID, uuid.UUID]]] | None:
-    """An evoc layer and its tree by embedding id: ``medoid id -> (parent layer's result id, parent's medoid id)``
-    for every cluster a coarser layer holds; None for a result not made by the evoc engine."""
+def layer_tree(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, tuple[int, uuid.UUID, uuid.UUID]] | None:
+    """An evoc layer's tree by embedding id: ``medoid id -> (parent layer, its result id, parent's medoid id)`` for
+    every cluster a coarser layer holds; None for a result not made by the evoc engine."""
     from cluster_workers.db.trees import sorted_member_ids
 
     layer = read_layer(conn, result_id)
@@ -108,5 +108,6 @@ def layer_tree(conn: sa.Connection, result_id: uuid.UUID) -> tuple[StoredLayer, 
     tree = {}
     for medoid_row, parent_layer, parent_row in layer.parents:
         if parent_layer >= 0 and parent_layer in results:
-            tree[uuid.UUID(bytes=by_row[medoid_row].tobytes())] = (results[parent_layer], uuid.UUID(bytes=by_row[parent_row].tobytes()))
-    return layer, tree
+            tree[uuid.UUID(bytes=by_row[medoid_row].tobytes())] = (
+                int(parent_layer), results[parent_layer], uuid.UUID(bytes=by_row[parent_row].tobytes()))
+    return tree

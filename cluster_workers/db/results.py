@@ -262,6 +262,7 @@ def write_results(
     created_at: dt.datetime | None = None
     ids = [given_id or uuid.uuid4() for _, given_id in named]
     runs = {r.model: rid for (r, _), rid in zip(named, ids) if getattr(r, "layer_values", None) is not None and r.layer == 0}
+    positions: dict[int, np.ndarray] = {}  # per id array: a run's layers share their rows
     for (result, _), result_id in sorted(zip(named, ids), key=lambda pair: pair[0][0].completed_at):
         # each model's completion time, strictly increasing so "latest result" lookups are well defined
         stamp = _utc(result.completed_at)
@@ -282,25 +283,18 @@ def write_results(
             row["parameters"]["layer"] = layer  # the legacy schema has no layer column
         conn.execute(sa.insert(s.clustering_result), [row])
         written += _insert_memberships(conn, result, result_id, progress)
-        tree = getattr(result, "tree", None)
+        tree, values = getattr(result, "tree", None), getattr(result, "layer_values", None)
+        if tree is not None or values is not None:
+            rows = positions.get(id(result.embedding_ids))
+            if rows is None:
+                rows = positions[id(result.embedding_ids)] = sorted_positions(result.embedding_ids)
         if tree is not None:
-            cores = getattr(result, "cores", None)
-            write_tree(conn, result_id, encode(tree, sorted_positions(result.embedding_ids), result.probabilities,
-                                               result.outlier_scores, cores))
-        values = getattr(result, "layer_values", None)
+            write_tree(conn, result_id, encode(tree, rows, result.probabilities, result.outlier_scores, getattr(result, "cores", None)))
         if values is not None:
-            write_layer(conn, result_id, encode_layer(runs.get(result.model, result_id), values.layer, values.layers,
-                                                      values.persistence, sorted_positions(result.embedding_ids),
-                                                      values.strengths, _layer_parents(values)))
+            write_layer(conn, result_id, encode_layer(runs.get(result.model, result_id), layer, values.layers, values.persistence,
+                                                      rows, result.probabilities, values.parents))
     return {"results": len(results), "memberships": written, "deleted_memberships": deleted}
 
-
-def _layer_parents(values: Any) -> np.ndarray:
-    """Per cluster (medoid row, parent layer, parent medoid row): the layer tree named by medoid rows."""
-    parents = np.asarray(values.parents, dtype=np.int64).reshape(-1, 2)
-    medoids = np.asarray(values.medoid_rows, dtype=np.int64)
-    parent_medoids = np.asarray(values.parent_medoid_rows, dtype=np.int64)
-    return np.column_stack([medoids, parents[:, 0], parent_medoids])
 
 
 def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Callable[[], None] | None = None) -> int:

@@ -89,9 +89,9 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     key = run_key(settings)
     todo: list[str] = []
     fewest, rule = settings.min_samples_to_cluster, f"min_samples_to_cluster={settings.min_samples_to_cluster}"
-    if settings.engine == "evoc" and settings.clustering.evoc_params().n_neighbors + 1 > fewest:
-        neighbours = settings.clustering.evoc_params().n_neighbors
-        fewest, rule = neighbours + 1, f"the n_neighbors + 1 = {neighbours + 1} the evoc engine needs"
+    needs = settings.clustering.evoc_params().n_neighbors + 1 if settings.engine == "evoc" else 0
+    if needs > fewest:
+        fewest, rule = needs, f"the n_neighbors + 1 = {needs} the evoc engine needs"
     for model in models:
         n = report.after.get(model, 0)
         if n < fewest:

@@ -66,7 +66,7 @@ class ModelResult:
     tree: np.ndarray | None = None  # (n - 1, 3) the MST the labels were cut from (rows as in embedding_ids)
     cores: tuple[np.ndarray, np.ndarray] | None = None  # (n,) each: the fit's and the prediction's core distances
     layer: int = 0  # the evoc engine's layer (0 the finest); HDBSCAN results have one, layer 0
-    layer_values: "LayerValues | None" = None  # an evoc layer's strengths, persistence and place in the layer tree
+    layer_values: "LayerValues | None" = None  # an evoc layer's persistence and place in the layer tree (strengths: probabilities)
     more_layers: list["ModelResult"] = field(default_factory=list)  # layer 0 carries the run's coarser layers
 
     def all_layers(self) -> list["ModelResult"]:
@@ -88,15 +88,11 @@ class ModelResult:
 
 @dataclass
 class LayerValues:
-    """What an evoc layer keeps besides labels: per row the membership strength, per cluster its parent."""
+    """What an evoc layer keeps besides its labels and strengths (``probabilities``): its place in the run."""
 
-    layer: int
     layers: int  # how many the run made
     persistence: float  # the package's score of the layer
-    strengths: np.ndarray  # (n,) float64
-    parents: np.ndarray  # (clusters, 2) int32: (layer, cluster) of the coarser cluster holding it; -1, -1 none
-    medoid_rows: np.ndarray  # (clusters,) the medoid row of each cluster, so a parent is named by its medoid
-    parent_medoid_rows: np.ndarray  # (clusters,) the medoid row of the parent cluster, -1 none
+    parents: np.ndarray  # (clusters, 3) int64: medoid row, parent layer, parent's medoid row (-1, -1: none)
 
 
 def status_file(status_dir: str, model: str) -> Path:
@@ -288,8 +284,9 @@ def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: 
     results = []
     for k, (labels, strengths) in enumerate(zip(layers.labels, layers.strengths)):
         rows, medoid_info = medoids[k]
-        parents = layers.parents[k]
-        parent_rows = np.array([medoids[pl][0][pc] if pl >= 0 else -1 for pl, pc in parents], dtype=np.int64)
+        # a cluster and its parent named by their medoid rows: the same rows in every layer of the run
+        parents = np.array([(rows[c], pl, medoids[pl][0][pc] if pl >= 0 else -1) for c, (pl, pc) in enumerate(layers.parents[k])],
+                           dtype=np.int64).reshape(-1, 3)
         parameters = _layer_parameters(task, vectors, layers, k, medoid_info)
         results.append(ModelResult(
             model=task.model,
@@ -304,7 +301,7 @@ def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: 
             pid=os.getpid(),
             probabilities=strengths,
             layer=k,
-            layer_values=LayerValues(k, len(layers), layers.persistence[k], strengths, parents, rows, parent_rows),
+            layer_values=LayerValues(len(layers), layers.persistence[k], parents),
         ))
     first = results[0]
     first.more_layers = results[1:]

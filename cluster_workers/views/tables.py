@@ -47,21 +47,19 @@ def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary])
     """An evoc layer's clusters with their place in the layer tree: (layer, rank) of the coarser cluster holding each."""
     from cluster_workers.db.layers import layer_tree
 
-    found = layer_tree(conn, result_id)
-    if found is None:
+    tree = layer_tree(conn, result_id)
+    if tree is None:
         return clusters
-    _, tree = found
     ranks: dict = {}
-    for parent_id in {parent for parent, _ in tree.values()}:
-        parent = find_result(conn, str(parent_id))
+    for parent_id in {parent for _, parent, _ in tree.values()}:
         real = [c.medoid_embedding_id for c in cluster_summaries(conn, parent_id) if c.medoid_embedding_id is not None]
-        ranks[parent_id] = (parent.layer, {medoid: i + 1 for i, medoid in enumerate(real)})  # show's ranks: outliers apart
+        ranks[parent_id] = {medoid: i + 1 for i, medoid in enumerate(real)}  # show's ranks: outliers apart
     out = []
     for c in clusters:
         place = tree.get(c.medoid_embedding_id) if c.medoid_embedding_id is not None else None
         if place is not None:
-            layer, rank = ranks[place[0]]
-            c = dataclasses.replace(c, parent=(layer, rank[place[1]]))
+            layer, parent_id, medoid = place
+            c = dataclasses.replace(c, parent=(layer, ranks[parent_id][medoid]))
         out.append(c)
     return out
 
