@@ -507,13 +507,13 @@ def sweep(
     """Try selection parameters on a result's stored tree; writes nothing. Per setting: clusters, outlier share,
     the largest cluster's share, and the ARI against the stored result; and where along min_cluster_size the
     clusters and outliers are flattest."""
-    from cluster_workers.run import recut as recut_mod
+    from cluster_workers.views import sweep as sweep_view
     from cluster_workers.views.tables import sweep_table
 
     settings = _settings(config, database_url=database_url)
-    epsilons, sizes = recut_mod.parse_values(epsilon, float), recut_mod.parse_values(min_cluster_size, int)
-    summary, rows = recut_mod.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
-    plateaus = recut_mod.flattest(rows)
+    epsilons, sizes = sweep_view.parse_values(epsilon, float), sweep_view.parse_values(min_cluster_size, int)
+    summary, rows = sweep_view.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
+    plateaus = sweep_view.flattest(rows)
     if as_json:
         typer.echo(json.dumps({"settings": [r.as_dict() for r in rows], "flattest": [p.as_dict() for p in plateaus]}, indent=2))
     else:

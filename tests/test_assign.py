@@ -14,7 +14,7 @@ from hdbscan.prediction import approximate_predict
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.db.assignments import read_assignment
-from cluster_workers.db.connect import make_engine, read_with
+from cluster_workers.db.connect import read_with
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.memberships import vectors_of
 from cluster_workers.db.catalog import find_result

@@ -20,7 +20,8 @@ from cluster_workers.engines.fast import cluster as fast_cluster
 from cluster_workers.engines.reference import cluster as reference_cluster
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
-from cluster_workers.run.recut import recut, sweep
+from cluster_workers.run.recut import recut
+from cluster_workers.views.sweep import sweep
 from tests.helpers import file_hash, run_cli, write_experiment
 from tests.engines.datasets import attractor_data, near_copy_data
 
@@ -108,7 +109,7 @@ def test_recut_equals_fresh_cluster_on_generated_data(tmp_path, kind):
 def test_medoid_vectors_read_by_one_pass_over_the_sample(tmp_path, monkeypatch, drop_every):
     """Many changed medoids: the members' vectors come from one pass over the sample (and by primary key for any
     row that pass no longer finds, e.g. the database changed); the medoids are those of a fresh `cluster`."""
-    import cluster_workers.run.recut as recut_module
+    import cluster_workers.db.sources as sources
     from cluster_workers.db.vectors import Vectors
 
     data = attractor_data(n=1500, dim=48, seed=4)
@@ -117,16 +118,16 @@ def test_medoid_vectors_read_by_one_pass_over_the_sample(tmp_path, monkeypatch, 
     url = f"sqlite:///{path}"
     base = {"min_cluster_size": 26, "min_samples": 26}
     base_id = cluster(url, "Gen", **base)
-    monkeypatch.setattr(recut_module, "SCAN_MIN_ROWS", 0)
+    monkeypatch.setattr(sources, "SCAN_MIN_ROWS", 0)
     if drop_every:
-        real_fetch = recut_module.fetch_vectors
+        real_fetch = sources.fetch_vectors
 
         def fetch_fewer(*args, **kwargs) -> Vectors:  # type: ignore[no-untyped-def]
             full = real_fetch(*args, **kwargs)
             keep = np.arange(len(full.ids)) % drop_every != 0
             return Vectors(ids=full.ids[keep], data=full.data[keep], skipped=full.skipped)
 
-        monkeypatch.setattr(recut_module, "fetch_vectors", fetch_fewer)
+        monkeypatch.setattr(sources, "fetch_vectors", fetch_fewer)
     parameters = assert_recut_equals_fresh(url, "Gen", base_id, base, {"min_cluster_size": 12, "cluster_selection_method": "leaf"})
     assert parameters["recut"]["medoids_computed"] > 0
     assert parameters["recut"]["vectors_read"] == ("sample scan and primary key" if drop_every else "sample scan")
@@ -240,7 +241,7 @@ def test_export_and_load_result_carry_probability_and_glosh(realtext_db, tmp_pat
 
 
 def test_sweep_ranges_and_the_flattest_window():
-    from cluster_workers.run.recut import SweepRow, flattest, parse_values
+    from cluster_workers.views.sweep import SweepRow, flattest, parse_values
 
     assert parse_values("5:2000:log20", int)[:3] == [5, 7, 9] and parse_values("5:2000:log20", int)[-1] == 2000
     assert len(parse_values("5:2000:log20", int)) == 20 and parse_values("0.1:0.5:0.1", float) == [0.1, 0.2, 0.3, 0.4, 0.5]

@@ -35,7 +35,7 @@ from cluster_workers.engines.predict import approximate_predict, prediction_tree
 from cluster_workers.engines.query import SampleIndex, sample_index
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError, DatabaseError
-from cluster_workers.run.recut import Source, load_source, member_vectors, old_cluster_codes
+from cluster_workers.db.sources import Source, load_source, member_vectors, old_cluster_codes
 from cluster_workers.run.worker import ModelResult, peak_rss_mb
 
 RULE = "hdbscan.prediction.approximate_predict (2 x min_samples exact neighbours, mutual reachability, condensed tree)"

@@ -13,11 +13,14 @@ the users' at the top level, the engine's under ``engine_parameters``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from cluster_workers.engines import HDBSCANParams
 from cluster_workers.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cluster_workers.db.sources import Source
 
 ENGINES = ("fast", "reference", "evoc")  # evoc: the users' current algorithm (extra `evoc`), every layer a result
 SELECTION_METHODS = ("eom", "leaf")
@@ -103,3 +106,24 @@ class ClusteringParams:
         """The key of a result made with these values at ``downsample``: an equal key on the same sample is not
         clustered (or re-cut) twice unless forced."""
         return {"downsample": downsample, **self.key()}
+
+
+def requested_params(source: Source, overrides: dict) -> ClusteringParams:
+    """The source's requested values with ``overrides`` applied; ``min_samples`` pinned to the source's.
+
+    A different ``min_samples`` is a different tree: refused with the command that makes one.
+    """
+    stored = dict(source.parameters.get("requested") or {})
+    base = ClusteringParams(**{k: v for k, v in stored.items() if k in ClusteringParams.__dataclass_fields__})
+    asked_ms = overrides.pop("min_samples", None)
+    wanted = replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    had = int(source.parameters["min_samples"])
+    if asked_ms is not None and asked_ms != had:
+        raise ConfigError(
+            f"min_samples {asked_ms} needs a new clustering (the tree was made with min_samples {had}): "
+            f"cluster-workers cluster --model {source.summary.model} --downsample {source.parameters.get('downsample', '?')} "
+            f"--min-samples {asked_ms}"
+        )
+    if wanted.users_values(source.n)["min_samples"] != had:
+        wanted = replace(wanted, min_samples=had)  # "auto" would follow the new min_cluster_size: keep the tree's
+    return wanted

@@ -20,7 +20,7 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     summary = find_result(conn, result_id)
     tree = read_tree(conn, summary.id)
     if tree is None and (summary.parameters or {}).get("engine") == "evoc":
-        from cluster_workers.run.recut import no_tree_message
+        from cluster_workers.db.sources import no_tree_message
 
         raise ConfigError(no_tree_message(summary))
     if tree is None:
@@ -33,7 +33,7 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     if core is None:
         from cluster_workers.engines import l2_normalise
         from cluster_workers.engines.cores import core_distances
-        from cluster_workers.run.recut import load_source, member_vectors
+        from cluster_workers.db.sources import load_source, member_vectors
 
         source = load_source(conn, str(summary.id))
         core = core_distances(l2_normalise(member_vectors(conn, source, np.arange(source.n))[0]), min_samples).core

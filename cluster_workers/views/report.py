@@ -22,7 +22,8 @@ from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_su
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.compare import Comparison, compare_in, latest_by_downsample
 from cluster_workers.views.trajectories import TrajectoryReport, trajectories_in
-from cluster_workers.run.recut import flattest, load_source, parse_values, sweep_source
+from cluster_workers.db.sources import load_source
+from cluster_workers.views.sweep import flattest, parse_values, sweep_source
 from cluster_workers.views.density import result_density
 from cluster_workers.db.connect import read_with
 from cluster_workers.analysis.dynamics import absorption_curve, milestone
@@ -76,7 +77,7 @@ class Detail:
     kinetics: list = field(default_factory=list)  # analysis.dynamics.Kinetics per network
     downsample: int = 1
     size_sweep: list = field(default_factory=list)  # SweepRow per min_cluster_size on the stored tree
-    plateaus: list = field(default_factory=list)  # run.recut.Plateau of size_sweep
+    plateaus: list = field(default_factory=list)  # views.sweep.Plateau of size_sweep
     density: object = None  # analysis.density.Density of the result's core distances (None without them)
 
 

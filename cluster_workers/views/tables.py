@@ -189,7 +189,7 @@ def _parent_cell(cluster: dict) -> str:
 
 
 def sweep_table(summary: ResultSummary, rows: list, plateaus: list | None = None) -> str:
-    """``sweep``'s table: one row per setting (``run.recut.SweepRow``)."""
+    """``sweep``'s table: one row per setting (``views.sweep.SweepRow``)."""
     head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
     body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
              f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip

@@ -5,7 +5,6 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.detect import detect
