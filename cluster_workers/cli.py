@@ -160,7 +160,7 @@ def results(
     from cluster_workers.views import tables
 
     settings = _settings(config, database_url=database_url)
-    rows = tables.load_results(settings.database_url, settings.busy_timeout, stale_check)
+    rows = tables.load_results(settings.database, stale_check)
     typer.echo(json.dumps(tables.results_json(rows), indent=2) if as_json else tables.results_table(rows))
 
 
@@ -176,7 +176,7 @@ def show(
     from cluster_workers.views import tables
 
     settings = _settings(config, database_url=database_url)
-    summary, clusters = tables.load_clusters(settings.database_url, result_id, settings.busy_timeout)
+    summary, clusters = tables.load_clusters(settings.database, result_id)
     if as_json:
         typer.echo(json.dumps(tables.clusters_json(summary, clusters, limit), indent=2))
     else:
@@ -194,7 +194,7 @@ def export(
     from cluster_workers.views.export import export_result
 
     settings = _settings(config, database_url=database_url)
-    rows = export_result(settings.database_url, result_id, output, settings.busy_timeout)
+    rows = export_result(settings.database, result_id, output)
     typer.echo(f"wrote {rows:,} rows to {output}")
 
 
@@ -212,7 +212,7 @@ def compare(
     from cluster_workers.views.compare import compare as compare_results, compare_table
 
     settings = _settings(config, database_url=database_url)
-    found = compare_results(settings.database_url, downsample, settings.busy_timeout, results=result or None, experiment=experiment)
+    found = compare_results(settings.database, downsample, results=result or None, experiment=experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else compare_table(found))
 
 
@@ -231,7 +231,7 @@ def trajectories(
     from cluster_workers.views.trajectories import load_trajectories, trajectories_table
 
     settings = _settings(config, database_url=database_url)
-    found = load_trajectories(settings.database_url, result_id, last_k, settings.busy_timeout, by, experiment)
+    found = load_trajectories(settings.database, result_id, last_k, by, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else trajectories_table(found, limit))
 
 
@@ -250,7 +250,7 @@ def transitions(
     from cluster_workers.views import chains
 
     settings = _settings(config, database_url=database_url)
-    found = chains.load_transitions(settings.database_url, result_id, by, include_outliers, settings.busy_timeout, experiment)
+    found = chains.load_transitions(settings.database, result_id, by, include_outliers, experiment)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.transitions_table(found, limit))
 
 
@@ -269,7 +269,7 @@ def fixed_points(
     from cluster_workers.views import dynamics
 
     settings = _settings(config, database_url=database_url)
-    found = dynamics.load_fixed_points(settings.database_url, min_repeats, normalise, by, experiment, settings.busy_timeout)
+    found = dynamics.load_fixed_points(settings.database, min_repeats, normalise, by, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.fixed_points_table(found, limit))
 
 
@@ -285,7 +285,7 @@ def density(
     from cluster_workers.views.density import density_table, load_density
 
     settings = _settings(config, database_url=database_url)
-    summary, found = load_density(settings.database_url, result_id, settings.busy_timeout)
+    summary, found = load_density(settings.database, result_id)
     typer.echo(json.dumps({"result": str(summary.id), "model": summary.model, **found.as_dict()}, indent=2) if as_json
                else density_table(summary, found))  # fmt: skip
 
@@ -316,10 +316,8 @@ def stability(
 
 def _sampled_models(settings) -> list[str]:  # type: ignore[no-untyped-def]
     from cluster_workers.db import sampling
-    from cluster_workers.db.connect import read_with
 
-    after = read_with(settings.database_url, settings.busy_timeout,
-                      lambda conn: sampling.counts(conn, settings.downsample, None, settings.experiment or None)[1])  # fmt: skip
+    after = settings.database.read(lambda conn: sampling.counts(conn, settings.downsample, None, settings.experiment or None)[1])
     return sorted(m for m, n in after.items() if n >= settings.min_samples_to_cluster)
 
 
@@ -342,7 +340,7 @@ def states(
     from cluster_workers.views import dynamics
 
     settings = _settings(config, database_url=database_url)
-    found = dynamics.load_states(settings.database_url, result_id, core_probability, fill_initial, experiment, settings.busy_timeout)
+    found = dynamics.load_states(settings.database, result_id, core_probability, fill_initial, experiment)
     if found.warning and not as_json:
         logger.warning(found.warning)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.states_table(found))
@@ -366,8 +364,7 @@ def kinetics(
     from cluster_workers.views import dynamics
 
     settings = _settings(config, database_url=database_url)
-    found = dynamics.load_kinetics(settings.database_url, result_id, by, core_probability, fill_initial, min_stay, lag,
-                                   experiment, settings.busy_timeout)
+    found = dynamics.load_kinetics(settings.database, result_id, by, core_probability, fill_initial, min_stay, lag, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2, default=float) if as_json else dynamics.kinetics_table(found, limit))
 
 
@@ -385,7 +382,7 @@ def run_lengths(
     from cluster_workers.views import chains
 
     settings = _settings(config, database_url=database_url)
-    found = chains.load_run_lengths(settings.database_url, result_id, include_outliers, settings.busy_timeout, experiment)
+    found = chains.load_run_lengths(settings.database, result_id, include_outliers, experiment)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.run_lengths_table(found, limit))
 
 
@@ -405,8 +402,8 @@ def delete(
     if sum([result_id is not None, model is not None, all_results]) != 1:
         raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
     settings = _settings(config, database_url=database_url)
-    chosen = removal.chosen_results(settings.database_url, result_id, model, settings.busy_timeout)
-    theirs = removal.left_alone(settings.database_url, result_id, model, settings.busy_timeout)
+    chosen = removal.chosen_results(settings.database, result_id, model)
+    theirs = removal.left_alone(settings.database, result_id, model)
     if theirs:
         typer.echo(f"leaving {theirs} result(s) this tool did not make (the users' own); delete one by naming its id", err=True)
     if not chosen:
@@ -512,7 +509,7 @@ def sweep(
 
     settings = _settings(config, database_url=database_url)
     epsilons, sizes = sweep_view.parse_values(epsilon, float), sweep_view.parse_values(min_cluster_size, int)
-    summary, rows = sweep_view.sweep(settings.database_url, result_id, epsilons, sizes, method, settings.busy_timeout)
+    summary, rows = sweep_view.sweep(settings.database, result_id, epsilons, sizes, method)
     plateaus = sweep_view.flattest(rows)
     if as_json:
         typer.echo(json.dumps({"settings": [r.as_dict() for r in rows], "flattest": [p.as_dict() for p in plateaus]}, indent=2))
@@ -530,7 +527,7 @@ def report(
     from cluster_workers.views.report import write_report
 
     settings = _settings(config, database_url=database_url)
-    path = write_report(settings.database_url, output, settings.busy_timeout)
+    path = write_report(settings.database, output)
     typer.echo(f"wrote {path}")
 
 

@@ -10,6 +10,7 @@ are ``query_only``. WAL is switched on only just before the single commit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -156,6 +157,24 @@ def db_error(exc: BaseException, url: str, doing: str = "") -> ClusterWorkersErr
     if isinstance(exc, sa.exc.OperationalError) and any(k in text.lower() for k in ("connect", "refused", "timeout expired", "resolve host")):
         return DatabaseError(f"cannot connect to {where}{when}: {text}")
     return DatabaseError(f"database error on {where}{when}: {text}")
+
+
+@dataclass(frozen=True)
+class Database:
+    """A database URL and how long a read waits for a lock another writer holds: set once (from the settings),
+    passed to every read-only command."""
+
+    url: str
+    busy_timeout: float = 30.0
+
+    def read(self, fn):  # type: ignore[no-untyped-def]
+        """``fn(conn)`` on a read-only connection (:func:`read_with`)."""
+        return read_with(self.url, self.busy_timeout, fn)
+
+
+def as_database(db: str | Database) -> Database:
+    """A URL alone waits the default 30 s."""
+    return db if isinstance(db, Database) else Database(db)
 
 
 def read_with(url: str, busy_timeout: float, fn):  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from cluster_workers.db.connect import Database
 from cluster_workers.errors import ConfigError
 from cluster_workers.run.params import ClusteringParams
 
@@ -71,6 +72,11 @@ class Settings:
             medoid=self.medoid,
             engine_options=parse_engine_params(self.engine_params),
         )
+
+    @property
+    def database(self) -> Database:
+        """The database and the lock wait every read-only command uses."""
+        return Database(self.database_url, self.busy_timeout)
 
     @property
     def db_limits(self) -> dict[str, float]:

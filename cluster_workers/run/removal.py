@@ -16,19 +16,19 @@ from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.catalog import ResultSummary, foreign_results, results_to_delete
 from cluster_workers.db.results import delete_results
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 
 
-def chosen_results(url: str, result_id: str | None, model: str | None, busy_timeout: float = 30.0) -> list[ResultSummary]:
+def chosen_results(db: str | Database, result_id: str | None, model: str | None) -> list[ResultSummary]:
     """What ``delete`` would remove: one result (id, prefix, ``latest``), a model's results, or all."""
-    return read_with(url, busy_timeout, lambda conn: results_to_delete(conn, result_id, model))
+    return as_database(db).read(lambda conn: results_to_delete(conn, result_id, model))
 
 
-def left_alone(url: str, result_id: str | None, model: str | None, busy_timeout: float = 30.0) -> int:
+def left_alone(db: str | Database, result_id: str | None, model: str | None) -> int:
     """How many of the users' own results ``delete --all`` / ``--model`` leaves (0 when one id is named)."""
     if result_id is not None:
         return 0
-    return read_with(url, busy_timeout, lambda conn: foreign_results(conn, model))
+    return as_database(db).read(lambda conn: foreign_results(conn, model))
 
 
 def delete(url: str, results: list[ResultSummary], db_limits: dict) -> int:

@@ -23,7 +23,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers import stopping
 from cluster_workers.db import sampling
-from cluster_workers.db.connect import make_engine, read_with
+from cluster_workers.db.connect import make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
@@ -81,7 +81,7 @@ def _cluster_offset(settings: Settings, model: str, offset: int, status_dir: str
                      offset=offset, experiment=settings.experiment or None, clustering=settings.clustering,
                      db_limits=settings.db_limits, threads=threads, status_dir=status_dir)  # fmt: skip
     result = cluster_model(task)
-    vectors = read_with(settings.database_url, settings.busy_timeout, lambda conn: fetch_vectors(
+    vectors = settings.database.read(lambda conn: fetch_vectors(
         conn, model, settings.downsample, result.n, experiment=settings.experiment or None, offset=offset))
     if not np.array_equal(vectors.ids, result.embedding_ids):
         raise ConfigError(f"model {model}: the sample at offset {offset} changed while it was clustered; run stability again")

@@ -16,7 +16,7 @@ from cluster_workers.analysis.sequences import Stretch, run_lengths, stretch_sum
 from cluster_workers.db.memberships import labelled, texts_of
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.views.tables import clip, text_table
 
 GROUPINGS = ("network", "prompt")
@@ -67,7 +67,7 @@ def _labels(conn: sa.Connection, medoids: dict) -> dict[int, str | None]:
     return {rank: texts.get(m) for rank, m in medoids.items()} | {-1: OUTLIER_LABEL}
 
 
-def load_transitions(url: str, result_id: str, by: str | None = None, include_outliers: bool = False, busy_timeout: float = 30.0,
+def load_transitions(db: str | Database, result_id: str, by: str | None = None, include_outliers: bool = False,
                      experiment: str | None = None) -> TransitionReport:
     if by is not None and by not in GROUPINGS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
@@ -82,10 +82,10 @@ def load_transitions(url: str, result_id: str, by: str | None = None, include_ou
         counts = transitions(data.run_ids, data.text_index, data.clusters, groups, include_outliers)
         return TransitionReport(result, by, include_outliers, {g: dict(c) for g, c in counts.items()}, _labels(conn, data.medoids))
 
-    return read_with(url, busy_timeout, fn)
+    return as_database(db).read(fn)
 
 
-def load_run_lengths(url: str, result_id: str, include_outliers: bool = False, busy_timeout: float = 30.0,
+def load_run_lengths(db: str | Database, result_id: str, include_outliers: bool = False,
                      experiment: str | None = None) -> RunLengthReport:
     def fn(conn: sa.Connection) -> RunLengthReport:
         result = find_result(conn, result_id)
@@ -95,7 +95,7 @@ def load_run_lengths(url: str, result_id: str, include_outliers: bool = False, b
         stretches = run_lengths(data.run_ids, data.text_index, data.clusters, networks, prompts, include_outliers)
         return RunLengthReport(result, include_outliers, stretches, _labels(conn, data.medoids))
 
-    return read_with(url, busy_timeout, fn)
+    return as_database(db).read(fn)
 
 
 def _name(rank: int) -> str:

@@ -16,7 +16,7 @@ from cluster_workers.analysis.agreement import Agreement, NoSharedInvocations, a
 from cluster_workers.db.memberships import Labelled, labelled, text_positions, texts_of
 from cluster_workers.db.catalog import ResultSummary, find_result, list_results
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.views.tables import clip, text_table
 
 
@@ -155,10 +155,10 @@ def compare_in(
 
 
 def compare(
-    url: str, downsample: int | None = None, busy_timeout: float = 30.0, results: list[str] | None = None,
+    db: str | Database, downsample: int | None = None, results: list[str] | None = None,
     experiment: str | None = None,
 ) -> CompareReport:
-    return read_with(url, busy_timeout, lambda conn: compare_in(conn, downsample, results=results, experiment=experiment))
+    return as_database(db).read(lambda conn: compare_in(conn, downsample, results=results, experiment=experiment))
 
 
 def _name(r: ResultSummary, same_model: bool) -> str:

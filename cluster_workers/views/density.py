@@ -6,7 +6,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.analysis.density import Density, density
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.memberships import captions
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.trees import read_tree
@@ -44,8 +44,8 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     return summary, density(by_sorted, labels, min_samples, c.texts, c.text_models)
 
 
-def load_density(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, Density]:
-    return read_with(url, busy_timeout, lambda conn: result_density(conn, result_id))
+def load_density(db: str | Database, result_id: str) -> tuple[ResultSummary, Density]:
+    return as_database(db).read(lambda conn: result_density(conn, result_id))
 
 
 def density_table(summary: ResultSummary, d: Density) -> str:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from cluster_workers.analysis.dynamics import FILL_INITIAL, Kinetics, RunStates, kinetics, milestone
 from cluster_workers.analysis.fixed_points import NORMALISATIONS, FixedPointGroup, RunFixedPoint, run_fixed_point, summarise
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.memberships import Labelled, iter_run_texts, labelled
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
@@ -51,9 +51,8 @@ def fixed_points_in(conn: sa.Connection, min_repeats: int = 3, how: str = "exact
     return FixedPointReport(min_repeats, how, by, runs, summarise(runs, by))
 
 
-def load_fixed_points(url: str, min_repeats: int = 3, how: str = "exact", by: str = "network", experiment: str | None = None,
-                      busy_timeout: float = 30.0) -> FixedPointReport:
-    return read_with(url, busy_timeout, lambda conn: fixed_points_in(conn, min_repeats, how, by, experiment))
+def load_fixed_points(db: str | Database, min_repeats: int = 3, how: str = "exact", by: str = "network", experiment: str | None = None) -> FixedPointReport:
+    return as_database(db).read(lambda conn: fixed_points_in(conn, min_repeats, how, by, experiment))
 
 
 def fixed_points_table(report: FixedPointReport, limit: int = 20) -> str:
@@ -116,14 +115,14 @@ def _states(conn: sa.Connection, result_id: str, core_probability: float, fill_i
     return result, data, runs, int((result.parameters or {}).get("downsample") or 1)
 
 
-def load_states(url: str, result_id: str, core_probability: float = CORE_PROBABILITY, fill_initial: str = "none",
-                experiment: str | None = None, busy_timeout: float = 30.0) -> StatesReport:
+def load_states(db: str | Database, result_id: str, core_probability: float = CORE_PROBABILITY, fill_initial: str = "none",
+                experiment: str | None = None) -> StatesReport:
     def fn(conn: sa.Connection) -> StatesReport:
         result, data, runs, downsample = _states(conn, result_id, core_probability, fill_initial, experiment)
         return StatesReport(result, downsample, core_probability, fill_initial, runs,
                             dict(zip(data.run_ids.tolist(), data.networks.tolist())), data.stored_probabilities is not None)
 
-    return read_with(url, busy_timeout, fn)
+    return as_database(db).read(fn)
 
 
 def states_table(report: StatesReport) -> str:
@@ -171,9 +170,8 @@ def group_kinetics(data: Labelled, runs: list[RunStates], by: str, downsample: i
             for g in sorted(grouped, key=lambda g: (g is None, str(g)))]
 
 
-def load_kinetics(url: str, result_id: str, by: str = "network", core_probability: float = CORE_PROBABILITY,
-                  fill_initial: str = "none", min_stay: int = 3, lag: int = 1, experiment: str | None = None,
-                  busy_timeout: float = 30.0) -> KineticsReport:
+def load_kinetics(db: str | Database, result_id: str, by: str = "network", core_probability: float = CORE_PROBABILITY,
+                  fill_initial: str = "none", min_stay: int = 3, lag: int = 1, experiment: str | None = None) -> KineticsReport:
     if by not in GROUPINGS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     if lag < 1 or min_stay < 1:
@@ -184,7 +182,7 @@ def load_kinetics(url: str, result_id: str, by: str = "network", core_probabilit
         out = group_kinetics(data, runs, by, downsample, min_stay, lag)
         return KineticsReport(result, downsample, by, core_probability, min_stay, lag, out)
 
-    return read_with(url, busy_timeout, fn)
+    return as_database(db).read(fn)
 
 
 def kinetics_table(report: KineticsReport, limit: int = 20) -> str:

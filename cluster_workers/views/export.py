@@ -19,7 +19,7 @@ from cluster_workers.analysis.dynamics import milestone
 from cluster_workers.db.memberships import EXPORT_COLUMNS, FLOAT_COLUMNS, id_hex, iter_memberships, labelled
 from cluster_workers.db.catalog import find_result
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 
 INTEGER_COLUMNS = ("sequence_number", "text_index", "cluster", "state", "core")
 
@@ -28,9 +28,9 @@ def _cell(value: Any) -> Any:
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
-def _with_result(url: str, result_id: str, busy_timeout: float, fn: Callable[[sa.Connection, uuid.UUID], Any]) -> Any:
+def _with_result(db: str | Database, result_id: str, fn: Callable[[sa.Connection, uuid.UUID], Any]) -> Any:
     """``fn(conn, id)`` for the result named by a full id or unique prefix, on a read-only connection."""
-    return read_with(url, busy_timeout, lambda conn: fn(conn, find_result(conn, result_id).id))
+    return as_database(db).read(lambda conn: fn(conn, find_result(conn, result_id).id))
 
 
 def _require(module: str, extra: str, what: str) -> Any:
@@ -72,7 +72,7 @@ def _write_parquet(path: Path, batches, pa, pq) -> int:  # type: ignore[no-untyp
     return rows
 
 
-def export_result(url: str, result_id: str, output: Path, busy_timeout: float = 30.0) -> int:
+def export_result(db: str | Database, result_id: str, output: Path) -> int:
     """Write the result to ``output`` (Parquet when it ends in ``.parquet``, else CSV); returns the row count.
 
     Written to a temporary name beside ``output`` and renamed when complete, so a
@@ -92,7 +92,7 @@ def export_result(url: str, result_id: str, output: Path, busy_timeout: float = 
         return _write_parquet(partial, batches, pa, pq) if parquet else _write_csv(partial, batches)
 
     try:
-        rows = _with_result(url, result_id, busy_timeout, write)
+        rows = _with_result(db, result_id, write)
         os.replace(partial, output)
     finally:
         partial.unlink(missing_ok=True)
@@ -121,4 +121,4 @@ def load_result(database_url: str, result_id: str, busy_timeout: float = 30.0): 
         frame = pd.DataFrame.from_records(rows, columns=list(EXPORT_COLUMNS))
         return frame.astype({**{name: "int64" for name in INTEGER_COLUMNS}, **{name: "float64" for name in FLOAT_COLUMNS}})
 
-    return _with_result(database_url, result_id, busy_timeout, read)
+    return _with_result(Database(database_url, busy_timeout), result_id, read)

@@ -25,7 +25,7 @@ from cluster_workers.views.trajectories import TrajectoryReport, trajectories_in
 from cluster_workers.db.sources import load_source
 from cluster_workers.views.sweep import flattest, parse_values, sweep_source
 from cluster_workers.views.density import result_density
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.analysis.dynamics import absorption_curve, milestone
 from cluster_workers.views.dynamics import CORE_PROBABILITY, fixed_points_in, group_kinetics
 
@@ -409,12 +409,13 @@ def render(data: ReportData, source: str) -> str:
     return "".join(parts)
 
 
-def write_report(url: str, output_dir: Path, busy_timeout: float = 30.0) -> Path:
+def write_report(db: str | Database, output_dir: Path) -> Path:
     """Read every result and write ``output_dir/report.html``; returns its path."""
-    data = read_with(url, busy_timeout, report_data)
+    db = as_database(db)
+    data = db.read(report_data)
     from cluster_workers.db.connect import describe
 
-    page = render(data, describe(url))
+    page = render(data, describe(db.url))
     stopping.check("while building the report", "no report was written")
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "report.html"

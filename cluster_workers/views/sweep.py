@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers import stopping
 from cluster_workers.db.catalog import ResultSummary
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.sources import Source, load_source, old_cluster_codes
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
@@ -56,10 +56,9 @@ def sweep_source(source: Source, epsilons: list[float], sizes: list[int], method
     return rows
 
 
-def sweep(url: str, result_id: str, epsilons: list[float], sizes: list[int], method: str | None = None,
-          busy_timeout: float = 30.0) -> tuple[ResultSummary, list[SweepRow]]:  # fmt: skip
+def sweep(db: str | Database, result_id: str, epsilons: list[float], sizes: list[int], method: str | None = None) -> tuple[ResultSummary, list[SweepRow]]:  # fmt: skip
     """The sweep's table for one result; writes nothing."""
-    source = read_with(url, busy_timeout, lambda conn: load_source(conn, result_id))
+    source = as_database(db).read(lambda conn: load_source(conn, result_id))
     return source.summary, sweep_source(source, epsilons, sizes, method)
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import sqlalchemy as sa
 
 from cluster_workers.db import sampling
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
 
 TEXT_WIDTH = 70
@@ -31,16 +31,16 @@ def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSum
     return marked
 
 
-def load_results(url: str, busy_timeout: float = 30.0, check_stale: bool = True) -> list[ResultSummary]:
-    return read_with(url, busy_timeout, lambda conn: mark_stale(conn, list_results(conn)) if check_stale else list_results(conn))
+def load_results(db: str | Database, check_stale: bool = True) -> list[ResultSummary]:
+    return as_database(db).read(lambda conn: mark_stale(conn, list_results(conn)) if check_stale else list_results(conn))
 
 
-def load_clusters(url: str, result_id: str, busy_timeout: float = 30.0) -> tuple[ResultSummary, list[ClusterSummary]]:
+def load_clusters(db: str | Database, result_id: str) -> tuple[ResultSummary, list[ClusterSummary]]:
     def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
         summary = find_result(conn, result_id)
         return summary, with_parents(conn, summary.id, cluster_summaries(conn, summary.id))
 
-    return read_with(url, busy_timeout, fn)
+    return as_database(db).read(fn)
 
 
 def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary]) -> list[ClusterSummary]:  # type: ignore[no-untyped-def]
@@ -64,13 +64,13 @@ def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary])
     return out
 
 
-def load_all_clusters(url: str, busy_timeout: float = 30.0) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
+def load_all_clusters(db: str | Database) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
     """Every result (newest first) with its clusters, in one read-only connection."""
 
     def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
         return [(r, cluster_summaries(conn, r.id)) for r in list_results(conn)]
 
-    return read_with(url, busy_timeout, fn)
+    return as_database(db).read(fn)
 
 
 def clip(text: str | None, width: int = TEXT_WIDTH) -> str:

@@ -13,7 +13,7 @@ from cluster_workers.analysis.trajectories import LAST_K, Trajectories, trajecto
 from cluster_workers.db.memberships import Labelled, labelled, texts_of
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ClusterWorkersError
-from cluster_workers.db.connect import read_with
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.views.tables import clip, text_table
 
 
@@ -55,13 +55,13 @@ def trajectories_in(
     return TrajectoryReport(result, t, {k: texts.get(data.medoids[k]) for k in ranks}, by)
 
 
-def load_trajectories(url: str, result_id: str, last_k: int = LAST_K, busy_timeout: float = 30.0, by: str = "prompt",
+def load_trajectories(db: str | Database, result_id: str, last_k: int = LAST_K, by: str = "prompt",
                       experiment: str | None = None) -> TrajectoryReport:
     if last_k < 1:
         raise ClusterWorkersError("--last-k must be at least 1")
     if by not in GROUPS:
         raise ClusterWorkersError(f"--by must be prompt or network, got {by!r}")
-    return read_with(url, busy_timeout, lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by, experiment=experiment))
+    return as_database(db).read(lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by, experiment=experiment))
 
 
 def _share(x: float | None) -> str:
