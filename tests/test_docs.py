@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _index_module():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("benchmark_index", ROOT / "bench" / "benchmark_index.py")
+    spec = importlib.util.spec_from_file_location("benchmark_index", ROOT / "docs" / "benchmark_index.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module

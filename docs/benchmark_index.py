@@ -1,7 +1,7 @@
 """The index of docs/benchmarks/: every JSON there, its date, machine and commit, and the documents citing it.
 
-    .venv/bin/python bench/benchmark_index.py           # rewrite docs/benchmarks/README.md
-    .venv/bin/python bench/benchmark_index.py --check   # exit 1 if a JSON is uncited or the index is stale
+    .venv/bin/python docs/benchmark_index.py           # rewrite docs/benchmarks/README.md
+    .venv/bin/python docs/benchmark_index.py --check   # exit 1 if a JSON is uncited or the index is stale
 
 A JSON no document cites does not belong in the tree (git history keeps it);
 the test suite runs ``--check``'s logic (tests/test_docs.py).
@@ -22,7 +22,7 @@ HEADER = """# Benchmark JSON
 
 Every file here is cited by the document named beside it; the figures in the docs come from these files.
 Files no document cites are removed (git history keeps them). Commit: where the file records it; otherwise
-the docs name the commit beside the figure. Regenerate with `bench/benchmark_index.py`.
+the docs name the commit beside the figure. Regenerate with `docs/benchmark_index.py`.
 
 | file | date | machine | commit | cited by |
 |---|---|---|---|---|
@@ -66,7 +66,7 @@ def problems() -> list[str]:
     """What is wrong with the folder: JSON no document cites, an index that does not match the files."""
     out = [f"{name}: no document cites it" for name, cited in citations().items() if not cited]
     if not INDEX.exists() or INDEX.read_text() != index_text():
-        out.append(f"{INDEX.relative_to(ROOT)} is stale: run bench/benchmark_index.py")
+        out.append(f"{INDEX.relative_to(ROOT)} is stale: run docs/benchmark_index.py")
     return out
 
 
