@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,3 +41,40 @@ def test_an_uncited_json_is_found(tmp_path, monkeypatch):
     assert any("is stale" in line for line in found)
     index.INDEX.write_text(index.index_text())
     assert index.problems() == ["orphan_20260101.json: no document cites it"]
+
+
+LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def slug(heading: str) -> str:
+    """A heading's anchor as GitHub makes it: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def broken_links(documents: list[Path]) -> list[str]:
+    """Relative links in ``documents`` whose file is missing, or whose #anchor names no heading of it."""
+    out = []
+    for doc in documents:
+        for target in LINK.findall(doc.read_text()):
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            path, _, anchor = target.partition("#")
+            file = (doc.parent / path).resolve() if path else doc
+            if not file.exists():
+                out.append(f"{doc.name}: {target} (no such file)")
+            elif anchor and file.suffix == ".md":
+                headings = {slug(line.lstrip("#")) for line in file.read_text().splitlines() if line.startswith("#")}
+                if anchor not in headings:
+                    out.append(f"{doc.name}: {target} (no such heading)")
+    return out
+
+
+def test_every_link_in_the_docs_leads_somewhere():
+    documents = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    assert broken_links(documents) == []
+
+
+def test_a_broken_link_is_found(tmp_path):
+    (tmp_path / "a.md").write_text("# Real text (2026)\n[ok](#real-text-2026) [gone](b.md) [bad](a.md#nowhere) [web](https://x.org/y)\n")
+    assert broken_links([tmp_path / "a.md"]) == ["a.md: b.md (no such file)", "a.md: a.md#nowhere (no such heading)"]
