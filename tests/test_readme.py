@@ -48,6 +48,13 @@ def resolve(db, readme_id: str) -> str:
                 and r["layer"] == layer)
 
 
+def library_versions() -> dict[str, str]:
+    """The versions behind the numbers (EVoC's output moves with its numeric stack: the README is regenerated then)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("evoc", "numba", "numpy", "scikit-learn", "hdbscan")}
+
+
 @pytest.mark.slow
 def test_the_quickstart_runs_as_written(tmp_path):
     steps = quickstart()
@@ -66,6 +73,6 @@ def test_the_quickstart_runs_as_written(tmp_path):
         want = [masked(x) for x in shown]
         for w in want:  # every line the README shows, in order (a shown table may leave columns out with …)
             prefix = w.split("…")[0].strip()
-            assert any(g.startswith(prefix) for g in got), (command, w, got[:12])
+            assert any(g.startswith(prefix) for g in got), (command, w, got[:12], library_versions())
     readme_ids = set(re.findall(r"\b[0-9a-f]{8}\b", " ".join(c for c, _ in steps)))
     assert readme_ids <= set(ROLES)
