@@ -167,6 +167,26 @@ def test_stability_agrees_with_assign_and_writes_only_with_keep(any_db):
     assert adjusted_rand_score(codes(own), codes(assigned)) == pytest.approx(pair["ari"], abs=1e-12)
 
 
+def test_stability_refuses_an_unknown_model_in_one_line(any_db):
+    """It used to reach the worker and fail there with a ValueError: now exit 2, one line naming the models, untouched."""
+    before = file_hash(any_db)
+    out = run_cli("stability", "NoSuchModel", "-d", str(any_db), "--downsample", "3", "--offsets", "2")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1].startswith("error: unknown embedding model(s): NoSuchModel; the database has:")
+    assert MODEL[kind_of(f"sqlite:///{any_db}")] in out.stderr
+    assert file_hash(any_db) == before
+
+
+def test_stability_refuses_an_offset_too_small_to_cluster(demo_db):
+    """The demo's Dummy model (3 embeddings) samples 1 point per offset at downsample 1000: refused before any work."""
+    before = file_hash(demo_db)
+    out = run_cli("stability", "Dummy", "-d", str(demo_db), "--downsample", "1000", "--offsets", "3")
+    last = out.stderr.strip().splitlines()[-1]
+    assert out.returncode == 2 and last.startswith("error: model Dummy: offsets 0..2 at downsample 1000 sample"), out.stderr
+    assert "each needs at least 2" in last and "clustered" not in out.stderr
+    assert file_hash(demo_db) == before
+
+
 @pytest.mark.parametrize("kind", ["real-text", "near-copies"])
 def test_exported_core_distances_equal_a_float64_brute_force(kind, tmp_path):
     """The stored, exported ``core_distance`` of sampled rows, against a brute force on the vectors from the database."""

@@ -88,6 +88,25 @@ def _cluster_offset(settings: Settings, model: str, offset: int, status_dir: str
     return result, l2_normalise(vectors.data)
 
 
+def _check_samples(settings: Settings, models: list[str], offsets: int) -> None:
+    """Every model exists and has enough sampled points at every offset: else one line naming what is missing."""
+    def read(conn):  # type: ignore[no-untyped-def]
+        return [sampling.counts(conn, settings.downsample, None, settings.experiment or None, r)[:2] for r in range(offsets)]
+
+    per_offset = settings.database.read(read)
+    known = sorted(per_offset[0][0])
+    unknown = [m for m in models if m not in per_offset[0][0]]
+    if unknown:
+        raise ConfigError(f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(known) or 'none'}")
+    fewest = settings.min_samples_to_cluster
+    for model in models:
+        sizes = [after.get(model, 0) for _, after in per_offset]
+        if min(sizes) < fewest:
+            raise ConfigError(f"model {model}: offsets 0..{offsets - 1} at downsample {settings.downsample} sample "
+                              f"{', '.join(f'{n:,}' for n in sizes)} points; each needs at least {fewest} "
+                              "(fewer offsets, or a smaller downsample)")
+
+
 def stability(settings: Settings, models: list[str], offsets: int, keep: bool = False, threads: int = 2) -> StabilityReport:
     """Cluster ``offsets`` disjoint samples of each model and assign every sample to every other clustering."""
     if offsets < 2 or offsets > settings.downsample:
@@ -95,6 +114,7 @@ def stability(settings: Settings, models: list[str], offsets: int, keep: bool = 
     if settings.engine == "evoc":  # assignment across samples is HDBSCAN's prediction rule; EVoC's across-run ARI: bench/engines.py
         raise ConfigError("stability assigns by HDBSCAN's prediction rule: use --engine fast or reference (EVoC has no "
                           "prediction data; its agreement across thread counts and row orders is in docs/evoc.md)")
+    _check_samples(settings, models, offsets)
     out, kept = [], []
     with tempfile.TemporaryDirectory(prefix="cw-stability-") as status_dir:
         for model in models:
