@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -185,3 +186,20 @@ def users_rows(path: Path) -> str:
         h.update(repr(con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()).encode())
     con.close()
     return h.hexdigest()
+
+
+# what differs between runs of a documented example: ids, dates, times, rates, memory peaks
+MASKS = [
+    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<uuid>"),
+    (re.compile(r"\b[0-9a-f]{8}\b"), "<id>"),
+    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"), "<date>"),
+    (re.compile(r"\b\d+\.\d+ ?s\b"), "<time>"),
+    (re.compile(r"\b[\d,]+ rows/s"), "<rate>"),
+    (re.compile(r"\bpeak [\d,]+ MiB"), "<peak>"),
+]
+
+
+def masked(line: str) -> str:
+    for pattern, mark in MASKS:
+        line = pattern.sub(mark, line)
+    return re.sub(r"\s+", " ", line).strip()

@@ -9,17 +9,11 @@ import shlex
 
 import pytest
 
-from tests.helpers import ROOT, run_cli
+from tests.helpers import ROOT, masked, run_cli
 
 # the README's result ids, by what they name (ours or the users', algorithm, layer): ids are random per database
 ROLES = {"49a362b4": ("cluster_workers", "hdbscan", 0), "909e6a6f": ("cluster_workers", "evoc", 0),
          "855d1db6": ("cluster_workers", "evoc", 1), "f1fae566": ("users", "evoc", 0)}
-MASKS = [
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"), "<uuid>"),
-    (re.compile(r"\b[0-9a-f]{8}\b"), "<id>"),
-    (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d"), "<date>"),
-    (re.compile(r"\b\d+\.\d+ ?s\b"), "<time>"),
-]
 
 
 def quickstart() -> list[tuple[str, list[str]]]:
@@ -33,12 +27,6 @@ def quickstart() -> list[tuple[str, list[str]]]:
         else:
             steps[-1][1].append(line)
     return steps
-
-
-def masked(line: str) -> str:
-    for pattern, mark in MASKS:
-        line = pattern.sub(mark, line)
-    return re.sub(r"\s+", " ", line).strip()
 
 
 def resolve(db, readme_id: str) -> str:
