@@ -119,6 +119,13 @@ def test_bad_result_ids_are_one_clear_line(known, bad, message):
     assert result.returncode == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
 
+def test_an_unknown_model_names_the_models_that_have_results(known):
+    result = run_cli("show", "latest:Z", "-d", known.url)
+    models = sorted({r["model"] for r in json.loads(run_cli("results", "-d", known.url, "--json").stdout)})
+    assert result.returncode == 1 and models
+    assert result.stderr.strip().endswith(f"results exist for: {', '.join(models)}"), result.stderr
+
+
 def test_delete_one_result(known):
     result = run_cli("delete", str(known.result_ids["A"])[:8], "-d", known.url, "--yes")
     assert result.returncode == 0, result.stderr

@@ -129,8 +129,11 @@ def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
         if model is not None:
             query = query.where(cr.c.embedding_model == model)
         found = conn.execute(query).scalar()
+        if found is None and model:
+            have = sorted(conn.execute(sa.select(cr.c.embedding_model).distinct()).scalars())
+            raise DatabaseError(f"no clustering result for model {model!r}; results exist for: {', '.join(have) or 'no model'}")
         if found is None:
-            raise DatabaseError(f"no clustering result for model {model!r}" if model else "the database has no clustering results yet")
+            raise DatabaseError("the database has no clustering results yet")
         return found
     prefix = wanted.lower().replace("-", "")
     ids = [i for (i,) in conn.execute(sa.select(cr.c.id)) if prefix and i.hex.startswith(prefix)]
