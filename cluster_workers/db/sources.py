@@ -15,7 +15,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.catalog import ResultSummary, find_result
-from cluster_workers.db.memberships import vectors_of
+from cluster_workers.db.texts import vectors_of
 from cluster_workers.db.trees import StoredTree, read_tree, sorted_member_ids
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.errors import ConfigError, DatabaseError

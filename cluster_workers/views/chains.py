@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from cluster_workers.analysis.sequences import Stretch, run_lengths, stretch_summary, transitions
-from cluster_workers.db.memberships import labelled, texts_of
+from cluster_workers.db.memberships import labelled
+from cluster_workers.db.texts import texts_of
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
 from cluster_workers.db.connect import Database, as_database

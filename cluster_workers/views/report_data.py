@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from cluster_workers.analysis.projection import pca_2d, umap_2d
 from cluster_workers.analysis import sequences
-from cluster_workers.db.memberships import Labelled, embedding_details, labelled, sample_embedding_ids, text_positions, vectors_of
+from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids
+from cluster_workers.db.texts import embedding_details, text_positions, vectors_of
 from cluster_workers.db.trees import read_tree
 from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
