@@ -13,6 +13,7 @@ from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment,
 from cluster_workers.run.params import ENGINES  # the choices the help strings name, from where they are defined
 
 HDBSCAN_ENGINES = tuple(e for e in ENGINES if e != "evoc")
+GroupLimit = typer.Option(20, "--limit", min=0, help="Groups in the table (0 = all).")
 
 
 @app.command("fixed-points")
@@ -23,7 +24,7 @@ def fixed_points(
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
-    limit: int = typer.Option(20, "--limit", min=0, help="Groups in the table (0 = all)."),
+    limit: int = GroupLimit,
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Fixed points by exact caption repetition (no clustering, every text step): when each run's caption stops changing."""
@@ -118,7 +119,7 @@ def kinetics(
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
-    limit: int = typer.Option(20, "--limit", min=0, help="Groups in the table (0 = all)."),
+    limit: int = GroupLimit,
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Kinetics of the states: jumps, dwell times (censored, tail test), absorption, transit share, a Markov chain."""
