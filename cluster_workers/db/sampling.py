@@ -188,12 +188,26 @@ def counts(
     if experiment is not None:
         check_experiment(conn, experiment)
     before = {m: int(c) for m, c in conn.execute(count_all_query(bound, s, experiment))}
+    return (before, *sampled_counts(conn, downsample, bound, experiment, offset))
+
+
+def sampled_counts(
+    conn: sa.Connection, downsample: int, bound: SampleBound | None = None, experiment: str | None = None, offset: int = 0
+) -> tuple[dict[str, int], dict[str, dict]]:
+    """``(after, fingerprints)`` per model: the sampled embeddings alone (one GROUP BY query)."""
     after: dict[str, int] = {}
     fingerprints: dict[str, dict] = {}
-    for model, n, digest in conn.execute(count_sampled_query(downsample, bound, s, experiment, offset)):
+    for model, n, digest in conn.execute(count_sampled_query(downsample, bound, schema_of(conn), experiment, offset)):
         after[model] = int(n)
         fingerprints[model] = {"count": int(n), "digest": format(int(digest or 0), "x")}
-    return before, after, fingerprints
+    return after, fingerprints
+
+
+def check_models(wanted: list[str] | tuple[str, ...], present: dict[str, int] | list[str]) -> None:
+    """Every wanted embedding model is in the database: else one line naming the unknown ones and what is there."""
+    unknown = [m for m in wanted if m not in present]
+    if unknown:
+        raise ConfigError(f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(sorted(present)) or 'none'}")
 
 
 def calibration_runs(conn: sa.Connection) -> dict[str, int]:

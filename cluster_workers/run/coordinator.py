@@ -23,7 +23,7 @@ from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import ResultConflict, matching_results
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
-from cluster_workers.errors import ConfigError, DatabaseError, WorkerFailed
+from cluster_workers.errors import DatabaseError, WorkerFailed
 from cluster_workers.run.commit import commit, run_key
 from cluster_workers.run.dispatch import cluster_models
 from cluster_workers.run.worker import ModelResult, peak_rss_mb
@@ -66,11 +66,7 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     report.timings["counts_s"] = time.perf_counter() - t0
     models = sorted(report.before)
     if settings.models:
-        unknown = [m for m in settings.models if m not in report.before]
-        if unknown:
-            raise ConfigError(
-                f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(models) or 'none'}"
-            )
+        sampling.check_models(settings.models, report.before)
         models = [m for m in models if m in settings.models]
     logger.info("counts at downsample={} ({:.2f} s, in SQL):", settings.downsample, report.timings["counts_s"])
     if report.timings["counts_s"] > indexes.SLOW_COUNT_S and indexes.missing(conn):

@@ -91,16 +91,15 @@ def _cluster_offset(settings: Settings, model: str, offset: int, status_dir: str
 def _check_samples(settings: Settings, models: list[str], offsets: int) -> None:
     """Every model exists and has enough sampled points at every offset: else one line naming what is missing."""
     def read(conn):  # type: ignore[no-untyped-def]
-        return [sampling.counts(conn, settings.downsample, None, settings.experiment or None, r)[:2] for r in range(offsets)]
+        before, first, _ = sampling.counts(conn, settings.downsample, None, settings.experiment or None, 0)
+        rest = [sampling.sampled_counts(conn, settings.downsample, None, settings.experiment or None, r)[0] for r in range(1, offsets)]
+        return before, [first, *rest]
 
-    per_offset = settings.database.read(read)
-    known = sorted(per_offset[0][0])
-    unknown = [m for m in models if m not in per_offset[0][0]]
-    if unknown:
-        raise ConfigError(f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(known) or 'none'}")
+    before, per_offset = settings.database.read(read)
+    sampling.check_models(models, before)
     fewest = settings.min_samples_to_cluster
     for model in models:
-        sizes = [after.get(model, 0) for _, after in per_offset]
+        sizes = [after.get(model, 0) for after in per_offset]
         if min(sizes) < fewest:
             raise ConfigError(f"model {model}: offsets 0..{offsets - 1} at downsample {settings.downsample} sample "
                               f"{', '.join(f'{n:,}' for n in sizes)} points; each needs at least {fewest} "
