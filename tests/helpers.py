@@ -203,3 +203,10 @@ def masked(line: str) -> str:
     for pattern, mark in MASKS:
         line = pattern.sub(mark, line)
     return re.sub(r"\s+", " ", line).strip()
+
+
+def missing_lines(shown: list[str], printed: list[str], skip=lambda line: False) -> list[str]:  # type: ignore[no-untyped-def]
+    """The documented lines ``shown`` (masked; a line may stop at ``…``) that no ``printed`` line starts with."""
+    got = [masked(x) for x in printed]
+    prefixes = [masked(line).split("…")[0].strip() for line in shown if not skip(line)]
+    return [p for p in prefixes if not any(g.startswith(p) for g in got)]

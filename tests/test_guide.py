@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ROOT, masked, run_cli
+from tests.helpers import ROOT, masked, missing_lines, run_cli
 
 BLOCK = re.compile(r"<!-- example: (legacy|current) (\d+) -->\n```console\n(.*?)\n```", re.S)
 
@@ -69,9 +69,6 @@ def test_the_guide_runs_as_written(schema, downsample, tmp_path):
             done = subprocess.run(["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
             refused = any(line.startswith("error:") for line in shown)
             assert (done.returncode != 0) == refused, (command, done.returncode, done.stderr[-2000:])
-            got = [masked(x) for x in (done.stdout + done.stderr).splitlines()]
-            for line in shown:
-                if left_out(line):
-                    continue
-                prefix = masked(line).split("…")[0].strip()
-                assert any(g.startswith(prefix) for g in got), (command, prefix, got[:20])
+            printed = (done.stdout + done.stderr).splitlines()
+            missing = missing_lines(shown, printed, skip=left_out)
+            assert not missing, (command, missing, [masked(x) for x in printed[:20]])
