@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.side_rows import as_uuid, delete_rows, has_table, insert_row, read_row
+from cluster_workers.db.side_rows import as_uuid, delete_rows, insert_row, read_row
 
 
 @dataclass
@@ -50,9 +50,6 @@ def encode(assigned_from: uuid.UUID, positions: np.ndarray, assigned: np.ndarray
         "nearest": np.asarray(nearest, dtype="<i4").tobytes(),
     }
 
-
-def has_assignment_table(conn: sa.Connection) -> bool:
-    return has_table(conn, schema_of(conn).clustering_assignment)
 
 
 def write_assignment(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:

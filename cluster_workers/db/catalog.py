@@ -12,8 +12,44 @@ from cluster_workers.db.detect import schema_of
 from cluster_workers.errors import DatabaseError
 
 
+@dataclass(frozen=True)
+class ResultStore:
+    """One pair of result tables -- results and their memberships -- and whether this tool writes them.
+
+    Legacy schema: one pair, this tool's own. Current schema: this tool's (``cluster_workers_*``, made by
+    its first write) and the experiment application's (``clustering_results`` / ``embedding_clusters``,
+    read only). Every reader goes through the pair that holds the result it reads."""
+
+    results: sa.Table
+    memberships: sa.Table
+    ours: bool
+
+
+def result_stores(conn: sa.Connection) -> list[ResultStore]:
+    """The pairs of result tables this database has, this tool's first."""
+    s = schema_of(conn)
+    pairs = [ResultStore(s.clustering_result, s.embedding_cluster, True)]
+    if s.application_result is not None and s.application_membership is not None:
+        pairs.append(ResultStore(s.application_result, s.application_membership, False))
+    inspector = sa.inspect(conn)
+    return [pair for pair in pairs if inspector.has_table(pair.results.name)]
+
+
 def has_results_table(conn: sa.Connection) -> bool:
-    return sa.inspect(conn).has_table(schema_of(conn).clustering_result.name)
+    return bool(result_stores(conn))
+
+
+def store_of(conn: sa.Connection, result_id: uuid.UUID) -> ResultStore:
+    """The pair of tables holding ``result_id``; :class:`DatabaseError` when none does."""
+    for store in result_stores(conn):
+        if conn.execute(sa.select(store.results.c.id).where(store.results.c.id == result_id)).first() is not None:
+            return store
+    raise DatabaseError(f"no clustering result with id {str(result_id)!r}")
+
+
+def memberships_of(conn: sa.Connection, result_id: uuid.UUID) -> sa.Table:
+    """The memberships table holding ``result_id``'s rows."""
+    return store_of(conn, result_id).memberships
 
 
 @dataclass(frozen=True)
@@ -30,7 +66,7 @@ class ResultSummary:
     outliers: int
     stale: bool | None = None  # the database's sample for these parameters differs now (None: not checked / unknown)
     layer: int = 0  # the current schema's column; the legacy schema keeps it in parameters
-    ours: bool = True  # made by this tool; False for the users' own results (current schema, no run key: their EVoC layers)
+    ours: bool = True  # made by this tool; False for the experiment application's own results (e.g. its EVoC layers)
 
     @property
     def outlier_share(self) -> float:
@@ -51,7 +87,7 @@ class ClusterSummary:
     parent: tuple[int, int] | None = None  # an evoc layer's cluster: (layer, rank) of the coarser cluster holding it
 
 
-def _parameters(value: object) -> dict:
+def parameters_of(value: object) -> dict:
     """A result's parameters as a dict, whoever wrote them (JSON text that was never decoded, or nothing)."""
     if isinstance(value, dict):
         return value
@@ -69,38 +105,42 @@ def _parameters(value: object) -> dict:
 def _summaries(conn: sa.Connection, ids: list[uuid.UUID] | None = None) -> list[ResultSummary]:
     """Results with their sample, cluster and outlier counts, newest first (only ``ids`` when given)."""
     s = schema_of(conn)
-    cr, ec = s.clustering_result, s.embedding_cluster
-    layer = cr.c.layer if s.layered else sa.literal(0)
-    counts = (
-        sa.select(
-            ec.c.clustering_result_id.label("result_id"),
-            sa.func.count().label("n"),
-            sa.func.count(sa.distinct(ec.c.medoid_embedding_id)).label("clusters"),
-            (sa.func.count() - sa.func.count(ec.c.medoid_embedding_id)).label("outliers"),
-        )
-        .group_by(ec.c.clustering_result_id)
-    )
-    if ids is not None:
-        counts = counts.where(ec.c.clustering_result_id.in_(ids))
-    counts = counts.subquery("counts")
-    query = (
-        sa.select(
-            cr.c.id, cr.c.embedding_model, cr.c.created_at, cr.c.started_at, cr.c.completed_at, cr.c.algorithm, cr.c.parameters,
-            sa.func.coalesce(counts.c.n, 0), sa.func.coalesce(counts.c.clusters, 0), sa.func.coalesce(counts.c.outliers, 0), layer,
-        )
-        .select_from(cr.outerjoin(counts, counts.c.result_id == cr.c.id))
-        .order_by(cr.c.created_at.desc(), cr.c.embedding_model, layer)
-    )
-    if ids is not None:
-        query = query.where(cr.c.id.in_(ids))
     out = []
-    for rid, model, created, started, completed, algorithm, params, n, clusters, outliers, lay in conn.execute(query):
-        params = _parameters(params)
-        lay = int(lay) if s.layered else int(params.get("layer", 0) or 0)
-        # legacy: the result tables are this tool's own; current: they are the users', and ours carry a run key
-        mine = not s.layered or "run_key" in params
-        out.append(ResultSummary(rid, model, created, started, completed, algorithm, params, int(n), int(clusters), int(outliers),
-                                 layer=lay, ours=mine))
+    for store in result_stores(conn):
+        cr, ec = store.results, store.memberships
+        layer = cr.c.layer if s.layered else sa.literal(0)
+        counts = (
+            sa.select(
+                ec.c.clustering_result_id.label("result_id"),
+                sa.func.count().label("n"),
+                sa.func.count(sa.distinct(ec.c.medoid_embedding_id)).label("clusters"),
+                (sa.func.count() - sa.func.count(ec.c.medoid_embedding_id)).label("outliers"),
+            )
+            .group_by(ec.c.clustering_result_id)
+        )
+        if ids is not None:
+            counts = counts.where(ec.c.clustering_result_id.in_(ids))
+        counts = counts.subquery("counts")
+        query = (
+            sa.select(
+                cr.c.id, cr.c.embedding_model, cr.c.created_at, cr.c.started_at, cr.c.completed_at, cr.c.algorithm,
+                cr.c.parameters, sa.func.coalesce(counts.c.n, 0), sa.func.coalesce(counts.c.clusters, 0),
+                sa.func.coalesce(counts.c.outliers, 0), layer,
+            )
+            .select_from(cr.outerjoin(counts, counts.c.result_id == cr.c.id))
+        )
+        if ids is not None:
+            query = query.where(cr.c.id.in_(ids))
+        for rid, model, created, started, completed, algorithm, params, n, clusters, outliers, lay in conn.execute(query):
+            params = parameters_of(params)
+            lay = int(lay) if s.layered else int(params.get("layer", 0) or 0)
+            # ours: in our tables, or (a database 0.2.0 wrote, not yet repaired) in theirs with our run key
+            mine = store.ours or "run_key" in params
+            out.append(ResultSummary(rid, model, created, started, completed, algorithm, params, int(n), int(clusters),
+                                     int(outliers), layer=lay, ours=mine))
+    never = dt.datetime.min
+    out.sort(key=lambda r: (r.model, r.layer))
+    out.sort(key=lambda r: r.created_at or never, reverse=True)
     return out
 
 
@@ -119,24 +159,29 @@ def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
 
     Reads the results table only (ids, models, creation times), never the memberships.
     """
-    cr = schema_of(conn).clustering_result
     wanted = result_id.strip()
-    if not has_results_table(conn):
+    stores = result_stores(conn)
+    if not stores:
         raise DatabaseError("the database has no clustering results yet")
     if wanted.lower() == LATEST or wanted.lower().startswith(LATEST + ":"):
         model = wanted.split(":", 1)[1] if ":" in wanted else None
-        query = sa.select(cr.c.id).order_by(cr.c.created_at.desc(), cr.c.embedding_model).limit(1)
-        if model is not None:
-            query = query.where(cr.c.embedding_model == model)
-        found = conn.execute(query).scalar()
-        if found is None and model:
-            have = sorted(conn.execute(sa.select(cr.c.embedding_model).distinct()).scalars())
+        newest = []
+        for store in stores:
+            cr = store.results
+            query = sa.select(cr.c.created_at, cr.c.embedding_model, cr.c.id).order_by(cr.c.created_at.desc(), cr.c.embedding_model).limit(1)
+            if model is not None:
+                query = query.where(cr.c.embedding_model == model)
+            newest += [tuple(row) for row in conn.execute(query)]
+        if not newest and model:
+            have = sorted({m for store in stores for m in conn.execute(sa.select(store.results.c.embedding_model).distinct()).scalars()})
             raise DatabaseError(f"no clustering result for model {model!r}; results exist for: {', '.join(have) or 'no model'}")
-        if found is None:
+        if not newest:
             raise DatabaseError("the database has no clustering results yet")
-        return found
+        newest.sort(key=lambda row: row[1])
+        newest.sort(key=lambda row: row[0] or dt.datetime.min, reverse=True)
+        return newest[0][2]
     prefix = wanted.lower().replace("-", "")
-    ids = [i for (i,) in conn.execute(sa.select(cr.c.id)) if prefix and i.hex.startswith(prefix)]
+    ids = [i for store in stores for (i,) in conn.execute(sa.select(store.results.c.id)) if prefix and i.hex.startswith(prefix)]
     if not ids:
         raise DatabaseError(f"no clustering result with id {result_id!r}")
     if len(ids) > 1:
@@ -151,7 +196,7 @@ def find_result(conn: sa.Connection, result_id: str) -> ResultSummary:
 
 def results_to_delete(conn: sa.Connection, result_id: str | None = None, model: str | None = None) -> list[ResultSummary]:
     """The results one ``delete`` names: one id (prefix, ``latest``; anyone's result), or every result of
-    ``model``, or all (neither) -- of *ours* only: the users' own results (no run key, e.g. their EVoC layers)
+    ``model``, or all (neither) -- of *ours* only: the application's own results (e.g. its EVoC layers)
     are deleted only by naming their id."""
     if result_id is not None:
         return [find_result(conn, result_id)]
@@ -159,7 +204,7 @@ def results_to_delete(conn: sa.Connection, result_id: str | None = None, model: 
     if model is not None:
         rows = [r for r in rows if r.model == model]
         if not rows:
-            raise DatabaseError(f"no clustering result of this tool for model {model!r} (the users' own results are deleted by id)")
+            raise DatabaseError(f"no clustering result of this tool for model {model!r} (the application's own results are deleted by id)")
     return rows
 
 
@@ -168,11 +213,10 @@ def foreign_results(conn: sa.Connection, model: str | None = None) -> int:
     return sum(1 for r in list_results(conn) if not r.ours and (model is None or r.model == model))
 
 
-
 def cluster_summaries(conn: sa.Connection, result_id: uuid.UUID) -> list[ClusterSummary]:
     """The result's clusters, largest first, with the medoid's text; outliers as one row with no medoid."""
     s = schema_of(conn)
-    ec, embedding, invocation = s.embedding_cluster, s.embedding, s.invocation
+    ec, embedding, invocation = memberships_of(conn, result_id), s.embedding, s.invocation
     sizes = (
         sa.select(ec.c.medoid_embedding_id.label("medoid"), sa.func.count().label("size"))
         .where(ec.c.clustering_result_id == result_id)

@@ -110,6 +110,7 @@ def _install_sqlite_hooks(engine: Engine, *, busy_timeout: float, read_only: boo
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        cur.execute("PRAGMA foreign_keys = ON")  # as the experiment application's connections run: we see what it sees
         if read_only:
             cur.execute("PRAGMA query_only = 1")
         cur.close()

@@ -45,7 +45,7 @@ def _covering(s: Schema) -> tuple[sa.Index, ...]:
                  sqlite_where=is_text(inv)),  # PostgreSQL refuses the enum cast in a predicate: a full index there
     ]
     if s.layered:  # the users' migrations index embedding_clusters on (embedding_id, clustering_result_id) only
-        ec = s.embedding_cluster.to_metadata(own)
+        ec = s.application_membership.to_metadata(own)
         found.append(sa.Index("ix_cw_embedding_clusters_result", ec.c.clustering_result_id))
     return tuple(found)
 

@@ -18,7 +18,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.side_rows import as_uuid, delete_rows, has_table, insert_row, read_row
+from cluster_workers.db.side_rows import as_uuid, delete_rows, insert_row, read_row, readable
 
 
 @dataclass
@@ -56,9 +56,6 @@ def encode(run_id: uuid.UUID, layer: int, layers: int, persistence: float, posit
     }
 
 
-def has_layer_table(conn: sa.Connection) -> bool:
-    return has_table(conn, schema_of(conn).clustering_layer)
-
 
 def write_layer(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
     """Insert one result's row, making the table first if this database has none (the caller's transaction)."""
@@ -83,9 +80,9 @@ def read_layer(conn: sa.Connection, result_id: uuid.UUID) -> StoredLayer | None:
 
 def run_layers(conn: sa.Connection, run_id: uuid.UUID) -> dict[int, uuid.UUID]:
     """``layer -> result id`` of every layer of one evoc run."""
-    if not has_layer_table(conn):
+    table = readable(conn, schema_of(conn).clustering_layer)
+    if table is None:
         return {}
-    table = schema_of(conn).clustering_layer
     rows = conn.execute(sa.select(table.c.layer, table.c.clustering_result_id).where(table.c.run_id == run_id))
     return {int(layer): as_uuid(rid) for layer, rid in rows}
 

@@ -16,6 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.sampling import is_text, text_index
+from cluster_workers.db.catalog import memberships_of
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
 from cluster_workers.db.points import point_scores
@@ -45,7 +46,7 @@ FLOAT_COLUMNS = ("probability", "outlier_score", "core_distance")  # empty for a
 
 def cluster_ranks(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, int]:
     """``medoid embedding id -> rank`` (1 = largest cluster); outliers (no medoid) are not in it."""
-    ec = schema_of(conn).embedding_cluster
+    ec = memberships_of(conn, result_id)
     sizes = conn.execute(
         sa.select(ec.c.medoid_embedding_id, sa.func.count())
         .where(ec.c.clustering_result_id == result_id, ec.c.medoid_embedding_id.is_not(None))
@@ -66,9 +67,10 @@ def _text_positions(s: Schema) -> sa.Subquery:
     return sa.select(invocation.c.id.label("invocation_id"), text_index(s).label("text_index")).where(is_text(invocation)).subquery("text_position")
 
 
-def membership_query(result_id: uuid.UUID, s: Schema) -> sa.Select:
-    """The export's columns (``cluster`` as the medoid id, ranked by the caller), in run and sequence order."""
-    ec, pos = s.embedding_cluster, _text_positions(s)
+def membership_query(result_id: uuid.UUID, s: Schema, ec: sa.Table) -> sa.Select:
+    """The export's columns (``cluster`` as the medoid id, ranked by the caller), in run and sequence order;
+    ``ec``: the memberships table holding the result (:func:`~cluster_workers.db.catalog.memberships_of`)."""
+    pos = _text_positions(s)
     embedding, invocation, run = s.embedding, s.invocation, s.run
     return (
         sa.select(
@@ -100,7 +102,7 @@ def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, states: dict[tup
     ranks = cluster_ranks(conn, result_id)
     scores = point_scores(conn, result_id)
     none, no_state = (None, None, None), (None, None)
-    result = conn.execute(membership_query(result_id, schema_of(conn)), execution_options={"stream_results": True, "yield_per": batch})
+    result = conn.execute(membership_query(result_id, schema_of(conn), memberships_of(conn, result_id)), execution_options={"stream_results": True, "yield_per": batch})
     for part in result.partitions(batch):
         yield [
             (emb, inv, run_id, network_label(network), prompt, seq, tix,
@@ -142,7 +144,7 @@ def labelled(
     """
     positions = text_positions(conn) if positions is None else positions
     s = schema_of(conn)
-    ec, embedding, run = s.embedding_cluster, s.embedding, s.run
+    ec, embedding, run = memberships_of(conn, result_id), s.embedding, s.run
     rows = driver_rows(conn,
         sa.select(raw_column(embedding.c.invocation_id), raw_column(ec.c.medoid_embedding_id), raw_column(ec.c.embedding_id))
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
@@ -216,7 +218,7 @@ def _of_experiment(conn: sa.Connection, data: Labelled, experiment: str | uuid.U
 
 def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, seed: int = 0) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
     """Up to ``limit`` ``(embedding id, medoid id)`` of the result, a seeded random sample (Python side)."""
-    ec = schema_of(conn).embedding_cluster
+    ec = memberships_of(conn, result_id)
     rows = conn.execute(
         sa.select(raw_column(ec.c.embedding_id), raw_column(ec.c.medoid_embedding_id)).where(ec.c.clustering_result_id == result_id)
     ).all()
@@ -240,7 +242,7 @@ def captions(conn: sa.Connection, result_id: uuid.UUID) -> Captions:
     from cluster_workers.db.trees import byte_order
 
     s = schema_of(conn)
-    ec, embedding, invocation = s.embedding_cluster, s.embedding, s.invocation
+    ec, embedding, invocation = memberships_of(conn, result_id), s.embedding, s.invocation
     rows = conn.execute(
         sa.select(raw_column(ec.c.embedding_id), ec.c.medoid_embedding_id.is_(None), invocation.c.output_text, invocation.c.model)
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id).join(invocation, invocation.c.id == embedding.c.invocation_id))

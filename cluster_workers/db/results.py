@@ -11,7 +11,7 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.catalog import has_results_table
+from cluster_workers.db.catalog import result_stores
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
 from cluster_workers.db.assignments import delete_assignments
@@ -136,56 +136,33 @@ def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid
 
 
 def create_result_tables(conn: sa.Connection) -> None:
-    """The tables this tool writes that the database lacks (legacy: all three; current: only ``clusteringtree``)."""
+    """The tables this tool writes that the database lacks (results, memberships, trees), after moving what
+    0.2.0 left in the application's tables into them (:func:`~cluster_workers.db.repair.repair`)."""
+    from cluster_workers.db.repair import repair
+
     s = schema_of(conn)
     s.metadata.create_all(conn, tables=list(s.ours), checkfirst=True)
+    repair(conn)
     add_core_columns(conn)
 
 
-def algorithm_name(s: Schema, run_key: dict, algorithm: str = ALGORITHM) -> str:
-    """The ``algorithm`` a result of ours is written with.
-
-    Legacy schema: the engine family (``hdbscan``). Current schema: its UNIQUE (embedding_model,
-    algorithm, layer) allows one result per model, algorithm and layer, so the name says what made the
-    result and carries a digest of its run key: results with other parameters or downsamples coexist,
-    and only a second result with the *same* run key conflicts (e.g.
-    ``hdbscan ds=10 mcs=auto ms=auto eps=0.5 eom #3f2a91c0``).
-    """
-    if run_key.get("engine") == "evoc":
-        algorithm = "evoc"
-    if not s.layered:
-        return algorithm
-    import hashlib
-    import json
-
-    digest = hashlib.blake2b(json.dumps(run_key, sort_keys=True, default=str).encode(), digest_size=4).hexdigest()
-    def value(key: str) -> str:
-        v = run_key.get(key)
-        return "auto" if v in (0, None) and key in ("min_cluster_size", "min_samples") else str(v)
-    parts = [algorithm]
-    if run_key.get("assigned_from"):
-        parts.append(f"assign from={str(run_key['assigned_from'])[:8]}")
-    if run_key.get("downsample") is not None:
-        parts.append(f"ds={run_key['downsample']}")
-    if run_key.get("offset"):
-        parts.append(f"offset={run_key['offset']}")
-    if "min_cluster_size" in run_key:
-        parts += [f"mcs={value('min_cluster_size')}", f"ms={value('min_samples')}", f"eps={value('cluster_selection_epsilon')}",
-                  str(run_key.get("cluster_selection_method", "eom"))]
-    return " ".join(parts) + f" #{digest}"
+def algorithm_name(run_key: dict, algorithm: str = ALGORITHM) -> str:
+    """The ``algorithm`` a result of ours is written with: the engine family (``hdbscan`` or ``evoc``); the
+    parameters say the rest."""
+    return "evoc" if run_key.get("engine") == "evoc" else algorithm
 
 
 def matching_results(conn: sa.Connection, model: str, run_key: dict) -> list[tuple[uuid.UUID, dict]]:
-    """``(id, parameters)`` of the model's results made with the same run key, oldest first."""
-    if not has_results_table(conn):
-        return []
-    clustering_result = schema_of(conn).clustering_result
-    rows = conn.execute(
-        sa.select(clustering_result.c.id, clustering_result.c.parameters)
-        .where(clustering_result.c.embedding_model == model)
-        .order_by(clustering_result.c.created_at)
-    )
-    return [(rid, params) for rid, params in rows if isinstance(params, dict) and params.get("run_key") == run_key]
+    """``(id, parameters)`` of the model's results made with the same run key, oldest first (a database 0.2.0
+    wrote, not yet repaired, holds ours in the application's tables: found there too)."""
+    found = []
+    for store in result_stores(conn):
+        cr = store.results
+        rows = conn.execute(sa.select(cr.c.created_at, cr.c.id, cr.c.parameters).where(cr.c.embedding_model == model))
+        found += [(created, rid, params) for created, rid, params in rows
+                  if isinstance(params, dict) and params.get("run_key") == run_key]
+    found.sort(key=lambda row: row[0] or dt.datetime.min)
+    return [(rid, params) for _, rid, params in found]
 
 
 def matching_result_ids(conn: sa.Connection, model: str, run_key: dict) -> list[uuid.UUID]:
@@ -193,37 +170,24 @@ def matching_result_ids(conn: sa.Connection, model: str, run_key: dict) -> list[
     return [rid for rid, _ in matching_results(conn, model, run_key)]
 
 
-class ResultConflict(DatabaseError):
-    """A result would break the current schema's UNIQUE (embedding_model, algorithm, layer)."""
-
-
 def _delete_rows(conn: sa.Connection, ids: list[uuid.UUID]) -> int:
-    """Delete results, their trees and memberships (the caller's transaction); returns memberships removed."""
-    s = schema_of(conn)
-    delete_trees(conn, ids)
-    delete_assignments(conn, ids)
-    delete_layers(conn, ids)
-    removed = conn.execute(sa.delete(s.embedding_cluster).where(s.embedding_cluster.c.clustering_result_id.in_(ids))).rowcount
-    conn.execute(sa.delete(s.clustering_result).where(s.clustering_result.c.id.in_(ids)))
+    """Delete results, their side rows and memberships (the caller's transaction); returns memberships removed.
+
+    A result of ours goes with its tree, assignment and layer rows; one of the application's (named by id)
+    from its own two tables, memberships first, as the application deletes it."""
+    removed = 0
+    for store in result_stores(conn):
+        held = [rid for rid in ids if conn.execute(sa.select(store.results.c.id).where(store.results.c.id == rid)).first()]
+        if not held:
+            continue
+        if store.ours:
+            delete_trees(conn, held)
+            delete_assignments(conn, held)
+            delete_layers(conn, held)
+        ec, cr = store.memberships, store.results
+        removed += conn.execute(sa.delete(ec).where(ec.c.clustering_result_id.in_(held))).rowcount
+        conn.execute(sa.delete(cr).where(cr.c.id.in_(held)))
     return removed
-
-
-def check_unique_rule(conn: sa.Connection, model: str, algorithm: str, layer: int, option: str = "--force") -> None:
-    """Refuse, in one line, a result the current schema's UNIQUE (embedding_model, algorithm, layer) would reject."""
-    s = schema_of(conn)
-    if not s.layered or not has_results_table(conn):
-        return
-    cr = s.clustering_result
-    found = conn.execute(
-        sa.select(cr.c.id, cr.c.created_at).where(cr.c.embedding_model == model, cr.c.algorithm == algorithm, cr.c.layer == layer)
-    ).first()
-    if found is not None:
-        made = f", made {found[1]:%Y-%m-%d %H:%M} UTC" if found[1] else ""
-        raise ResultConflict(
-            f"model {model}: result {found[0].hex[:8]} ({algorithm!r}, layer {layer}{made}) already holds this model, algorithm "
-            f"and layer, which the database allows once (UNIQUE embedding_model, algorithm, layer); pass {option} to replace it "
-            f"in the same transaction"
-        )
 
 
 def write_results(
@@ -255,9 +219,7 @@ def write_results(
             old = matching_result_ids(conn, result.model, run_key)
             if old:
                 deleted += _delete_rows(conn, old)
-    algorithm = algorithm_name(s, run_key)
-    for result in results:
-        check_unique_rule(conn, result.model, algorithm, int(getattr(result, "layer", 0)))
+    algorithm = algorithm_name(run_key)
     written = 0
     created_at: dt.datetime | None = None
     ids = [given_id or uuid.uuid4() for _, given_id in named]
@@ -296,10 +258,13 @@ def write_results(
     return {"results": len(results), "memberships": written, "deleted_memberships": deleted}
 
 
-
 def delete_results(conn: sa.Connection, ids: list[uuid.UUID], after_batch: Callable[[], None] | None = None) -> int:
     """Delete results and their memberships (in the caller's transaction), one result at a time;
-    returns the memberships removed. ``after_batch`` runs after each (a safe point to stop)."""
+    returns the memberships removed. ``after_batch`` runs after each (a safe point to stop). What 0.2.0 left in
+    the application's tables is moved into ours first (:mod:`.repair`), so ids resolved before still name them."""
+    from cluster_workers.db.repair import repair
+
+    repair(conn)
     removed = 0
     for result_id in ids:
         removed += _delete_rows(conn, [result_id])

@@ -9,7 +9,11 @@ holding the enum *name* ``'TEXT'``/``'IMAGE'``). Its result tables
 ``'text'``/``'image'``, ISO 8601 text timestamps with microseconds and ``Z``,
 ``inserted_at``/``updated_at`` NOT NULL on every row, ``runs.run_number``, no seeds,
 ``clustering_results.layer`` with UNIQUE (embedding_model, algorithm, layer)). Every
-table but our own ``clusteringtree`` is the users': never created or altered here.
+table there is the experiment application's: read, never created or altered, except by
+``publish`` and a ``delete`` that names one of its results. This tool's rows live in
+tables of its own beside them, all named ``cluster_workers_*`` (:data:`OUR_PREFIX`), with
+no foreign key into the application's tables: the application deletes results,
+experiments and embeddings at will, and nothing of ours may stand in its way.
 
 Both map onto the same column *keys* (``invocation.c.output_image_data``,
 ``clustering_result.c.created_at`` -- the current schema's ``inserted_at``), so a
@@ -21,13 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 
 LEGACY, CURRENT = "legacy", "current"
+OUR_PREFIX = "cluster_workers_"  # every table this tool makes beside the current schema's
 SCHEMA_NAMES = (LEGACY, CURRENT)
 
 
@@ -95,8 +100,8 @@ class Schema:
     run: sa.Table
     invocation: sa.Table
     embedding: sa.Table
-    clustering_result: sa.Table
-    embedding_cluster: sa.Table
+    clustering_result: sa.Table  # ours: the results this tool writes
+    embedding_cluster: sa.Table  # ours: their memberships
     clustering_tree: sa.Table
     clustering_assignment: sa.Table  # ours, made by the first `assign`: which rows were frozen, which assigned
     ours: tuple[sa.Table, ...]  # the tables this tool creates when it first writes
@@ -105,6 +110,11 @@ class Schema:
     layered: bool  # results have a layer, unique per (embedding_model, algorithm, layer)
     dashed_ids: bool  # ids are 36-char dashed text (else SQLAlchemy's Uuid: 32-char hex on SQLite)
     clustering_layer: sa.Table | None = None  # ours, made by the first evoc run: per layer strengths and the layer tree
+    # the current schema's own result tables (the application's clusterings: read; written only by `publish`)
+    application_result: sa.Table | None = None
+    application_membership: sa.Table | None = None
+    # ours under the names 0.2.0 gave them on the current schema (read until `repair` moves their rows)
+    former_side_tables: dict[str, sa.Table] = field(default_factory=dict)
 
     @property
     def experiment_tables(self) -> tuple[sa.Table, ...]:
@@ -126,11 +136,17 @@ def _stamps(text_type: type) -> list[sa.Column]:
     ]
 
 
-def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Table:
+def _result_key(id_type: Any, result_table: str | None) -> sa.Column:
+    """The side table's key: the result's id (a foreign key into our own results table, where one is named)."""
+    refers = (sa.ForeignKey(f"{result_table}.id"),) if result_table else ()
+    return sa.Column("clustering_result_id", id_type, *refers, primary_key=True)
+
+
+def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, name: str) -> sa.Table:
     return sa.Table(
-        "clusteringtree",  # ours, beside the users' tables: what re-cutting a result needs, per result one row
+        name,  # ours: what re-cutting a result needs, per result one row
         metadata,
-        sa.Column("clustering_result_id", id_type, sa.ForeignKey(f"{result_table}.id"), primary_key=True),
+        _result_key(id_type, result_table),
         sa.Column("format", sa.Integer, nullable=False),  # layout of the blobs (db/trees.py)
         sa.Column("points", sa.Integer, nullable=False),
         sa.Column("edges", sa.LargeBinary, nullable=False),  # (points - 1) x (<i4 row, <i4 row, <f8 weight), by weight
@@ -141,11 +157,11 @@ def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Ta
     )
 
 
-def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Table:
+def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, name: str) -> sa.Table:
     return sa.Table(
-        "clusteringassignment",  # ours: per result made by `assign`, one row (db/assignments.py)
+        name,  # ours: per result made by `assign`, one row (db/assignments.py)
         metadata,
-        sa.Column("clustering_result_id", id_type, sa.ForeignKey(f"{result_table}.id"), primary_key=True),
+        _result_key(id_type, result_table),
         sa.Column("assigned_from", id_type, nullable=False),  # the frozen result (never changed by assign)
         sa.Column("points", sa.Integer, nullable=False),
         sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
@@ -156,11 +172,11 @@ def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str) ->
     )
 
 
-def _layer_table(metadata: sa.MetaData, id_type: Any, result_table: str) -> sa.Table:
+def _layer_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, name: str) -> sa.Table:
     return sa.Table(
-        "clusteringlayer",  # ours: per result made by the evoc engine, one row (db/layers.py)
+        name,  # ours: per result made by the evoc engine, one row (db/layers.py)
         metadata,
-        sa.Column("clustering_result_id", id_type, sa.ForeignKey(f"{result_table}.id"), primary_key=True),
+        _result_key(id_type, result_table),
         sa.Column("run_id", id_type, nullable=False),  # the run's finest layer: every layer of one run shares it
         sa.Column("layer", sa.Integer, nullable=False),
         sa.Column("layers", sa.Integer, nullable=False),
@@ -231,8 +247,8 @@ def _legacy() -> Schema:
         sa.Column("medoid_embedding_id", sa.Uuid, sa.ForeignKey("embedding.id"), nullable=True),
         sa.UniqueConstraint("embedding_id", "clustering_result_id", name="uq_embeddingcluster_embedding_result"),
     )
-    tree = _tree_table(md, sa.Uuid, "clusteringresult")
-    assignment = _assignment_table(md, sa.Uuid, "clusteringresult")
+    tree = _tree_table(md, sa.Uuid, "clusteringresult", "clusteringtree")
+    assignment = _assignment_table(md, sa.Uuid, "clusteringresult", "clusteringassignment")
     required = {
         "run": ("id", "network", "initial_prompt"),
         "invocation": ("id", "run_id", "sequence_number", "type", "output_text"),
@@ -240,7 +256,7 @@ def _legacy() -> Schema:
     }
     return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree, assignment,
                   ours=(result, membership, tree), required=required, stamped=False, layered=False, dashed_ids=False,
-                  clustering_layer=_layer_table(md, sa.Uuid, "clusteringresult"))
+                  clustering_layer=_layer_table(md, sa.Uuid, "clusteringresult", "clusteringlayer"))
 
 
 def _current() -> Schema:
@@ -291,19 +307,8 @@ def _current() -> Schema:
         sa.Column("completed_at", IsoTimestamp, nullable=True),
         *_stamps(IsoTimestamp),
     )
-    result = sa.Table(
-        "clustering_results", md,
-        sa.Column("id", DashedUuid, primary_key=True),
-        sa.Column("embedding_model", sa.String, nullable=False),
-        sa.Column("algorithm", sa.String, nullable=False),
-        sa.Column("parameters", sa.JSON, nullable=False),
-        sa.Column("layer", sa.Integer, nullable=False, default=0),
-        sa.Column("started_at", IsoTimestamp, nullable=False),
-        sa.Column("completed_at", IsoTimestamp, nullable=True),
-        sa.Column("inserted_at", IsoTimestamp, nullable=False, default=utc_now, key="created_at"),
-        sa.Column("updated_at", IsoTimestamp, nullable=False, default=utc_now, onupdate=utc_now),
-    )
-    membership = sa.Table(
+    application_result = _result_table(md, "clustering_results")
+    application_membership = sa.Table(
         "embedding_clusters", md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("embedding_id", DashedUuid, sa.ForeignKey("embeddings.id"), nullable=False),
@@ -311,8 +316,26 @@ def _current() -> Schema:
         sa.Column("medoid_embedding_id", DashedUuid, sa.ForeignKey("embeddings.id"), nullable=True),
         *_stamps(IsoTimestamp),
     )
-    tree = _tree_table(md, DashedUuid, "clustering_results")
-    assignment = _assignment_table(md, DashedUuid, "clustering_results")
+    # ours: the same columns as the application's two result tables (so `publish` and `repair` copy rows as
+    # they are), no UNIQUE (embedding_model, algorithm, layer), and no foreign key into any table of theirs
+    result = _result_table(md, f"{OUR_PREFIX}results")
+    membership = sa.Table(
+        f"{OUR_PREFIX}memberships", md,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("embedding_id", DashedUuid, nullable=False),
+        sa.Column("clustering_result_id", DashedUuid, nullable=False, index=True),
+        sa.Column("medoid_embedding_id", DashedUuid, nullable=True),
+        *_stamps(IsoTimestamp),
+    )
+    tree = _tree_table(md, DashedUuid, result.name, f"{OUR_PREFIX}trees")
+    assignment = _assignment_table(md, DashedUuid, result.name, f"{OUR_PREFIX}assignments")
+    layer = _layer_table(md, DashedUuid, result.name, f"{OUR_PREFIX}layers")
+    former = sa.MetaData()  # 0.2.0's names, no keys: read before a repair, then dropped
+    former_side_tables = {
+        tree.name: _tree_table(former, DashedUuid, None, "clusteringtree"),
+        assignment.name: _assignment_table(former, DashedUuid, None, "clusteringassignment"),
+        layer.name: _layer_table(former, DashedUuid, None, "clusteringlayer"),
+    }
     required = {
         "experiments": ("id",),
         "runs": ("id", "experiment_id", "initial_prompt", "network", "run_number", "inserted_at", "updated_at"),
@@ -323,8 +346,25 @@ def _current() -> Schema:
         "embedding_clusters": ("id", "embedding_id", "clustering_result_id", "medoid_embedding_id", "inserted_at", "updated_at"),
     }
     return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree, assignment,
-                  ours=(tree,), required=required, stamped=True, layered=True, dashed_ids=True,
-                  clustering_layer=_layer_table(md, DashedUuid, "clustering_results"))
+                  ours=(result, membership, tree), required=required, stamped=True, layered=True, dashed_ids=True,
+                  clustering_layer=layer, application_result=application_result,
+                  application_membership=application_membership, former_side_tables=former_side_tables)
+
+
+def _result_table(metadata: sa.MetaData, name: str) -> sa.Table:
+    """The current schema's results: the application's ``clustering_results``, and ours with the same columns."""
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", DashedUuid, primary_key=True),
+        sa.Column("embedding_model", sa.String, nullable=False),
+        sa.Column("algorithm", sa.String, nullable=False),
+        sa.Column("parameters", sa.JSON, nullable=False),
+        sa.Column("layer", sa.Integer, nullable=False, default=0),
+        sa.Column("started_at", IsoTimestamp, nullable=False),
+        sa.Column("completed_at", IsoTimestamp, nullable=True),
+        sa.Column("inserted_at", IsoTimestamp, nullable=False, default=utc_now, key="created_at"),
+        sa.Column("updated_at", IsoTimestamp, nullable=False, default=utc_now, onupdate=utc_now),
+    )
 
 
 LEGACY_SCHEMA = _legacy()

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 
+from cluster_workers.db.catalog import memberships_of
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import tree_core_columns
+from cluster_workers.db.side_rows import readable
 from cluster_workers.db.vectors import uuid_bytes
 
 FORMAT = 1
@@ -119,8 +121,7 @@ def add_core_columns(conn: sa.Connection) -> list[str]:
     return added
 
 
-def _present_columns(conn: sa.Connection) -> list[sa.Column]:
-    table = schema_of(conn).clustering_tree
+def _present_columns(conn: sa.Connection, table: sa.Table) -> list[sa.Column]:
     present = {c["name"] for c in sa.inspect(conn).get_columns(table.name)}
     return [c for c in table.columns if c.name in present]
 
@@ -135,10 +136,10 @@ def has_tree_table(conn: sa.Connection) -> bool:
 
 def read_tree(conn: sa.Connection, result_id: uuid.UUID) -> StoredTree | None:
     """The result's tree, or None for a result made without one (before trees were kept, or elsewhere)."""
-    if not has_tree_table(conn):
+    table = readable(conn, schema_of(conn).clustering_tree)
+    if table is None:
         return None
-    clustering_tree = schema_of(conn).clustering_tree
-    query = sa.select(*_present_columns(conn)).where(clustering_tree.c.clustering_result_id == result_id)
+    query = sa.select(*_present_columns(conn, table)).where(table.c.clustering_result_id == result_id)
     row = conn.execute(query).first()
     return None if row is None else decode(row)
 
@@ -152,7 +153,7 @@ def delete_trees(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None:
 def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.ndarray, np.ndarray]:
     """The result's ``(embedding ids as (n, 16) bytes, medoid ids as (n, 16) bytes, zeros for outliers)``,
     sorted by embedding id bytes: index ``positions[row]`` of a stored tree."""
-    ec = schema_of(conn).embedding_cluster
+    ec = memberships_of(conn, result_id)
     rows = conn.execute(
         sa.select(sa.type_coerce(ec.c.embedding_id, sa.String), sa.type_coerce(ec.c.medoid_embedding_id, sa.String))
         .where(ec.c.clustering_result_id == result_id)

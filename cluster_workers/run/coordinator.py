@@ -20,7 +20,7 @@ from cluster_workers.run.config import Settings
 from cluster_workers.db import indexes, sampling
 from cluster_workers.db.connect import db_error, describe, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.results import ResultConflict, matching_results
+from cluster_workers.db.results import matching_results
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
 from cluster_workers.errors import DatabaseError, WorkerFailed
@@ -97,13 +97,6 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
         if any(params.get("sample") == report.fingerprints[model] for _, params in earlier):
             report.skipped[model] = "already clustered with the same parameters on the same sample (use --force to replace)"
             continue
-        if earlier and schema_of(conn).layered:  # refused now, before any clustering, not at the commit
-            was = earlier[-1][1].get("sample") or {}
-            raise ResultConflict(
-                f"model {model}: result {earlier[-1][0].hex[:8]} holds these parameters on an earlier sample "
-                f"({was.get('count', 0):,} -> {n:,} embeddings), and the database allows one result per model, algorithm and "
-                f"layer (its UNIQUE rule); pass --force to replace it in the same transaction"
-            )
         if earlier:
             was = earlier[-1][1].get("sample") or {}
             logger.info(

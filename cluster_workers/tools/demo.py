@@ -308,7 +308,7 @@ def _write_user_layers(conn: sa.Connection, labels: Labels, theme_of: np.ndarray
             result_id = uuid.UUID(bytes=rng.bytes(16), version=4)
             when = BASE_TIME + dt.timedelta(days=30, minutes=layer)
             params = {**EVOC_PARAMETERS, "base_min_cluster_size": max(5, int(0.001 * len(ids)))}
-            conn.execute(sa.insert(s.clustering_result), [{
+            conn.execute(sa.insert(s.application_result), [{
                 "id": result_id, "embedding_model": model, "algorithm": "evoc", "parameters": params, "layer": layer,
                 "started_at": when, "completed_at": when, "created_at": when, "updated_at": when}])
             medoid = _nearest_to_centroid(vectors, lab)
@@ -316,9 +316,9 @@ def _write_user_layers(conn: sa.Connection, labels: Labels, theme_of: np.ndarray
             rows = [(str(uuid.UUID(bytes=rng.bytes(16), version=4)), str(ids[i]), str(result_id),
                      str(ids[medoid[int(lab[i])]]) if lab[i] >= 0 else None, stamp, stamp) for i in range(len(ids))]
             conn.exec_driver_sql(
-                f"INSERT INTO {s.embedding_cluster.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
+                f"INSERT INTO {s.application_membership.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
                 "inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)" if conn.dialect.name == "sqlite" else
-                f"INSERT INTO {s.embedding_cluster.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
+                f"INSERT INTO {s.application_membership.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
                 "inserted_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)", rows)
 
 
