@@ -52,9 +52,12 @@ def ours(db) -> list[dict]:
 def memberships(db, result_id: str) -> dict[str, str | None]:
     """``embedding id -> medoid id`` (dashed, lower case) of one result, straight from the file."""
     con = sqlite3.connect(db)
-    table = "embedding_clusters" if con.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_clusters'").fetchone() else "embeddingcluster"
-    rid = result_id if table == "embedding_clusters" else uuid.UUID(result_id).hex
-    rows = con.execute(f"SELECT embedding_id, medoid_embedding_id FROM {table} WHERE clustering_result_id = ?", (rid,)).fetchall()
+    present = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    rows = []
+    for table in ("cluster_workers_memberships", "embedding_clusters", "embeddingcluster"):  # ours, the application's, legacy
+        if table in present:
+            rid = uuid.UUID(result_id).hex if table == "embeddingcluster" else result_id
+            rows += con.execute(f"SELECT embedding_id, medoid_embedding_id FROM {table} WHERE clustering_result_id = ?", (rid,)).fetchall()
     con.close()
     return {str(uuid.UUID(e)): None if m is None else str(uuid.UUID(m)) for e, m in rows}
 
@@ -170,19 +173,19 @@ def write_experiment(path: Path, model: str, texts: list[str], vectors, run_leng
     engine.dispose()
 
 
-def users_rows(path: Path) -> str:
-    """A digest of every row of the users' own tables that is not ours: their results (no run key), their
-    memberships, their other analyses -- to prove them byte-identical after our runs."""
+def application_rows(path: Path) -> str:
+    """A digest of every row of every table of the experiment application (the current schema's: experiments,
+    runs, invocations, embeddings, its clustering results and memberships, its other analyses), to prove them
+    byte-identical after this tool's commands."""
     import sqlite3
+
+    from cluster_workers.tools.users_schema import USERS_TABLES
 
     con = sqlite3.connect(path)
     h = hashlib.sha256()
-    theirs = [r[0] for r in con.execute("SELECT id FROM clustering_results WHERE parameters NOT LIKE '%run_key%' ORDER BY id")]
-    assert theirs, "no users' results to guard"
-    for rid in theirs:
-        h.update(repr(con.execute("SELECT * FROM clustering_results WHERE id = ?", (rid,)).fetchall()).encode())
-        h.update(repr(con.execute("SELECT * FROM embedding_clusters WHERE clustering_result_id = ? ORDER BY id", (rid,)).fetchall()).encode())
-    for table in ("lyapunov_results", "persistence_diagrams", "experiments", "runs"):
+    assert con.execute("SELECT count(*) FROM clustering_results").fetchone()[0], "no results of the application's to guard"
+    for table in USERS_TABLES:
+        h.update(table.encode())
         h.update(repr(con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()).encode())
     con.close()
     return h.hexdigest()

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import CURRENT_SCHEMA
-from tests.helpers import ROOT, file_hash, run_cli, users_rows
+from tests.helpers import ROOT, file_hash, run_cli, application_rows
 from tests.helpers import ok, results, ours, memberships, partition
 
 DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -42,7 +42,7 @@ def test_the_same_data_gives_the_same_samples_partitions_and_medoid_texts(twin_t
     assert partition(legacy[0]) == partition(current[0])  # the same clusters
     assert legacy[0] == current[0]  # and the same medoid for each
     assert legacy[1] == current[1]  # the same medoid texts, in the same order
-    assert legacy[2]["algorithm"] == "hdbscan" and current[2]["algorithm"].startswith("hdbscan ds=2 ")
+    assert legacy[2]["algorithm"] == current[2]["algorithm"] == "hdbscan"
     assert legacy[2]["parameters"]["engine_parameters"] == current[2]["parameters"]["engine_parameters"]
 
 
@@ -53,8 +53,9 @@ def _schema_objects(db) -> list[tuple]:
     return rows
 
 
-def test_every_row_we_write_passes_the_users_constraints(current_db):
+def test_every_row_we_write_is_in_our_own_tables_in_the_applications_formats(current_db):
     before = _schema_objects(current_db)
+    guard = application_rows(current_db)
     ok("cluster", "-d", str(current_db), "--downsample", "2")
     (first,) = ours(current_db)
     ok("recut", first["id"], "-d", str(current_db), "--min-cluster-size", "8")
@@ -65,32 +66,35 @@ def test_every_row_we_write_passes_the_users_constraints(current_db):
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     after = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
     added = [row for row in after if row not in before]
-    assert [row[1] for row in added] == ["clusteringtree"]  # their tables, indexes and constraints as they were
+    assert before == [row for row in after if row in before]  # their tables, indexes and constraints as they were
+    assert sorted(row[1] for row in added if row[0] == "table") == [
+        "cluster_workers_memberships", "cluster_workers_results", "cluster_workers_trees"]
+    assert all(row[2].startswith("cluster_workers_") for row in added)
+    assert not any("REFERENCES" in (row[3] or "") and "cluster_workers_" not in (row[3] or "").split("REFERENCES", 1)[1][:40]
+                   for row in added), "a foreign key of ours into a table of theirs"
+    assert application_rows(current_db) == guard
     for rid, model, algorithm, params, layer, started, completed, inserted, updated in con.execute(
         "SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at, updated_at "
-        "FROM clustering_results WHERE parameters LIKE '%run_key%'"
+        "FROM cluster_workers_results"
     ):
-        assert DASHED.match(rid) and layer == 0 and algorithm.startswith("hdbscan ")
+        assert DASHED.match(rid) and layer == 0 and algorithm == "hdbscan"
         assert all(STAMP.match(v) for v in (started, completed, inserted, updated)), (started, completed, inserted, updated)
         assert "run_key" in json.loads(params)
         rows = con.execute(
-            "SELECT id, embedding_id, medoid_embedding_id, inserted_at, updated_at FROM embedding_clusters WHERE clustering_result_id = ?",
-            (rid,),
+            "SELECT id, embedding_id, medoid_embedding_id, inserted_at, updated_at FROM cluster_workers_memberships "
+            "WHERE clustering_result_id = ?", (rid,),
         ).fetchall()
         assert rows
         for mid, emb, medoid, ins, upd in rows:
             assert DASHED.match(mid) and DASHED.match(emb) and (medoid is None or DASHED.match(medoid))
             assert STAMP.match(ins) and STAMP.match(upd)
-    # their unique rules hold: no two results per (model, algorithm, layer), no two rows per (embedding, result)
-    assert con.execute("SELECT count(*) FROM (SELECT 1 FROM clustering_results GROUP BY embedding_model, algorithm, layer HAVING count(*) > 1)").fetchone() == (0,)
-    assert con.execute("SELECT count(*) FROM (SELECT 1 FROM embedding_clusters GROUP BY embedding_id, clustering_result_id HAVING count(*) > 1)").fetchone() == (0,)
     con.close()
 
 
 def test_their_evoc_layers_are_results_and_stay_byte_identical(current_db, tmp_path):
-    theirs = [r for r in results(current_db) if r["made_by"] == "users"]
+    theirs = [r for r in results(current_db) if r["made_by"] == "application"]
     assert sorted(r["layer"] for r in theirs) == [0, 1, 2] and {r["algorithm"] for r in theirs} == {"evoc"}
-    guard = users_rows(current_db)
+    guard = application_rows(current_db)
     ok("cluster", "-d", str(current_db), "--downsample", "1")
     (hdb,) = ours(current_db)
     for layer in theirs:
@@ -109,7 +113,7 @@ def test_their_evoc_layers_are_results_and_stay_byte_identical(current_db, tmp_p
     ok("index", "-d", str(current_db))
     ok("delete", "--all", "--yes", "-d", str(current_db))
     assert ours(current_db) == [] and len(results(current_db)) == 3
-    assert users_rows(current_db) == guard
+    assert application_rows(current_db) == guard
 
 
 def _add_run(db) -> None:
@@ -134,17 +138,14 @@ def _add_run(db) -> None:
     engine.dispose()
 
 
-def test_the_unique_rule_refuses_in_one_line_and_force_replaces_in_one_transaction(current_db):
+def test_a_changed_sample_is_clustered_again_and_force_replaces_in_one_transaction(current_db):
     ok("cluster", "-d", str(current_db), "--downsample", "1")
     (old,) = ours(current_db)
     _add_run(current_db)  # the same parameters now mean another sample
-    digest = file_hash(current_db)
-    out = run_cli("cluster", "-d", str(current_db), "--downsample", "1")
-    assert out.returncode == 1
-    errors = [line for line in out.stderr.splitlines() if line.startswith("error")]
-    assert len(errors) == 1, out.stderr
-    assert old["id"][:8] in errors[0] and "--force" in errors[0] and "UNIQUE" in errors[0], errors[0]
-    assert file_hash(current_db) == digest  # refused before anything was clustered or written
+    ok("cluster", "-d", str(current_db), "--downsample", "1")  # our tables have no UNIQUE rule of theirs: one more result
+    again = [r for r in ours(current_db) if r["id"] != old["id"]]
+    assert len(again) == 1 and again[0]["sample_count"] == old["sample_count"] + 2
+    ok("delete", again[0]["id"], "--yes", "-d", str(current_db))
     # a replacement killed inside its transaction (old rows deleted, new rows half in) loses nothing
     proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", "cluster", "-d", str(current_db), "--downsample", "1", "--force"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
@@ -222,12 +223,14 @@ def test_failures_on_the_current_schema_leave_it_untouched(current_db, fault):
 
 
 def test_index_offers_the_index_their_schema_lacks(current_db):
+    guard = application_rows(current_db)
     out = ok("index", "-d", str(current_db))
     assert "ix_cw_embedding_clusters_result: created" in out + "", out
     con = sqlite3.connect(current_db)
     names = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'embedding_clusters'")}
     con.close()
     assert "ix_cw_embedding_clusters_result" in names
+    assert application_rows(current_db) == guard  # an index changes no row
     ok("index", "--drop", "-d", str(current_db))
 
 
@@ -276,17 +279,18 @@ def test_the_current_schema_on_postgres(pg_url):
     ok("cluster", "-d", pg_url, "--downsample", "1")
     listed = json.loads(ok("results", "-d", pg_url, "--json"))
     mine = [r for r in listed if r["made_by"] == "cluster_workers"]
-    theirs = [r for r in listed if r["made_by"] == "users"]
-    assert len(mine) == 1 and mine[0]["algorithm"].startswith("hdbscan ds=1 ") and sorted(r["layer"] for r in theirs) == [0, 1, 2]
+    theirs = [r for r in listed if r["made_by"] == "application"]
+    assert len(mine) == 1 and mine[0]["algorithm"] == "hdbscan" and sorted(r["layer"] for r in theirs) == [0, 1, 2]
     agreement = json.loads(ok("compare", "--result", mine[0]["id"], "--result", theirs[0]["id"], "-d", pg_url, "--json"))
     assert 0 < agreement["comparisons"][0]["ari"] <= 1
     ok("recut", mine[0]["id"], "-d", pg_url, "--min-cluster-size", "6")
     engine = make_engine(pg_url)
     with engine.connect() as conn:
-        stamps = conn.execute(sa.text("SELECT inserted_at, updated_at, id FROM embedding_clusters ec WHERE clustering_result_id IN "
-                                      "(SELECT id FROM clustering_results WHERE algorithm LIKE 'hdbscan%') LIMIT 50")).all()
+        stamps = conn.execute(sa.text("SELECT inserted_at, updated_at, id FROM cluster_workers_memberships LIMIT 50")).all()
+        theirs_hold = conn.execute(sa.text("SELECT count(*) FROM clustering_results WHERE algorithm <> 'evoc'")).scalar_one()
     engine.dispose()
     assert stamps and all(STAMP.match(a) and STAMP.match(b) and DASHED.match(i) for a, b, i in stamps)
+    assert theirs_hold == 0  # nothing of ours in their tables
     ok("delete", "--all", "--yes", "-d", pg_url)
     left = json.loads(ok("results", "-d", pg_url, "--json"))
     assert sorted(r["id"] for r in left) == sorted(r["id"] for r in theirs)

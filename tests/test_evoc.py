@@ -20,7 +20,7 @@ import pytest
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines.evoc import EVoCParams, auto_base_size
-from tests.helpers import file_hash, run_cli, users_rows
+from tests.helpers import file_hash, run_cli, application_rows
 from tests.helpers import memberships, ok, ours, partition
 from tests.helpers import start_cli
 
@@ -64,7 +64,7 @@ def labels_partition(ids: list[str], labels: np.ndarray) -> set[frozenset[str]]:
 @pytest.mark.slow
 def test_layers_through_the_workflow_on_both_schemas(any_db, tmp_path):
     current = sqlite3.connect(any_db).execute("SELECT 1 FROM sqlite_master WHERE name = 'clustering_results'").fetchone()
-    theirs = users_rows(any_db) if current else None
+    theirs = application_rows(any_db) if current else None
     ok("cluster", "-d", str(any_db), "--engine", "evoc", "--downsample", "2")
     runs = evoc_runs(any_db)
     assert runs, "no evoc results"
@@ -82,8 +82,7 @@ def test_layers_through_the_workflow_on_both_schemas(any_db, tmp_path):
             ok("export", r["id"], "-d", str(any_db), "-o", str(out))
             exported = {row["embedding_id"]: float(row["probability"]) for row in csv.DictReader(out.open())}
             assert exported == {i: float(s) for i, s in zip(ids, strengths)}
-            if current:
-                assert r["algorithm"].startswith("evoc ds=2 ")
+            assert r["algorithm"] == "evoc"
         # show names, for each cluster of a finer layer, the coarser cluster that holds its medoid
         shown = {r["id"]: json.loads(ok("show", r["id"], "-d", str(any_db), "--json", "--limit", "0"))["clusters"] for r in layers}
         held = {r["id"]: memberships(any_db, r["id"]) for r in layers}
@@ -113,14 +112,15 @@ def test_layers_through_the_workflow_on_both_schemas(any_db, tmp_path):
     replaced = evoc_runs(any_db)
     assert {m: len(v) for m, v in replaced.items()} == {m: len(v) for m, v in runs.items()}
     assert not {r["id"] for v in replaced.values() for r in v} & {r["id"] for v in runs.values() for r in v}
+    layer_table = "cluster_workers_layers" if current else "clusteringlayer"
     con = sqlite3.connect(any_db)
-    assert con.execute("SELECT count(*) FROM clusteringlayer").fetchone()[0] == sum(len(v) for v in replaced.values())
+    assert con.execute(f"SELECT count(*) FROM {layer_table}").fetchone()[0] == sum(len(v) for v in replaced.values())
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     con.close()
     if theirs is not None:
-        assert users_rows(any_db) == theirs
+        assert application_rows(any_db) == theirs
     ok("delete", "--all", "--yes", "-d", str(any_db))
-    assert sqlite3.connect(any_db).execute("SELECT count(*) FROM clusteringlayer").fetchone()[0] == 0
+    assert sqlite3.connect(any_db).execute(f"SELECT count(*) FROM {layer_table}").fetchone()[0] == 0
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Commands that write results: cluster, recut, assign, delete; and index (covering indexes)."""
+"""Commands that write results: cluster, recut, assign, delete, publish, repair; and index (covering indexes)."""
 
 from __future__ import annotations
 
@@ -213,3 +213,61 @@ def index(
     for c in changes:
         size = f"  {c.size_bytes / 2**20:,.0f} MiB" if c.size_bytes else ""
         typer.echo(f"{c.name}: {c.action} ({c.seconds:.1f} s){size}")
+
+
+@app.command()
+def publish(
+    result_id: str = ResultId,
+    layers: Optional[str] = typer.Option(
+        None, "--layers", help="HDBSCAN: comma-separated min_cluster_size values, one layer each (finest first), cut "
+        "from the result's stored tree; default: the result itself as layer 0. An evoc run publishes its own layers."),
+    partial: bool = typer.Option(False, "--partial", help="Publish a result that does not hold every embedding of the model."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be deleted and written; write nothing."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
+    database_url: Optional[str] = DatabaseUrl,
+    as_json: bool = AsJson,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Make one of this tool's results the experiment application's clustering of its model: every row of that
+    model in the application's clustering_results / embedding_clusters replaced, in one transaction, by ours in the
+    application's own format (one row per layer, one membership per embedding per layer). Our copy stays."""
+    from cluster_workers.errors import ConfigError
+    from cluster_workers.run.publish import publish as publish_result
+    from cluster_workers.views.sweep import parse_values
+
+    settings = _settings(config, database_url=database_url)
+    sizes = parse_values(layers, int) if layers else None
+    plan = publish_result(settings.database_url, result_id, settings.db_limits, sizes, partial, dry_run=True, db=settings.database)
+    deleted = sum(r.memberships for r in plan.replaced)
+    written = sum(len(p.embedding_ids) for p in plan.layers)
+    what = (f"{plan.model}: delete the application's {len(plan.replaced)} result(s) ({deleted:,} memberships), write "
+            f"{len(plan.layers)} layer(s) of result {plan.source.id.hex[:8]} ({written:,} memberships"
+            f"{f'; {plan.gone:,} of its rows gone and left out' if plan.gone else ''})")  # fmt: skip
+    if dry_run:
+        typer.echo(json.dumps(plan.as_dict(), indent=2) if as_json else f"would {what}")
+        return
+    if not yes:
+        if not sys.stdin.isatty():
+            raise ConfigError("refusing to replace the application's clustering without --yes: stdin is not a terminal")
+        if not typer.confirm(f"{what}?", default=False):
+            typer.echo("nothing published", err=True)
+            raise typer.Exit(1)
+    plan = publish_result(settings.database_url, result_id, settings.db_limits, sizes, partial, db=settings.database)
+    typer.echo(json.dumps(plan.as_dict(), indent=2) if as_json else
+               f"published result {plan.source.id.hex[:8]} as the application's {plan.model} clustering: "
+               + ", ".join(f"layer {p.layer} {rid.hex[:8]} ({p.clusters} clusters)" for p, rid in zip(plan.layers, plan.result_ids)))
+
+
+@app.command()
+def repair(
+    database_url: Optional[str] = DatabaseUrl,
+    config: Optional[Path] = ConfigFile,
+) -> None:
+    """Move what cluster-workers 0.2.0 wrote into the application's tables (its results, memberships, and side
+    tables with foreign keys into them) into this tool's own tables, in one transaction. Every command that writes
+    does the same first; the application's own rows are never changed."""
+    from cluster_workers.db.repair import repair_database
+
+    settings = _settings(config, database_url=database_url)
+    moved = repair_database(settings.database_url, settings.db_limits)
+    typer.echo(f"repaired: moved {moved.describe()} into this tool's own tables" if moved else "nothing to repair")

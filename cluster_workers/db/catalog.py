@@ -52,6 +52,9 @@ def memberships_of(conn: sa.Connection, result_id: uuid.UUID) -> sa.Table:
     return store_of(conn, result_id).memberships
 
 
+THIS_TOOL, APPLICATION = "cluster_workers", "application"  # who made a result: this tool, or the experiment application
+
+
 @dataclass(frozen=True)
 class ResultSummary:
     id: uuid.UUID
@@ -67,6 +70,12 @@ class ResultSummary:
     stale: bool | None = None  # the database's sample for these parameters differs now (None: not checked / unknown)
     layer: int = 0  # the current schema's column; the legacy schema keeps it in parameters
     ours: bool = True  # made by this tool; False for the experiment application's own results (e.g. its EVoC layers)
+    gone: int = 0  # memberships whose embedding the application has deleted since (ours only; theirs cascade)
+
+    @property
+    def made_by(self) -> str:
+        """Who made the result, one word, the same in tables and JSON: :data:`THIS_TOOL` or :data:`APPLICATION`."""
+        return THIS_TOOL if self.ours else APPLICATION
 
     @property
     def outlier_share(self) -> float:
@@ -131,17 +140,33 @@ def _summaries(conn: sa.Connection, ids: list[uuid.UUID] | None = None) -> list[
         )
         if ids is not None:
             query = query.where(cr.c.id.in_(ids))
+        gone = _gone_counts(conn, ec, ids) if store.ours else {}
         for rid, model, created, started, completed, algorithm, params, n, clusters, outliers, lay in conn.execute(query):
             params = parameters_of(params)
             lay = int(lay) if s.layered else int(params.get("layer", 0) or 0)
             # ours: in our tables, or (a database 0.2.0 wrote, not yet repaired) in theirs with our run key
             mine = store.ours or "run_key" in params
             out.append(ResultSummary(rid, model, created, started, completed, algorithm, params, int(n), int(clusters),
-                                     int(outliers), layer=lay, ours=mine))
+                                     int(outliers), layer=lay, ours=mine, gone=gone.get(rid, 0)))
     never = dt.datetime.min
     out.sort(key=lambda r: (r.model, r.layer))
     out.sort(key=lambda r: r.created_at or never, reverse=True)
     return out
+
+
+def _gone_counts(conn: sa.Connection, ec: sa.Table, ids: list[uuid.UUID] | None) -> dict[uuid.UUID, int]:
+    """``result id -> memberships whose embedding no longer exists`` (the application deletes experiments at will;
+    our tables hold no foreign key that would stop it), for the results that have any."""
+    embedding = schema_of(conn).embedding
+    query = (
+        sa.select(ec.c.clustering_result_id, sa.func.count())
+        .select_from(ec.outerjoin(embedding, embedding.c.id == ec.c.embedding_id))
+        .where(embedding.c.id.is_(None))
+        .group_by(ec.c.clustering_result_id)
+    )
+    if ids is not None:
+        query = query.where(ec.c.clustering_result_id.in_(ids))
+    return {rid: int(n) for rid, n in conn.execute(query)}
 
 
 def list_results(conn: sa.Connection) -> list[ResultSummary]:

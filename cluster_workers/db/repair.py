@@ -98,3 +98,19 @@ def repair(conn: sa.Connection) -> RepairPlan | None:
         "".join(f", {former.name} into {new.name}" for former, new in plan.former_tables),
     )
     return plan
+
+
+def repair_database(url: str, db_limits: dict) -> RepairPlan | None:
+    """``repair``: the same repair on its own, in one transaction under the run lock; None when none was needed."""
+    from cluster_workers.db.connect import db_error, make_engine
+    from cluster_workers.db.lock import run_lock
+
+    with run_lock(url, db_limits):
+        engine = make_engine(url, **db_limits)
+        try:
+            with engine.begin() as conn:
+                return repair(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise db_error(exc, url, "during the repair") from exc
+        finally:
+            engine.dispose()

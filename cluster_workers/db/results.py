@@ -95,19 +95,25 @@ def membership_names(s: Schema) -> list[str]:
 
 
 def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid.UUID, progress: Any) -> int:
-    """Write one result's memberships on the caller's transaction, the fastest way the driver has.
-
-    SQLite: ``executemany`` of plain tuples on the driver connection; PostgreSQL: ``COPY``;
-    anything else: SQLAlchemy's ``insert``. ``progress(rows)`` after each batch (it may raise to stop).
-    """
+    """Write one result's memberships into our memberships table, on the caller's transaction."""
     s = schema_of(conn)
     ids, embedding_ids, rid, medoids = membership_columns(result, result_id, time.time(), s)
+    return insert_membership_rows(conn, s.embedding_cluster, ids, embedding_ids, rid, medoids, progress)
+
+
+def insert_membership_rows(conn: sa.Connection, table: sa.Table, ids: list[str], embedding_ids: list[str], rid: str,
+                           medoids: list[str | None], progress: Any = None) -> int:  # fmt: skip
+    """Insert membership rows given as text columns in the schema's id format (ours, or the application's own
+    table for ``publish``), the fastest way the driver has: SQLite ``executemany`` of plain tuples on the driver
+    connection, PostgreSQL ``COPY``, anything else SQLAlchemy's ``insert``. ``progress(rows)`` after each batch
+    (it may raise to stop)."""
+    s = schema_of(conn)
     stamps = [s.timestamp_text(_utc(time.time()))] * 2 if s.stamped else []
     names = membership_names(s)
     n = len(ids)
     driver = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":
-        copy_sql = f"COPY {s.embedding_cluster.name} ({', '.join(names)}) FROM STDIN"
+        copy_sql = f"COPY {table.name} ({', '.join(names)}) FROM STDIN"
         tail = "".join(f"\t{v}" for v in stamps)
         for start in range(0, n, INSERT_CHUNK):
             stop = min(n, start + INSERT_CHUNK)
@@ -119,15 +125,15 @@ def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid
             if progress is not None:
                 progress(stop - start)
         return n
-    insert_sql = f"INSERT INTO {s.embedding_cluster.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+    insert_sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
     for start in range(0, n, INSERT_CHUNK):
         stop = min(n, start + INSERT_CHUNK)
         if conn.dialect.name == "sqlite":
             rows = zip(ids[start:stop], embedding_ids[start:stop], [rid] * (stop - start), medoids[start:stop], *([v] * (stop - start) for v in stamps))
             driver.executemany(insert_sql, rows)
         else:
-            conn.execute(sa.insert(s.embedding_cluster), [
-                {"id": uuid.UUID(ids[k]), "embedding_id": uuid.UUID(embedding_ids[k]), "clustering_result_id": result_id,
+            conn.execute(sa.insert(table), [
+                {"id": uuid.UUID(ids[k]), "embedding_id": uuid.UUID(embedding_ids[k]), "clustering_result_id": uuid.UUID(rid),
                  "medoid_embedding_id": None if medoids[k] is None else uuid.UUID(medoids[k])} for k in range(start, stop)
             ])
         if progress is not None:

@@ -8,6 +8,8 @@ Set ``CLUSTER_WORKERS_FAULT`` in the environment of a run:
 - ``disk-full-in-commit``: on SQLite, forbid the file to grow (``max_page_count``),
   so the commit's inserts fail with SQLite's own "database or disk is full";
 - ``pause-in-delete=SECONDS``: the same pause inside ``delete``'s transaction;
+- ``pause-in-publish=SECONDS``: the same pause inside ``publish``'s transaction, after the application's rows
+  of the model were deleted and the first layer written;
 - ``sql-error-in-fetch``: a worker's first statement of its fetch fails (a table that does not exist);
 - ``pause-in-clustering=SECONDS``: each worker, having read its sample, logs
   ``fault: pausing before clustering`` and waits (a test then looks at the database).
@@ -54,6 +56,14 @@ def deleted_batch() -> None:
     name, value = _fault()
     if name == "pause-in-delete":
         logger.warning("fault: pausing inside the delete for {} s", value)
+        stopping.wait(float(value or 60))
+
+
+def published_layer() -> None:
+    """Called after each layer written inside ``publish``'s transaction (``pause-in-publish=SECONDS``)."""
+    name, value = _fault()
+    if name == "pause-in-publish":
+        logger.warning("fault: pausing inside publish for {} s", value)
         stopping.wait(float(value or 60))
 
 

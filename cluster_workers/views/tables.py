@@ -113,7 +113,8 @@ def results_json(rows: list[ResultSummary]) -> list[dict]:
             "duration_s": r.duration_s,
             "algorithm": r.algorithm,
             "layer": r.layer,
-            "made_by": "cluster_workers" if r.ours else "users",
+            "made_by": r.made_by,
+            "gone": r.gone,
             "stale": r.stale,
             "parameters": r.parameters,
         }
@@ -130,9 +131,9 @@ def results_table(rows: list[ResultSummary]) -> str:
             r.model,
             (r.algorithm or "").split(" ")[0],
             str(r.layer),
-            "tool" if r.ours else "users",
+            r.made_by,
             r.created_at.strftime("%Y-%m-%d %H:%M") if r.created_at else "",
-            f"{r.sample_count:,}",
+            f"{r.sample_count:,}" + (f" ({r.gone:,} gone)" if r.gone else ""),
             str(r.clusters),
             f"{r.outlier_share:.1%}",
             f"{r.duration_s:.1f}s" if r.duration_s is not None else "",
@@ -142,11 +143,14 @@ def results_table(rows: list[ResultSummary]) -> str:
         for r in rows
     ]
     table = text_table(
-        ["id", "model", "algorithm", "layer", "by", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"],
+        ["id", "model", "algorithm", "layer", "made by", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"],
         body, {3, 6, 7, 8, 9},
     )
     if not all(r.ours for r in rows):
-        table += "\nby users: results this tool did not make (read like any other; changed only by `delete ID`)"
+        table += ("\nmade by application: the experiment application's own results, in its own tables (read like any "
+                  "other; changed only by `delete ID` and `publish`)")
+    if any(r.gone for r in rows):
+        table += ("\ngone: members whose embeddings the application has deleted since; commands use the rest")
     if any(r.stale for r in rows):
         table += "\nSTALE: the database's sample for these parameters has changed since (cluster again to update)"
     return table

@@ -48,7 +48,7 @@ def users_ddl_db(tmp_path):
 def test_the_mapping_matches_the_users_tables(users_ddl_db):
     con = sqlite3.connect(users_ddl_db)
     for table in (CURRENT_SCHEMA.experiment, CURRENT_SCHEMA.run, CURRENT_SCHEMA.invocation, CURRENT_SCHEMA.embedding,
-                  CURRENT_SCHEMA.clustering_result, CURRENT_SCHEMA.embedding_cluster):
+                  CURRENT_SCHEMA.application_result, CURRENT_SCHEMA.application_membership):
         theirs = {row[1]: bool(row[3]) for row in con.execute(f'PRAGMA table_info("{table.name}")')}
         ours = {c.name: not c.nullable for c in table.columns}
         assert set(ours) == set(theirs), table.name
