@@ -233,22 +233,26 @@ class Captions:
     """Per member of a result, sorted by embedding id bytes (the index a tree's ``positions`` give)."""
 
     outlier: np.ndarray  # (n,) bool
-    texts: np.ndarray  # (n,) object: the caption (the text invocation's output_text)
+    texts: np.ndarray  # (n,) object: the caption (the text invocation's output_text); None where gone
     text_models: np.ndarray  # (n,) object: the image-to-text model that wrote it (the invocation's model)
+    present: np.ndarray  # (n,) bool: False where the application has deleted the embedding since
 
 
 def captions(conn: sa.Connection, result_id: uuid.UUID) -> Captions:
-    """Each member's outlier status, caption and captioning model, in sorted-id order."""
+    """Each member's outlier status, caption and captioning model, in sorted-id order; every member of the result,
+    those whose embedding is gone with ``present`` False."""
     from cluster_workers.db.trees import byte_order
 
     s = schema_of(conn)
     ec, embedding, invocation = memberships_of(conn, result_id), s.embedding, s.invocation
     rows = conn.execute(
-        sa.select(raw_column(ec.c.embedding_id), ec.c.medoid_embedding_id.is_(None), invocation.c.output_text, invocation.c.model)
-        .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id).join(invocation, invocation.c.id == embedding.c.invocation_id))
+        sa.select(raw_column(ec.c.embedding_id), ec.c.medoid_embedding_id.is_(None), invocation.c.output_text, invocation.c.model,
+                  embedding.c.id.is_not(None))
+        .select_from(ec.outerjoin(embedding, embedding.c.id == ec.c.embedding_id)
+                     .outerjoin(invocation, invocation.c.id == embedding.c.invocation_id))
         .where(ec.c.clustering_result_id == result_id)
     ).all()
     ids = np.frombuffer(b"".join(uuid_bytes(r[0]) for r in rows), dtype=np.uint8).reshape(len(rows), 16)
     order = byte_order(ids)
     column = lambda k: np.array([rows[i][k] for i in order], dtype=object)  # noqa: E731
-    return Captions(column(1).astype(bool), column(2), column(3))
+    return Captions(column(1).astype(bool), column(2), column(3), column(4).astype(bool))

@@ -23,7 +23,7 @@ from cluster_workers.db.publish import (
 )  # fmt: skip
 from cluster_workers.db.repair import repair
 from cluster_workers.db.sources import load_source
-from cluster_workers.errors import ConfigError, DatabaseError
+from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError
 from cluster_workers.run import faults
 from cluster_workers.run.params import requested_params
 from cluster_workers.run.recut import recut_result
@@ -69,7 +69,7 @@ def plan_publish(conn: sa.Connection, result_id: str, layer_sizes: list[int] | N
     """What publishing ``result_id`` would delete and write; refused in one line when it cannot be done as asked."""
     summary = find_result(conn, result_id)
     if not summary.ours:
-        raise ConfigError(f"result {summary.id.hex[:8]} is the application's own already (in its clustering_results)")
+        raise ClusterWorkersError(f"result {summary.id.hex[:8]} is the application's own already (in its clustering_results)")
     replaced = applications_results(conn, summary.model)
     evoc = read_layer(conn, summary.id)
     if evoc is not None:
@@ -88,7 +88,7 @@ def plan_publish(conn: sa.Connection, result_id: str, layer_sizes: list[int] | N
     if covered < total and not partial:
         how = ("cluster --engine evoc --downsample 1" if evoc is not None
                else f"cluster --downsample 1, or assign {summary.id.hex[:8]}")  # fmt: skip
-        raise ConfigError(
+        raise ClusterWorkersError(
             f"result {summary.id.hex[:8]} ({summary.model}) holds {covered:,} of the model's {total:,} embeddings, and the "
             f"application's clustering of a model holds every one (calibration runs aside): publish a result of all of them ({how}), "
             f"or pass --partial"

@@ -41,7 +41,8 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     by_sorted = np.empty(tree.points)
     by_sorted[tree.positions] = core  # tree row -> sorted-id order, the captions' order
     labels = np.where(c.outlier, -1, 0)
-    return summary, density(by_sorted, labels, min_samples, c.texts, c.text_models)
+    keep = c.present  # members whose embedding the application has deleted since: left out
+    return summary, density(by_sorted[keep], labels[keep], min_samples, c.texts[keep], c.text_models[keep])
 
 
 def load_density(db: str | Database, result_id: str) -> tuple[ResultSummary, Density]:
