@@ -59,8 +59,8 @@ def baseline_ratio(url: str, result_id: str, rows: int) -> dict:
 
 
 def main() -> None:
-    from cluster_workers.views.sweep import parse_values
     from cluster_workers.tools.provenance import machine_info, source_commit
+    from cluster_workers.views.sweep import parse_values
     from cluster_workers.views.tables import load_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

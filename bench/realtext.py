@@ -35,8 +35,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.append(str(HERE.parent))  # a PYTHONPATH checkout first, else this one (one way in every script)
 sys.path.insert(0, str(HERE))
 
-import cluster_workers  # noqa: E402,F401  first: its BLAS settings apply before numpy loads OpenBLAS (blas_env.py)
 import numpy as np  # noqa: E402
+
+import cluster_workers  # noqa: E402,F401  first: its BLAS settings apply before numpy loads OpenBLAS (blas_env.py)
 
 SWEEP = [  # (n, min_cluster_size, min_samples [scikit-learn convention], epsilon, allow_single_cluster)
     (3000, 5, 3, 0.0, False),
@@ -121,8 +122,8 @@ def _ari(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compare(out: Path, sizes: list[int], hdbscan_max: int, users_setting: bool, sweep: bool, results_dir: Path) -> dict:
-    from cluster_workers.tools.provenance import machine_info
     from cluster_workers.run.params import auto_size
+    from cluster_workers.tools.provenance import machine_info
 
     vectors = np.load(out / "vectors.npy")
     report: dict = {"corpus": f"{len(vectors):,} sentences of Debian package descriptions, all-MiniLM-L6-v2, 384-d",

@@ -13,10 +13,10 @@ import json
 
 from sklearn.metrics import adjusted_rand_score
 
-from cluster_workers.db.memberships import labelled
-from cluster_workers.views.compare import latest_by_downsample
 from cluster_workers.db.catalog import list_results
 from cluster_workers.db.connect import read_with
+from cluster_workers.db.memberships import labelled
+from cluster_workers.views.compare import latest_by_downsample
 
 
 def memberships(url: str, downsample: int) -> dict[str, dict[str, int]]:

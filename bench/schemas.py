@@ -39,8 +39,8 @@ def cluster_once(url: str, downsample: int, timeout: float) -> dict:
     """The workflow as ``bench`` runs it, but committed; its bench JSON record."""
     from cluster_workers.run.config import Settings
     from cluster_workers.run.coordinator import run_clustering
-    from cluster_workers.tools.provenance import machine_info
     from cluster_workers.tools.bench import BenchResult
+    from cluster_workers.tools.provenance import machine_info
 
     settings = Settings(database_url=url, downsample=downsample, force=True, timeout=timeout)
     bench = BenchResult(status="ok", settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout",
@@ -83,9 +83,9 @@ def main() -> None:
     import shutil
 
     from cluster_workers.db.indexes import build_indexes
-    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.tools.bench import format_table
     from cluster_workers.tools.demo import build_demo_database
+    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.views.tables import load_results
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -89,8 +89,8 @@ def main() -> None:
     import sqlalchemy as sa
 
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.tools.provenance import machine_info, source_commit
     from cluster_workers.tools.demo import build_demo_database
+    from cluster_workers.tools.provenance import machine_info, source_commit
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--server", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")

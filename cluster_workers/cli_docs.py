@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-
 from typing import Any
 
 OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "cli.md"

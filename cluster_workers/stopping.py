@@ -24,12 +24,13 @@ _event = threading.Event()
 
 def _handler(signum: int, _frame: FrameType | None) -> None:
     if not _event.is_set():
-        _state["signal"] = signal.Signals(signum).name
-        _event.set()
+        request(signal.Signals(signum).name)
 
 
 def install() -> None:
-    """Route SIGINT and SIGTERM to the flag (main thread only; elsewhere a no-op)."""
+    """Forget an earlier stop request, and route SIGINT and SIGTERM to the flag (main thread only; elsewhere
+    the request is forgotten and nothing routed)."""
+    reset()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, _handler)
         signal.signal(signal.SIGTERM, _handler)
@@ -55,12 +56,12 @@ def check(doing: str, written: str = "nothing was written") -> None:
 
 
 def request(name: str = "SIGTERM") -> None:
-    """Ask for a stop from code (tests, a fault injected on purpose)."""
+    """Ask for a stop: what SIGINT and SIGTERM do (and tests, from code)."""
     _state["signal"] = name
     _event.set()
 
 
 def reset() -> None:
-    """Forget a stop request (tests running several commands in one process)."""
+    """Forget a stop request (a command starting, or tests running several commands in one process)."""
     _state["signal"] = None
     _event.clear()

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.tools.demo import build_demo_database
-from tests.helpers import SMALL, REALTEXT, write_experiment
+from tests.helpers import REALTEXT, SMALL, write_experiment
 
 PG_ADMIN_URL = os.environ.get("CLUSTER_WORKERS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -17,7 +17,16 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import EXPERIMENT_TABLES, RESULT_TABLES, clustering_result, embedding, embedding_cluster, invocation, metadata, run
+from cluster_workers.db.schema import (
+    EXPERIMENT_TABLES,
+    RESULT_TABLES,
+    clustering_result,
+    embedding,
+    embedding_cluster,
+    invocation,
+    metadata,
+    run,
+)
 
 # model A: run -> clusters of its text outputs in order (-1 outlier). Sizes: 1 -> 16, 2 -> 15, 3 -> 4.
 A_RUNS = {

@@ -14,10 +14,10 @@ from hdbscan.prediction import approximate_predict
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.db.assignments import read_assignment
+from cluster_workers.db.catalog import find_result
 from cluster_workers.db.connect import read_with
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.texts import vectors_of
-from cluster_workers.db.catalog import find_result
 from cluster_workers.db.trees import read_tree, sorted_member_ids
 from cluster_workers.engines import l2_normalise
 from cluster_workers.run.config import Settings
@@ -193,8 +193,8 @@ def test_exported_core_distances_equal_a_float64_brute_force(kind, tmp_path):
     import csv
 
     from cluster_workers.engines.neighbours import brute_force_core_distances
-    from tests.helpers import REALTEXT, write_experiment
     from tests.engines.datasets import near_copy_data
+    from tests.helpers import REALTEXT, write_experiment
 
     vectors = np.load(REALTEXT)["vectors"] if kind == "real-text" else near_copy_data(3000, dim=128)
     db = tmp_path / "cores.db"

@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.tools.demo import build_demo_database
-from tests.helpers import ROOT, application_rows, file_hash, memberships, ok, ours, partition, results, run_cli
+from tests.helpers import ROOT, application_rows, file_hash, memberships, ok, ours, partition, run_cli
 
 V020 = ROOT / "tests" / "data" / "v020_current.db.gz"
 

@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cluster_workers.run.config import Settings
-from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import embedding
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
-from cluster_workers.run.params import ClusteringParams
 from cluster_workers.errors import WorkerFailed
-from tests.helpers import expected_sample, file_hash
-from tests.helpers import stored
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
+from cluster_workers.run.params import ClusteringParams
+from tests.helpers import expected_sample, file_hash, stored
 
 MODELS = {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
 
@@ -39,7 +38,7 @@ def reference_partition(url: str, model: str, downsample: int, ids_expected: int
     data = l2_normalise(v.data)
     p = ClusteringParams(mcs, ms).engine_params(len(data))  # the users' defaults, in hdbscan's convention
     labels = hdbscan.HDBSCAN(**p.as_dict()).fit_predict(data.astype(np.float64))
-    return {v.id_at(i): int(labels[i]) for i in range(len(labels))}
+    return {uuid.UUID(bytes=v.ids[i].tobytes()): int(labels[i]) for i in range(len(labels))}
 
 
 def assert_same_partition(db_members: list[tuple], reference: dict[uuid.UUID, int]) -> None:

@@ -20,8 +20,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import CURRENT_SCHEMA
-from tests.helpers import ROOT, file_hash, run_cli, application_rows
-from tests.helpers import ok, results, ours, memberships, partition
+from tests.helpers import ROOT, application_rows, file_hash, memberships, ok, ours, partition, results, run_cli
 
 DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -73,7 +72,7 @@ def test_every_row_we_write_is_in_our_own_tables_in_the_applications_formats(cur
     assert not any("REFERENCES" in (row[3] or "") and "cluster_workers_" not in (row[3] or "").split("REFERENCES", 1)[1][:40]
                    for row in added), "a foreign key of ours into a table of theirs"
     assert application_rows(current_db) == guard
-    for rid, model, algorithm, params, layer, started, completed, inserted, updated in con.execute(
+    for rid, _model, algorithm, params, layer, started, completed, inserted, updated in con.execute(
         "SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at, updated_at "
         "FROM cluster_workers_results"
     ):

@@ -1,4 +1,5 @@
 """The same workflow on a real dask.distributed cluster (worker processes on loopback)."""
+# ruff: noqa: E402 -- the imports after importorskip need dask.distributed
 
 from __future__ import annotations
 
@@ -6,13 +7,12 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="dask.distributed not installed (pip install 'cluster-workers[dask]')")
 
-import dask  # noqa: E402
+import dask
 
-from cluster_workers.run.config import Settings  # noqa: E402
-from cluster_workers.run.coordinator import run_clustering  # noqa: E402
-from cluster_workers.errors import ConfigError, WorkerFailed  # noqa: E402
-from tests.helpers import file_hash  # noqa: E402
-from tests.helpers import stored  # noqa: E402
+from cluster_workers.errors import ConfigError, WorkerFailed
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
+from tests.helpers import file_hash, stored
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import embedding, invocation, run
-from cluster_workers.tools.demo import DemoShape, build_demo_database, check_free_space
 from cluster_workers.errors import ConfigError
+from cluster_workers.tools.demo import DemoShape, build_demo_database, check_free_space
 from tests.helpers import SMALL
 
 
@@ -34,7 +34,7 @@ def test_layout_parity_and_counts(demo_template):
         assert [s for s, _, _ in items] == list(range(len(items)))
         assert all(typ == ("TEXT" if s % 2 else "IMAGE") for s, typ, _ in items)  # text on odd numbers
         assert all((text is not None) == (s % 2 == 1) for s, _, text in items)
-    for model, blob in vec_rows:
+    for _model, blob in vec_rows:
         assert len(blob) == 768 * 4
     vecs = np.frombuffer(b"".join(b for m, b in vec_rows if m == "Nomic"), dtype="<f4").reshape(-1, 768)
     assert np.allclose(np.linalg.norm(vecs, axis=1), 1, atol=1e-5)

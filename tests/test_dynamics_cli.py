@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import SCHEMAS
 from cluster_workers.tools.users_schema import create_users_tables
-from tests.helpers import RUNS
-from tests.helpers import run_cli
+from tests.helpers import RUNS, run_cli
 
 WHEN = dt.datetime(2026, 3, 1, 12, 0, 0)
 
@@ -52,8 +51,12 @@ def build(path, schema: str) -> str:
                 members.append((emb, label))
         result = {"id": result_id, "embedding_model": "M", "algorithm": "evoc", "parameters": {}, "started_at": WHEN,
                   "completed_at": WHEN, "created_at": WHEN}
-        conn.execute(sa.insert(s.clustering_result), [result | ({"layer": 0, "updated_at": WHEN} if schema == "current" else {})])
-        conn.execute(sa.insert(s.embedding_cluster), [
+        # current schema: the application's own result (in its tables); legacy: the result tables are this tool's
+        theirs = s.application_result is not None
+        results = s.application_result if theirs else s.clustering_result
+        memberships = s.application_membership if theirs else s.embedding_cluster
+        conn.execute(sa.insert(results), [result | ({"layer": 0, "updated_at": WHEN} if schema == "current" else {})])
+        conn.execute(sa.insert(memberships), [
             {"id": uuid.uuid5(uuid.NAMESPACE_URL, f"m{i}"), "embedding_id": emb, "clustering_result_id": result_id,
              "medoid_embedding_id": None if label < 0 else medoid[label], **stamps} for i, (emb, label) in enumerate(members)])
     engine.dispose()
@@ -100,9 +103,9 @@ def test_known_answers_through_the_cli(tmp_path, schema):
 
 def test_states_read_each_members_stored_probability(current_db):
     """The probabilities the states use are the tree's, row for row (matched in numpy, checked here by id)."""
+    from cluster_workers.db.catalog import list_results
     from cluster_workers.db.connect import read_with
     from cluster_workers.db.memberships import labelled
-    from cluster_workers.db.catalog import list_results
     from cluster_workers.db.points import point_scores
     from cluster_workers.db.vectors import uuid_bytes
     from cluster_workers.run.config import Settings
@@ -114,7 +117,7 @@ def test_states_read_each_members_stored_probability(current_db):
     def check(conn):
         result = next(r for r in list_results(conn) if r.ours)
         data = labelled(conn, result.id, with_probabilities=True)
-        s = conn.execute(sa.text("SELECT e.invocation_id, e.id FROM embeddings e JOIN embedding_clusters ec ON ec.embedding_id = e.id "
+        s = conn.execute(sa.text("SELECT e.invocation_id, e.id FROM embeddings e JOIN cluster_workers_memberships ec ON ec.embedding_id = e.id "
                                  "WHERE ec.clustering_result_id = :r"), {"r": str(result.id)}).all()
         by_invocation = {inv.replace("-", ""): emb for inv, emb in s}
         scores = point_scores(conn, result.id)

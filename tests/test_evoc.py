@@ -20,9 +20,7 @@ import pytest
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines.evoc import EVoCParams, auto_base_size
-from tests.helpers import file_hash, run_cli, application_rows
-from tests.helpers import memberships, ok, ours, partition
-from tests.helpers import start_cli
+from tests.helpers import application_rows, file_hash, memberships, ok, ours, partition, run_cli, start_cli
 
 evoc = pytest.importorskip("evoc", reason="the evoc engine's tests need the evoc package (the test extra installs it)")
 

@@ -18,8 +18,7 @@ import sqlalchemy as sa
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
 from cluster_workers.views.tables import load_results
-from tests.helpers import ROOT, expected_sample, file_hash, run_cli
-from tests.helpers import SLOW, start_cli, wait_for_workers
+from tests.helpers import ROOT, SLOW, expected_sample, file_hash, run_cli, start_cli, wait_for_workers
 
 
 def assert_gone(processes: list[psutil.Process], within: float = 15) -> None:
@@ -183,7 +182,7 @@ def test_skip_bad_vectors_leaves_them_out_and_counts_them(demo_db):
 
 
 def test_an_embedding_without_its_invocation_is_named(demo_db):
-    engine = make_engine(str(demo_db))
+    engine = sa.create_engine(f"sqlite:///{demo_db}")  # a plain connection, foreign keys off: how such a row gets in
     orphan = uuid.uuid4()
     with engine.begin() as conn:
         conn.execute(sa.insert(embedding).values(id=orphan, invocation_id=uuid.uuid4(), embedding_model="Nomic",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from loguru import logger
 
+from cluster_workers.engines.memory import fast_peak_bytes
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
-from cluster_workers.engines.memory import fast_peak_bytes
 from cluster_workers.run.memory_plan import COORDINATOR_BYTES, PlanRefused, plan_memory
 from tests.helpers import file_hash, run_cli
 

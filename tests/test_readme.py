@@ -13,7 +13,7 @@ from tests.helpers import ROOT, masked, missing_lines, run_cli
 
 # the README's result ids, by what they name (ours or the users', algorithm, layer): ids are random per database
 ROLES = {"49a362b4": ("cluster_workers", "hdbscan", 0), "909e6a6f": ("cluster_workers", "evoc", 0),
-         "855d1db6": ("cluster_workers", "evoc", 1), "f1fae566": ("users", "evoc", 0)}
+         "855d1db6": ("cluster_workers", "evoc", 1), "f1fae566": ("application", "evoc", 0)}
 
 
 def quickstart() -> list[tuple[str, list[str]]]:

@@ -9,10 +9,8 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cluster_workers.run.config import Settings
-from cluster_workers.run.coordinator import run_clustering
-from cluster_workers.db.connect import make_engine
 from cluster_workers.db.catalog import find_result
+from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, clustering_tree, embedding_cluster
 from cluster_workers.db.trees import read_tree, sorted_member_ids
 from cluster_workers.engines import HDBSCANParams, l2_normalise
@@ -20,10 +18,12 @@ from cluster_workers.engines.fast import cluster as fast_cluster
 from cluster_workers.engines.reference import cluster as reference_cluster
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.run.recut import recut
 from cluster_workers.views.sweep import sweep
-from tests.helpers import file_hash, run_cli, write_experiment
 from tests.engines.datasets import attractor_data, near_copy_data
+from tests.helpers import file_hash, run_cli, write_experiment
 
 MODEL = "MiniLM"
 

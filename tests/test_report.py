@@ -10,15 +10,21 @@ import subprocess
 import numpy as np
 import pytest
 
+from cluster_workers.db.connect import read_with
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.views.compare import compare
 from cluster_workers.views.report import report_data
-from cluster_workers.db.connect import read_with
-from cluster_workers.views.tables import load_all_clusters
 from tests.helpers import run_cli
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def load_all_clusters(db: str) -> list:
+    """Every result (newest first) with its clusters, read straight through the catalog."""
+    from cluster_workers.db.catalog import cluster_summaries, list_results
+
+    return read_with(f"sqlite:///{db}", 30.0, lambda conn: [(r, cluster_summaries(conn, r.id)) for r in list_results(conn)])
 
 
 @pytest.fixture()

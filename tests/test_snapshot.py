@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
-from cluster_workers.run.config import Settings
-from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster, invocation, run
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.views.tables import load_results
 from tests.helpers import expected_sample, run_cli
 

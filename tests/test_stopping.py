@@ -16,8 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from tests.helpers import ROOT, run_cli
-from tests.helpers import SLOW, start_cli, wait_for_workers
+from tests.helpers import ROOT, SLOW, run_cli, start_cli, wait_for_workers
 
 FAST = ["--downsample", "3", "--workers", "2"]
 
@@ -184,8 +183,8 @@ def test_demo_db_stops_on_sigterm_with_130_and_keeps_nothing(target, tmp_path, r
 def test_a_stop_during_a_long_sqlite_statement_aborts_it(demo_db):
     """The progress handler: a stop request ends a statement in progress instead of waiting for it."""
     from cluster_workers import stopping
-    from cluster_workers.errors import Interrupted
     from cluster_workers.db.connect import read_with
+    from cluster_workers.errors import Interrupted
 
     def endless(conn):  # noqa: ANN001, ANN202 - a statement that would run for minutes
         import threading

@@ -305,7 +305,7 @@ class Kinetics:
         return states, np.divide(m, sums, out=np.zeros_like(m), where=sums > 0)
 
     def dwell_summary(self) -> dict:
-        lengths = np.array([l for v in self.dwell.values() for l, _ in v], dtype=np.int64)
+        lengths = np.array([steps for v in self.dwell.values() for steps, _ in v], dtype=np.int64)
         censored = np.array([c for v in self.dwell.values() for _, c in v], dtype=bool)
         times, survival = kaplan_meier(lengths, censored) if lengths.size else ([], [])
         return {"stays": int(lengths.size), "censored": int(censored.sum()), "completed": quartiles(lengths[~censored]),
@@ -322,7 +322,7 @@ class Kinetics:
             "jump_matrix": {"states": states, "matrix": matrix.tolist()},
             "dwell": self.dwell_summary(),
             "dwell_per_state": {str(s): {"stays": len(v), "censored": sum(c for _, c in v),
-                                         "completed": quartiles(l for l, c in v if not c)} for s, v in sorted(self.dwell.items())},
+                                         "completed": quartiles(steps for steps, c in v if not c)} for s, v in sorted(self.dwell.items())},
             "absorbed": self.absorbed, "absorbed_share": self.absorbed / self.runs if self.runs else 0.0,
             "absorption_time": absorbed_q,
             "chain": self.chain.as_dict() if self.chain is not None else None,
@@ -351,7 +351,7 @@ def kinetics(runs: list[RunStates], group: str | None = None, downsample: int = 
     if any((r.states != TRANSIT).any() for r in runs):
         out.chain = markov_chain(runs, lag, downsample)
     if tail_test:
-        completed = np.array([l for v in dwell.values() for l, c in v if not c], dtype=np.int64)
+        completed = np.array([steps for v in dwell.values() for steps, c in v if not c], dtype=np.int64)
         out.tail = tail_verdict(completed)
     return out
 

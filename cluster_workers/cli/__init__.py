@@ -6,10 +6,12 @@ stability) and ``tools`` (demo-db, bench). Importing them registers their comman
 """
 
 # importing a group registers its commands: --help lists them in this order  # isort: skip_file
-from cluster_workers.cli import clustering  # noqa: F401
-from cluster_workers.cli import reading  # noqa: F401
-from cluster_workers.cli import analyses  # noqa: F401
-from cluster_workers.cli import tools  # noqa: F401
+from cluster_workers.cli import (
+    analyses,  # noqa: F401
+    clustering,  # noqa: F401
+    reading,  # noqa: F401
+    tools,  # noqa: F401
+)
 from cluster_workers.cli.app import app, main
 
 __all__ = ["app", "main"]

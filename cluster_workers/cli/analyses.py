@@ -9,7 +9,7 @@ from typing import List, Optional
 import typer
 from loguru import logger
 
-from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, _settings, app
+from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, app, settings_for
 from cluster_workers.run.params import ENGINES  # the choices the help strings name, from where they are defined
 
 HDBSCAN_ENGINES = tuple(e for e in ENGINES if e != "evoc")
@@ -30,7 +30,7 @@ def fixed_points(
     """Fixed points by exact caption repetition (no clustering, every text step): when each run's caption stops changing."""
     from cluster_workers.views import dynamics
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = dynamics.load_fixed_points(settings.database, min_repeats, normalise, by, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.fixed_points_table(found, limit))
 
@@ -46,7 +46,7 @@ def density(
     log (the diptest package), the outlier share per density decile, and caption length against outlier status."""
     from cluster_workers.views.density import density_table, load_density
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     summary, found = load_density(settings.database, result_id)
     typer.echo(json.dumps({"result": str(summary.id), "model": summary.model, **found.as_dict()}, indent=2) if as_json
                else density_table(summary, found))  # fmt: skip
@@ -70,7 +70,7 @@ def stability(
     from cluster_workers.run.stability import stability as run_stability
     from cluster_workers.views.tables import stability_table
 
-    settings = _settings(config, database_url=database_url, downsample=downsample, engine=engine, experiment=experiment)
+    settings = settings_for(config, database_url=database_url, downsample=downsample, engine=engine, experiment=experiment)
     models = list(model) if model else _sampled_models(settings)
     found = run_stability(settings, models, offsets, keep)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else stability_table(found))
@@ -101,7 +101,7 @@ def states(
     """Core-set milestoning: every run's state sequence (a transit step keeps the last core visited)."""
     from cluster_workers.views import dynamics
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = dynamics.load_states(settings.database, result_id, core_probability, fill_initial, experiment)
     if found.warning and not as_json:
         logger.warning(found.warning)
@@ -125,6 +125,6 @@ def kinetics(
     """Kinetics of the states: jumps, dwell times (censored, tail test), absorption, transit share, a Markov chain."""
     from cluster_workers.views import dynamics
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = dynamics.load_kinetics(settings.database, result_id, by, core_probability, fill_initial, min_stay, lag, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2, default=float) if as_json else dynamics.kinetics_table(found, limit))

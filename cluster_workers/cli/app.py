@@ -56,7 +56,7 @@ def main_options(
     stopping.install()  # Ctrl-C / SIGTERM set a flag; every command stops at its next safe point (exit 130)
 
 
-def _settings(config: Optional[Path], **overrides):  # type: ignore[no-untyped-def]
+def settings_for(config: Optional[Path], **overrides):  # type: ignore[no-untyped-def]
     from cluster_workers.run.config import load_settings
 
     return load_settings(config, overrides)

@@ -9,7 +9,7 @@ from typing import List, Optional
 
 import typer
 
-from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, _settings, app
+from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, app, settings_for
 from cluster_workers.progress import progress_bar
 from cluster_workers.run.config import BACKENDS  # the choices the help strings name, from where they are defined
 from cluster_workers.run.params import ENGINES, MEDOID_RULES, SELECTION_METHODS
@@ -54,7 +54,7 @@ def cluster(
     """Cluster every embedding model's sampled vectors and commit all labels in one transaction."""
     from cluster_workers.run.coordinator import run_clustering
 
-    settings = _settings(
+    settings = settings_for(
         config,
         downsample=downsample,
         offset=offset,
@@ -110,7 +110,7 @@ def recut(
 
     overrides = {"min_cluster_size": min_cluster_size, "cluster_selection_epsilon": epsilon, "cluster_selection_method": method,
                  "allow_single_cluster": allow_single_cluster, "min_samples": min_samples}  # fmt: skip
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     done = recut_mod.recut(settings.database_url, result_id, overrides, settings.db_limits, force)
     if done.result_id is None:
         typer.echo(f"not written: result {done.existing} already has these parameters on the same sample (--force replaces it)")
@@ -137,7 +137,7 @@ def assign(
     frozen sample unchanged and the assigned rows (one transaction); the source result is never changed."""
     from cluster_workers.run.assign import assign as assign_result
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     with progress_bar(0, "embeddings assigned") as advance:
         seen = [0]
 
@@ -170,12 +170,12 @@ def delete(
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Delete results and their memberships in one transaction (under the run lock); asks first on a terminal."""
-    from cluster_workers.run import removal
     from cluster_workers.errors import ConfigError
+    from cluster_workers.run import removal
 
     if sum([result_id is not None, model is not None, all_results]) != 1:
         raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     chosen = removal.chosen_results(settings.database, result_id, model)
     theirs = removal.left_alone(settings.database, result_id, model)
     if theirs:
@@ -208,7 +208,7 @@ def index(
     starts. Under the run lock, bounded by the statement timeout."""
     from cluster_workers.db.indexes import build_indexes
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     changes = build_indexes(settings.database_url, settings.db_limits, drop=drop)
     for c in changes:
         size = f"  {c.size_bytes / 2**20:,.0f} MiB" if c.size_bytes else ""
@@ -235,7 +235,7 @@ def publish(
     from cluster_workers.run.publish import publish as publish_result
     from cluster_workers.views.sweep import parse_values
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     sizes = parse_values(layers, int) if layers else None
     plan = publish_result(settings.database_url, result_id, settings.db_limits, sizes, partial, dry_run=True, db=settings.database)
     deleted = sum(r.memberships for r in plan.replaced)
@@ -268,6 +268,6 @@ def repair(
     does the same first; the application's own rows are never changed."""
     from cluster_workers.db.repair import repair_database
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     moved = repair_database(settings.database_url, settings.db_limits)
     typer.echo(f"repaired: moved {moved.describe()} into this tool's own tables" if moved else "nothing to repair")

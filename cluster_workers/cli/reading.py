@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, _settings, app
+from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, app, settings_for
 from cluster_workers.run.params import SELECTION_METHODS
 
 
@@ -24,7 +24,7 @@ def results(
     """List clustering results: id, model, sample count, clusters, outliers, duration, stale or current, parameters."""
     from cluster_workers.views import tables
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     rows = tables.load_results(settings.database, stale_check)
     typer.echo(json.dumps(tables.results_json(rows), indent=2) if as_json else tables.results_table(rows))
 
@@ -40,7 +40,7 @@ def show(
     """Show one result's clusters: size and medoid text, largest first; outliers counted apart."""
     from cluster_workers.views import tables
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     summary, clusters = tables.load_clusters(settings.database, result_id)
     if as_json:
         typer.echo(json.dumps(tables.clusters_json(summary, clusters, limit), indent=2))
@@ -58,7 +58,7 @@ def export(
     """Write one result as a table: one row per sampled embedding with its run, step, cluster rank and text."""
     from cluster_workers.views.export import export_result
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     rows = export_result(settings.database, result_id, output)
     typer.echo(f"wrote {rows:,} rows to {output}")
 
@@ -74,9 +74,10 @@ def compare(
 ) -> None:
     """Do the models agree? ARI and AMI for each pair of models' newest current results with the same downsample,
     parameters and engine (stale results left out, and said so), and cluster matches."""
-    from cluster_workers.views.compare import compare as compare_results, compare_table
+    from cluster_workers.views.compare import compare as compare_results
+    from cluster_workers.views.compare import compare_table
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = compare_results(settings.database, downsample, results=result or None, experiment=experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else compare_table(found))
 
@@ -95,7 +96,7 @@ def trajectories(
     """Where runs end and when they settle: per end cluster, and per initial prompt or network."""
     from cluster_workers.views.trajectories import load_trajectories, trajectories_table
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = load_trajectories(settings.database, result_id, last_k, by, experiment)
     typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else trajectories_table(found, limit))
 
@@ -114,7 +115,7 @@ def transitions(
     """Cluster transitions along each run: (from, to) counts over consecutive sampled texts, per group."""
     from cluster_workers.views import chains
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = chains.load_transitions(settings.database, result_id, by, include_outliers, experiment)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.transitions_table(found, limit))
 
@@ -132,7 +133,7 @@ def run_lengths(
     """How long chains stay in a cluster: each run's run-length encoding (JSON: every stretch; table: per cluster)."""
     from cluster_workers.views import chains
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     found = chains.load_run_lengths(settings.database, result_id, include_outliers, experiment)
     typer.echo(json.dumps(found.rows(), indent=2) if as_json else chains.run_lengths_table(found, limit))
 
@@ -154,7 +155,7 @@ def sweep(
     from cluster_workers.views import sweep as sweep_view
     from cluster_workers.views.tables import sweep_table
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     epsilons, sizes = sweep_view.parse_values(epsilon, float), sweep_view.parse_values(min_cluster_size, int)
     summary, rows = sweep_view.sweep(settings.database, result_id, epsilons, sizes, method)
     plateaus = sweep_view.flattest(rows)
@@ -173,6 +174,6 @@ def report(
     """Write a self-contained HTML report: per result the size distribution and top clusters; models compared."""
     from cluster_workers.views.report import write_report
 
-    settings = _settings(config, database_url=database_url)
+    settings = settings_for(config, database_url=database_url)
     path = write_report(settings.database, output)
     typer.echo(f"wrote {path}")

@@ -10,7 +10,7 @@ import typer
 from loguru import logger
 
 from cluster_workers import stopping
-from cluster_workers.cli.app import ConfigFile, DatabaseUrl, _settings, app, fail
+from cluster_workers.cli.app import ConfigFile, DatabaseUrl, app, fail, settings_for
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.progress import progress_bar
 from cluster_workers.run.params import ENGINES
@@ -81,7 +81,7 @@ def bench(
     exactly as they were (safe on a live database). Use `cluster --force` to keep what you measure."""
     from cluster_workers.tools import bench as bench_mod
 
-    settings = _settings(
+    settings = settings_for(
         config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
         min_cluster_size=min_cluster_size, min_samples=min_samples, models=tuple(model) if model else None,
     )

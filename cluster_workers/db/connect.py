@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
-from cluster_workers.db.snapshot import SQLITE_HASH_FUNCTION, id_hash
 from cluster_workers import stopping
+from cluster_workers.db.snapshot import SQLITE_HASH_FUNCTION, id_hash
 from cluster_workers.errors import ClusterWorkersError, DatabaseError, Interrupted
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -15,13 +15,13 @@ from typing import Iterator
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.sampling import is_text, text_index
 from cluster_workers.db.catalog import memberships_of
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.schema import Schema
 from cluster_workers.db.points import point_scores
-from cluster_workers.db.vectors import uuid_bytes
+from cluster_workers.db.sampling import is_text, text_index
+from cluster_workers.db.schema import Schema
 from cluster_workers.db.texts import STREAM_ROWS, TextPositions, driver_rows, id_hex, network_label, raw_column, text_positions
+from cluster_workers.db.vectors import uuid_bytes
 
 OUTLIER = -1
 EXPORT_COLUMNS = (

@@ -11,13 +11,13 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import sqlalchemy as sa
 
+from cluster_workers.db.assignments import delete_assignments
 from cluster_workers.db.catalog import result_stores
 from cluster_workers.db.detect import schema_of
+from cluster_workers.db.layers import delete_layers, write_layer
+from cluster_workers.db.layers import encode as encode_layer
 from cluster_workers.db.schema import Schema
-from cluster_workers.db.assignments import delete_assignments
-from cluster_workers.db.layers import delete_layers, encode as encode_layer, write_layer
 from cluster_workers.db.trees import add_core_columns, byte_order, delete_trees, encode, sorted_positions, write_tree
-from cluster_workers.errors import DatabaseError
 
 INSERT_CHUNK = 50_000  # rows between progress calls (and stop checks) inside the commit
 NULL_TEXT = "\\N"  # NULL in COPY's text format
@@ -72,13 +72,13 @@ def hex_rows(id_bytes: np.ndarray, dashed: bool = False) -> list[str]:
 
 
 def membership_columns(
-    result: ResultLike, result_id: uuid.UUID, when: float, s: Schema | None = None
+    s: Schema, result: ResultLike, result_id: uuid.UUID, when: float
 ) -> tuple[list[str], list[str], str, list[str | None]]:
     """The membership rows of one result as text columns ``(ids, embedding ids, result id, medoid ids)`` in the
     schema's id format (32-char hex, or dashed for the current schema), sorted by embedding id (so the unique index
     is filled in order); outliers get a NULL medoid."""
     order = byte_order(result.embedding_ids)
-    dashed = s is not None and s.dashed_ids
+    dashed = s.dashed_ids
     embedding_hex = hex_rows(result.embedding_ids[order], dashed)
     medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)], dashed) if len(result.medoid_rows) else []
     ids = hex_rows(time_ordered_ids(len(order), when), dashed)
@@ -97,7 +97,7 @@ def membership_names(s: Schema) -> list[str]:
 def _insert_memberships(conn: sa.Connection, result: ResultLike, result_id: uuid.UUID, progress: Any) -> int:
     """Write one result's memberships into our memberships table, on the caller's transaction."""
     s = schema_of(conn)
-    ids, embedding_ids, rid, medoids = membership_columns(result, result_id, time.time(), s)
+    ids, embedding_ids, rid, medoids = membership_columns(s, result, result_id, time.time())
     return insert_membership_rows(conn, s.embedding_cluster, ids, embedding_ids, rid, medoids, progress)
 
 

@@ -16,14 +16,14 @@ import uuid
 import sqlalchemy as sa
 
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.schema import LEGACY_SCHEMA, Schema
+from cluster_workers.db.schema import Schema
 from cluster_workers.db.snapshot import SampleBound, embedding_rowid, id_digest
 from cluster_workers.errors import ConfigError, DatabaseError
 
 CALIBRATION_PROMPTS = ("yeah", "nah")
 
 
-def is_text(table: sa.Table = LEGACY_SCHEMA.invocation) -> sa.ColumnElement[bool]:
+def is_text(table: sa.Table) -> sa.ColumnElement[bool]:
     """A text invocation. The legacy schema stores the enum name ('TEXT'), the current one 'text': compared
     upper-cased, and the cast lets native PostgreSQL enums compare too."""
     return sa.func.upper(sa.cast(table.c.type, sa.String)) == "TEXT"
@@ -61,7 +61,7 @@ def counted_runs(s: Schema, experiment: str | None = None):
     return keep
 
 
-def text_index(s: Schema = LEGACY_SCHEMA) -> sa.ColumnElement[int]:
+def text_index(s: Schema) -> sa.ColumnElement[int]:
     """An invocation's position among its run's text invocations (0, 1, 2, ... in sequence order).
 
     A window expression: select it from ``invocation`` filtered to text invocations.
@@ -75,7 +75,7 @@ def check_offset(downsample: int, offset: int) -> None:
         raise ConfigError(f"offset must be between 0 and downsample - 1 ({downsample - 1}), got {offset}")
 
 
-def kept_invocations(downsample: int, s: Schema = LEGACY_SCHEMA, experiment: str | None = None, offset: int = 0) -> sa.Subquery:
+def kept_invocations(s: Schema, downsample: int, experiment: str | None = None, offset: int = 0) -> sa.Subquery:
     """Subquery with one column ``invocation_id``: the text invocations kept at ``downsample`` and ``offset``
     (of one experiment's runs when ``experiment`` is given)."""
     invocation, run = s.invocation, s.run
@@ -116,7 +116,7 @@ def _within(query: sa.Select, bound: SampleBound | None, s: Schema, covered: boo
     return query
 
 
-def count_all_query(bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA, experiment: str | None = None) -> sa.Select:
+def count_all_query(s: Schema, bound: SampleBound | None = None, experiment: str | None = None) -> sa.Select:
     """Embeddings per model before downsampling (every row of ``embedding``; of one experiment's runs if given)."""
     embedding = s.embedding
     query = sa.select(embedding.c.embedding_model, sa.func.count())
@@ -126,18 +126,18 @@ def count_all_query(bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
     return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
-def count_sampled_query(downsample: int, bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
+def count_sampled_query(s: Schema, downsample: int, bound: SampleBound | None = None,
                         experiment: str | None = None, offset: int = 0) -> sa.Select:
     """Per model after downsampling: count, and the sum of 32-bit hashes of the sampled ids (the digest)."""
     embedding = s.embedding
-    kept = kept_invocations(downsample, s, experiment, offset)
+    kept = kept_invocations(s, downsample, experiment, offset)
     query = sa.select(embedding.c.embedding_model, sa.func.count(), sa.func.sum(id_digest(embedding.c.id))).join(
         kept, kept.c.invocation_id == embedding.c.invocation_id
     )
     return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
-def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None = None, s: Schema = LEGACY_SCHEMA,
+def sampled_vectors_query(s: Schema, model: str, downsample: int, bound: SampleBound | None = None,
                           experiment: str | None = None, offset: int = 0) -> sa.Select:
     """``(id, vector)`` of one model's sampled embeddings.
 
@@ -147,7 +147,7 @@ def sampled_vectors_query(model: str, downsample: int, bound: SampleBound | None
     at downsample 10000 on the production shape).
     """
     embedding = s.embedding
-    kept = kept_invocations(downsample, s, experiment, offset)
+    kept = kept_invocations(s, downsample, experiment, offset)
     query = (
         sa.select(sa.type_coerce(embedding.c.id, sa.String), embedding.c.vector)
         .select_from(kept.join(embedding, embedding.c.invocation_id == kept.c.invocation_id))
@@ -187,7 +187,7 @@ def counts(
     s = schema_of(conn)
     if experiment is not None:
         check_experiment(conn, experiment)
-    before = {m: int(c) for m, c in conn.execute(count_all_query(bound, s, experiment))}
+    before = {m: int(c) for m, c in conn.execute(count_all_query(s, bound, experiment))}
     return (before, *sampled_counts(conn, downsample, bound, experiment, offset))
 
 
@@ -197,7 +197,7 @@ def sampled_counts(
     """``(after, fingerprints)`` per model: the sampled embeddings alone (one GROUP BY query)."""
     after: dict[str, int] = {}
     fingerprints: dict[str, dict] = {}
-    for model, n, digest in conn.execute(count_sampled_query(downsample, bound, schema_of(conn), experiment, offset)):
+    for model, n, digest in conn.execute(count_sampled_query(schema_of(conn), downsample, bound, experiment, offset)):
         after[model] = int(n)
         fingerprints[model] = {"count": int(n), "digest": format(int(digest or 0), "x")}
     return after, fingerprints

@@ -13,8 +13,8 @@ from typing import Iterator
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.sampling import is_text
 from cluster_workers.db.detect import schema_of
+from cluster_workers.db.sampling import is_text
 
 
 def network_label(network: object) -> str | None:

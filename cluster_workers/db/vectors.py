@@ -27,9 +27,6 @@ class Vectors:
     data: np.ndarray
     skipped: int = 0  # bad rows left out (only with ``skip_bad``)
 
-    def id_at(self, i: int) -> uuid.UUID:
-        return uuid.UUID(bytes=self.ids[i].tobytes())
-
 
 def uuid_bytes(value: object) -> bytes:
     """16 bytes of a UUID as the driver returns it (``uuid.UUID`` or a 32-char hex string)."""
@@ -97,7 +94,7 @@ def fetch_vectors(
     with ``skip_bad``, leaves such rows out and counts them in ``skipped``.
     """
     result = conn.execute(  # options on this statement only: Connection.execution_options would stream every later one
-        sampled_vectors_query(model, downsample, bound, schema_of(conn), experiment, offset), execution_options=STREAM
+        sampled_vectors_query(schema_of(conn), model, downsample, bound, experiment, offset), execution_options=STREAM
     )
     capacity = max(int(expected), 1)
     ids = np.empty((capacity, 16), dtype=np.uint8)
@@ -135,7 +132,7 @@ def iter_vector_blocks(
     block_rows: int = 65_536, skip_bad: bool = True,
 ) -> Iterator[Vectors]:
     """The model's sample at ``downsample``/``offset`` in blocks of about ``block_rows`` (memory of one block)."""
-    result = conn.execute(sampled_vectors_query(model, downsample, None, schema_of(conn), experiment, offset), execution_options=STREAM)
+    result = conn.execute(sampled_vectors_query(schema_of(conn), model, downsample, None, experiment, offset), execution_options=STREAM)
     dim, ids, chunks, held, skipped = 0, [], [], 0, 0
     for batch in result.partitions(BATCH_ROWS):
         dim = dim or _dimension(model, batch)

@@ -40,7 +40,7 @@ from typing import Callable
 import numpy as np
 
 from cluster_workers.engines.mst_search import MSTTuning, SlotSearch
-from cluster_workers.engines.mst_slots import _best_known, _find, _roots
+from cluster_workers.engines.mst_slots import best_known, component_roots, find_root
 from cluster_workers.engines.neighbours import NeighbourGraph
 
 __all__ = ["BoruvkaMST", "MSTTuning", "mutual_reachability_mst"]
@@ -99,14 +99,14 @@ class BoruvkaMST:
 
     def _components(self) -> None:
         """This round's component of every point, their count and the largest."""
-        _, self.comp = np.unique(_roots(self.parent), return_inverse=True)
+        _, self.comp = np.unique(component_roots(self.parent), return_inverse=True)
         self.n_comp = int(self.comp.max()) + 1
         self.largest = int(np.argmax(np.bincount(self.comp, minlength=self.n_comp)))
 
     def _known_edges(self) -> None:
         """Each point's lightest known outgoing edge, which of them are proven, and each component's best."""
         search = self.search
-        self.best_w, self.best_b = _best_known(
+        self.best_w, self.best_b = best_known(
             self.graph.ids, self.graph.dist, self.graph.core, search.slot_w, search.slot_b, self.comp
         )
         self.settled = self.best_w <= search.bound if self.exact else np.isfinite(self.best_w)
@@ -175,7 +175,7 @@ class BoruvkaMST:
         chosen = chosen[np.lexsort((chosen, self.known[chosen]))]
         round_edges = []
         for a in chosen:
-            ra, rb = _find(self.parent, int(a)), _find(self.parent, int(self.best_b[a]))
+            ra, rb = find_root(self.parent, int(a)), find_root(self.parent, int(self.best_b[a]))
             if ra != rb:
                 self.parent[ra] = rb
                 round_edges.append((a, self.best_b[a], self.known[a]))

@@ -19,8 +19,15 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from cluster_workers.engines.mst_slots import (CLOSED, _leading_groups, _offer_columns, _offer_rows, _offer_rows_serial,
-                                               _reachable_groups)
+from cluster_workers.engines.mst_slots import (
+    CLOSED,
+    offer_columns,
+    offer_leading_groups,
+    offer_rows,
+    offer_rows_serial,
+    reachable_groups,
+)
+
 
 @dataclass(frozen=True)
 class MSTTuning:
@@ -60,7 +67,7 @@ class SlotSearch:
         self.searched = 0
         self.pairs = 0  # point pairs computed by the searches
 
-    def _tick(self) -> None:
+    def tick(self) -> None:
         if self.on_block is not None:
             self.on_block()
 
@@ -95,7 +102,7 @@ class SlotSearch:
 
     def _offer(self, sims, rows, cols, comp, group_comp=None, group=0, serial=False) -> None:  # type: ignore[no-untyped-def]
         group_comp = np.empty(0, dtype=np.int64) if group_comp is None else group_comp
-        kernel = _offer_rows_serial if serial else _offer_rows
+        kernel = offer_rows_serial if serial else offer_rows
         kernel(self.x, sims, rows, cols, self.core, comp, *self._slots(), group_comp, group, self.err)
 
     def block(self, points: np.ndarray, comp: np.ndarray) -> None:
@@ -104,7 +111,7 @@ class SlotSearch:
         n, width = self.x.shape[0], self.tuning.block_cols
         xp = self.x[points]
         for lo in range(0, n, width):
-            self._tick()
+            self.tick()
             hi = min(n, lo + width)
             self._offer(xp @ self.x[lo:hi].T, points, np.arange(lo, hi), comp)
         self.pairs += points.size * n
@@ -124,16 +131,16 @@ class SlotSearch:
         for s in range(0, points.size, pair_rows):
             rows = points[s : s + pair_rows]
             xr = self.x[rows]
-            self._tick()
+            self.tick()
             self._offer(xr @ xr.T, rows, rows, comp)
             for c in range(s + pair_rows, points.size, width):
-                self._tick()
+                self.tick()
                 cols = points[c : c + width]
                 sims = xr @ self.x[cols].T
                 self._offer(sims, rows, cols, comp)
-                _offer_columns(self.x, sims, rows, cols, self.core, comp, *self._slots(), self.err)
+                offer_columns(self.x, sims, rows, cols, self.core, comp, *self._slots(), self.err)
             for c in range(0, others.size, width):
-                self._tick()
+                self.tick()
                 cols = others[c : c + width]
                 self._offer(xr @ self.x[cols].T, rows, cols, comp)
         self._finish(points)
@@ -144,7 +151,7 @@ class SlotSearch:
         ``maxima[a, g]``: a's largest inner product with group ``g``, from the
         neighbour screen. ``group_rows`` consecutive points at a time meet
         first their ``leading_groups`` best groups, then every group whose
-        maximum could still beat one of their slots (:func:`_reachable_groups`),
+        maximum could still beat one of their slots (:func:`reachable_groups`),
         ``group_step`` groups at a time, best first, each step tightening the bounds.
         """
         self._start(points, int(comp.max()) + 1)
@@ -153,7 +160,7 @@ class SlotSearch:
         ordered = np.sort(points)
         rows_at_once = self.tuning.group_rows
         batches = [ordered[s : s + rows_at_once] for s in range(0, ordered.size, rows_at_once)]
-        self._tick()  # not inside: a thread-count change there would be undone on leaving the BLAS limit
+        self.tick()  # not inside: a thread-count change there would be undone on leaving the BLAS limit
         workers = numba.get_num_threads()
 
         def search(rows: np.ndarray) -> int:
@@ -168,10 +175,10 @@ class SlotSearch:
     def _search_batch(self, rows, comp, maxima, group, group_comp, group_core) -> int:  # type: ignore[no-untyped-def]
         """Search ``rows`` (sorted) against the groups they need; returns the pairs computed."""
         xr = self.x[rows]
-        done = _leading_groups(rows, maxima, group_comp, comp, self.tuning.leading_groups)
+        done = offer_leading_groups(rows, maxima, group_comp, comp, self.tuning.leading_groups)
         pairs = self._offer_groups(xr, rows, done, group, comp, group_comp)
         while True:  # the most promising of the groups still reachable, until none is
-            rest = np.flatnonzero(_reachable_groups(
+            rest = np.flatnonzero(reachable_groups(
                 rows, maxima, group_comp, group_core, self.core, comp, *self._slots(), done, self.err
             ))  # fmt: skip
             if not rest.size:

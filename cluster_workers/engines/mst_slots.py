@@ -16,7 +16,7 @@ CLOSED = -2  # slot_c of a slot closed because fewer than `slots` other componen
 
 
 @njit(cache=True)
-def _find(parent: np.ndarray, a: int) -> int:
+def find_root(parent: np.ndarray, a: int) -> int:
     root = a
     while parent[root] != root:
         root = parent[root]
@@ -26,10 +26,10 @@ def _find(parent: np.ndarray, a: int) -> int:
 
 
 @njit(cache=True)
-def _roots(parent: np.ndarray) -> np.ndarray:
+def component_roots(parent: np.ndarray) -> np.ndarray:
     out = np.empty(parent.size, dtype=np.int64)
     for a in range(parent.size):
-        out[a] = _find(parent, a)
+        out[a] = find_root(parent, a)
     return out
 
 
@@ -41,7 +41,7 @@ def _consider(best_w: np.ndarray, best_b: np.ndarray, a: int, w: float, b: int) 
 
 
 @njit(cache=True)
-def _best_known(
+def best_known(
     ids: np.ndarray, dist: np.ndarray, core: np.ndarray, slot_w: np.ndarray, slot_b: np.ndarray, comp: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per point: the lightest known edge (neighbour lists and slots, either direction) to another component.
@@ -166,7 +166,7 @@ def _offer_row(x, sims, i, rows, cols, core, comp, slot_w, slot_b, slot_c, group
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _offer_rows(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group_comp, group, err) -> None:  # type: ignore[no-untyped-def]
+def offer_rows(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group_comp, group, err) -> None:  # type: ignore[no-untyped-def]
     """:func:`_offer_row` for every row of ``sims``, rows in parallel."""
     for i in prange(sims.shape[0]):
         lanes = np.empty(LANES, dtype=sims.dtype)
@@ -174,7 +174,7 @@ def _offer_rows(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group_c
 
 
 @njit(cache=True, nogil=True)
-def _offer_rows_serial(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group_comp, group, err) -> None:  # type: ignore[no-untyped-def]
+def offer_rows_serial(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, group_comp, group, err) -> None:  # type: ignore[no-untyped-def]
     """:func:`_offer_row` for every row of ``sims`` in one thread (many small blocks side by side)."""
     lanes = np.empty(LANES, dtype=sims.dtype)
     for i in range(sims.shape[0]):
@@ -182,7 +182,7 @@ def _offer_rows_serial(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, 
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _offer_columns(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, err) -> None:  # type: ignore[no-untyped-def]
+def offer_columns(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, err) -> None:  # type: ignore[no-untyped-def]
     """Offer ``sims[i, j]`` to the slots of ``cols[j]`` (the transposed direction, no copy; tiles of columns in parallel)."""
     n_rows, n_cols = sims.shape
     n_tiles = (n_cols + CHUNK - 1) // CHUNK
@@ -217,7 +217,7 @@ def _offer_columns(x, sims, rows, cols, core, comp, slot_w, slot_b, slot_c, err)
 
 
 @njit(cache=True)
-def _leading_groups(points, maxima, group_comp, comp, count):  # type: ignore[no-untyped-def]
+def offer_leading_groups(points, maxima, group_comp, comp, count):  # type: ignore[no-untyped-def]
     """Groups that are among some point's ``count`` largest maxima (groups wholly inside its component left out)."""
     n_groups = maxima.shape[1]
     chosen = np.zeros(n_groups, dtype=np.bool_)
@@ -245,7 +245,7 @@ def _leading_groups(points, maxima, group_comp, comp, count):  # type: ignore[no
 
 
 @njit(cache=True)
-def _reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w, slot_b, slot_c, done, err):  # type: ignore[no-untyped-def]
+def reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w, slot_b, slot_c, done, err):  # type: ignore[no-untyped-def]
     """Groups not in ``done`` that could still hold an edge into one of some point's slots.
 
     A point's heaviest slot is bounded from above by its slots and by the

@@ -157,7 +157,7 @@ def _screen_symmetric(x, m, maxima, group, on_block, tuning):  # type: ignore[no
     heap_vals = np.full((n, m), -np.inf, dtype=np.float32)
     heap_ids = np.zeros((n, m), dtype=np.int32)
     for a in range(0, n, block_rows):
-        _tick(on_block)
+        tick(on_block)
         xa = x[a : a + block_rows]  # a view, not a copy
         rows = np.arange(a, a + xa.shape[0])
         push_rows(xa @ xa.T, rows, rows, heap_vals, heap_ids, 0, maxima, group)
@@ -165,7 +165,7 @@ def _screen_symmetric(x, m, maxima, group, on_block, tuning):  # type: ignore[no
         rows = np.arange(a, min(n, a + block_rows))
         xa = x[a : a + block_rows]
         for b in range(rows[-1] + 1, n, block_cols):
-            _tick(on_block)
+            tick(on_block)
             cols = np.arange(b, min(n, b + block_cols))
             sims = xa @ x[b : b + block_cols].T
             push_rows(sims, rows, cols, heap_vals, heap_ids, 0, maxima, group)
@@ -204,12 +204,12 @@ def _screen_row_blocks(screen: _Screen) -> None:
         spans += [(lo, min(a, lo + block_cols)) for lo in range(0, a, block_cols)]
         spans += [(lo, min(n, lo + block_cols)) for lo in range(end, n, block_cols)]
         for lo, hi in spans:  # every span starts at a multiple of the group: the maxima stay aligned
-            _tick(on_block)
+            tick(on_block)
             push_rows(xa @ x[lo:hi].T, rows, np.arange(lo, hi), heap_vals, heap_ids, a, maxima, group)
         _rerank(screen, rows, heap_vals, heap_ids)
 
 
-def _tick(on_block: Callable[[], object] | None) -> None:
+def tick(on_block: Callable[[], object] | None) -> None:
     if on_block is not None:
         on_block()
 
@@ -253,7 +253,7 @@ def _recompute(screen: _Screen, rows: np.ndarray) -> None:
     n = x.shape[0]
     cut = similarity_cuts32(graph.core, err)  # rounded down: it stays a bound
     for s in range(0, rows.size, tuning.recompute_rows):
-        _tick(on_block)
+        tick(on_block)
         batch = rows[s : s + tuning.recompute_rows]
         if group:
             needed = (maxima[batch] >= cut[batch, None]).any(axis=0)

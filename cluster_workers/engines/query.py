@@ -21,9 +21,16 @@ from typing import Callable
 
 import numpy as np
 
-from cluster_workers.engines.bounds import UNIT_ROUNDOFF, distance_ceilings, distance_floors, similarity_cuts32, similarity_error, similarity_floors
+from cluster_workers.engines.bounds import (
+    UNIT_ROUNDOFF,
+    distance_ceilings,
+    distance_floors,
+    similarity_cuts32,
+    similarity_error,
+    similarity_floors,
+)
 from cluster_workers.engines.kernels import cross_distances, pair_distances_between, push_rows
-from cluster_workers.engines.neighbours import ScreenTuning, _tick
+from cluster_workers.engines.neighbours import ScreenTuning, tick
 from cluster_workers.engines.order import cell_labels
 
 GROUP = 128  # sample rows per k-means cell, on average: each cell bounded by one axis and width
@@ -136,7 +143,7 @@ def _screen(q, index, cols, k, m, err, on_block, tuning, reach=None):  # type: i
     no_maxima = np.empty((1, 1), dtype=np.float32)
     total = index.x.shape[0] if cols is None else cols.size
     for c in range(0, total, tuning.block_cols):
-        _tick(on_block)
+        tick(on_block)
         if cols is None:  # contiguous rows: a view; needed rows are gathered into one large GEMM, not many small
             part = np.arange(c, min(total, c + tuning.block_cols))
             block = index.x[c : c + tuning.block_cols]
@@ -199,7 +206,7 @@ def _remeasure(q, index, kth, k, err, on_block, tuning, cols=None):  # type: ign
     pair_rows, pair_cols = [], []
     total = index.x.shape[0] if cols is None else cols.size
     for lo in range(0, total, tuning.block_cols):
-        _tick(on_block)
+        tick(on_block)
         part = np.arange(lo, min(total, lo + tuning.block_cols)) if cols is None else cols[lo : lo + tuning.block_cols]
         block = index.x[lo : lo + tuning.block_cols] if cols is None else index.x[part]
         i, j = np.nonzero(q @ block.T >= cut[:, None])

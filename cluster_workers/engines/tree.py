@@ -115,9 +115,3 @@ def cut_tree(mst: np.ndarray, params: HDBSCANParams) -> TreeCut:
         np.asarray(outlier_scores(condensed), dtype=np.float64),
         condensed,
     )
-
-
-def labels_from_mst(mst: np.ndarray, params: HDBSCANParams) -> tuple[np.ndarray, np.ndarray]:
-    """``(labels, probabilities)`` from MST edges ``(a, b, weight)`` sorted by weight."""
-    cut = cut_tree(mst, params)
-    return cut.labels, cut.probabilities

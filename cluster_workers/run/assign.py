@@ -23,10 +23,11 @@ from loguru import logger
 
 from cluster_workers import stopping
 from cluster_workers.db.assignments import encode, read_assignment, write_assignment
+from cluster_workers.db.catalog import ResultSummary
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.catalog import ResultSummary
 from cluster_workers.db.results import matching_results, write_results
+from cluster_workers.db.sources import Source, load_source, member_vectors, old_cluster_codes
 from cluster_workers.db.trees import sorted_positions
 from cluster_workers.db.vectors import iter_vector_blocks
 from cluster_workers.engines import HDBSCANParams, l2_normalise
@@ -35,7 +36,6 @@ from cluster_workers.engines.predict import approximate_predict, prediction_tree
 from cluster_workers.engines.query import SampleIndex, sample_index
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError, DatabaseError
-from cluster_workers.db.sources import Source, load_source, member_vectors, old_cluster_codes
 from cluster_workers.run.worker import ModelResult, peak_rss_mb
 
 RULE = "hdbscan.prediction.approximate_predict (2 x min_samples exact neighbours, mutual reachability, condensed tree)"

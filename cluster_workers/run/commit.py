@@ -6,12 +6,11 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers import stopping
-from cluster_workers.run import faults
-from cluster_workers.run.config import Settings
 from cluster_workers.db.connect import db_error, enable_wal
 from cluster_workers.db.results import write_results
+from cluster_workers.run import faults
+from cluster_workers.run.config import Settings
 from cluster_workers.run.worker import ModelResult
-
 
 
 def run_key(settings: Settings) -> dict:

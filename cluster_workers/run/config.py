@@ -105,7 +105,7 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"downsample must be a positive integer, got {s.downsample!r}")
     if not isinstance(s.offset, int) or isinstance(s.offset, bool) or not 0 <= s.offset < s.downsample:
         raise ConfigError(f"offset must be an integer from 0 to downsample - 1 ({s.downsample - 1}), got {s.offset!r}")
-    s.clustering  # validates the clustering parameters
+    _ = s.clustering  # building it validates the clustering parameters
     if s.min_samples_to_cluster < 2:
         raise ConfigError(f"min_samples_to_cluster must be >= 2, got {s.min_samples_to_cluster!r}")
     if s.backend not in BACKENDS:

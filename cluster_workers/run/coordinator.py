@@ -16,15 +16,15 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers import stopping
-from cluster_workers.run.config import Settings
 from cluster_workers.db import indexes, sampling
 from cluster_workers.db.connect import db_error, describe, make_engine
+from cluster_workers.db.detect import schema_of
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_results
-from cluster_workers.db.detect import schema_of
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
 from cluster_workers.errors import DatabaseError, WorkerFailed
 from cluster_workers.run.commit import commit, run_key
+from cluster_workers.run.config import Settings
 from cluster_workers.run.dispatch import cluster_models
 from cluster_workers.run.worker import ModelResult, peak_rss_mb
 

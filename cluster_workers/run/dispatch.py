@@ -19,14 +19,12 @@ from joblib import Parallel, delayed, parallel_config
 from loguru import logger
 
 from cluster_workers import stopping
-from cluster_workers.run.config import Settings
 from cluster_workers.db.snapshot import SampleBound
 from cluster_workers.errors import ClusterWorkersError, ConfigError, Interrupted, WorkerFailed
+from cluster_workers.run.config import Settings
 from cluster_workers.run.memory_plan import available_bytes, plan_memory
 from cluster_workers.run.monitor import WorkerMonitor
 from cluster_workers.run.worker import ModelResult, ModelTask, cluster_model
-
-
 
 RUN_SLACK_S = 60.0  # beyond timeout x rounds: starting processes and gathering results
 

@@ -18,8 +18,14 @@ from cluster_workers.db.connect import Database, as_database, db_error, make_eng
 from cluster_workers.db.layers import read_layer, run_layers
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.publish import (
-    PublishedLayer, PublishPlan, applications_results, layer_from_labels, missing_medoids, model_embeddings,
-    stored_layer, write_published,
+    PublishedLayer,
+    PublishPlan,
+    applications_results,
+    layer_from_labels,
+    missing_medoids,
+    model_embeddings,
+    stored_layer,
+    write_published,
 )  # fmt: skip
 from cluster_workers.db.repair import repair
 from cluster_workers.db.sources import load_source

@@ -10,13 +10,11 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cluster_workers import stopping
-
-from cluster_workers.run import faults
-from cluster_workers.db.connect import db_error, make_engine
-from cluster_workers.db.lock import run_lock
 from cluster_workers.db.catalog import ResultSummary, foreign_results, results_to_delete
+from cluster_workers.db.connect import Database, as_database, db_error, make_engine
+from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import delete_results
-from cluster_workers.db.connect import Database, as_database
+from cluster_workers.run import faults
 
 
 def chosen_results(db: str | Database, result_id: str | None, model: str | None) -> list[ResultSummary]:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster_workers.run import faults
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.snapshot import SampleBound, enter_snapshot
 from cluster_workers.db.vectors import Vectors, fetch_vectors
 from cluster_workers.engines import HDBSCANParams, l2_normalise
-from cluster_workers.engines.registry import engine_versions, get_engine
 from cluster_workers.engines.medoids import medoid_indices
+from cluster_workers.engines.registry import engine_versions, get_engine
 from cluster_workers.errors import ClusterWorkersError, WorkerFailed
+from cluster_workers.run import faults
 from cluster_workers.run.params import ClusteringParams
 
 

@@ -23,14 +23,15 @@ import numpy as np
 from loguru import logger
 from sqlalchemy import make_url
 
-from cluster_workers.run.config import Settings
 from cluster_workers.db.connect import describe, normalise_url
-from cluster_workers.run.coordinator import RunReport, run_clustering
-from cluster_workers.run.dispatch import cluster_models
 from cluster_workers.engines.memory import peak_bytes
 from cluster_workers.errors import ClusterWorkersError, Interrupted
+from cluster_workers.run.config import Settings
+from cluster_workers.run.coordinator import RunReport, run_clustering
+from cluster_workers.run.dispatch import cluster_models
 from cluster_workers.run.worker import ModelResult, peak_rss_mb
 from cluster_workers.tools.provenance import machine_info, source_commit
+
 
 def adjusted_rand(a: ModelResult, b: ModelResult) -> float:
     """ARI between two labelings of the same embeddings, aligned by embedding id."""

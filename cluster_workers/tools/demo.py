@@ -36,10 +36,21 @@ from cluster_workers.db.connect import describe, enable_wal, make_engine, normal
 from cluster_workers.db.sampling import CALIBRATION_PROMPTS
 from cluster_workers.db.schema import CURRENT, CURRENT_SCHEMA, LEGACY, LEGACY_SCHEMA, SCHEMA_NAMES, iso_timestamp
 from cluster_workers.errors import ConfigError, DatabaseError
-
-from cluster_workers.tools.demo_world import (BASE_TIME, CURRENT_DIM, CURRENT_MODELS, DIM, DUMMY_MODEL, NETWORKS, REAL_MODELS,
-                                             DemoShape, LatentWorld, drift_text, unit)
+from cluster_workers.tools.demo_world import (
+    BASE_TIME,
+    CURRENT_DIM,
+    CURRENT_MODELS,
+    DIM,
+    DUMMY_MODEL,
+    NETWORKS,
+    REAL_MODELS,
+    DemoShape,
+    LatentWorld,
+    drift_text,
+    unit,
+)
 from cluster_workers.tools.users_schema import EVOC_PARAMETERS, USERS_TABLES, create_users_tables
+
 
 def _uuids(rng: np.random.Generator, n: int) -> list[uuid.UUID]:
     raw = rng.bytes(16 * n)

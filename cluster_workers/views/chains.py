@@ -13,11 +13,11 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from cluster_workers.analysis.sequences import Stretch, run_lengths, stretch_summary, transitions
+from cluster_workers.db.catalog import ResultSummary, find_result
+from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.memberships import labelled
 from cluster_workers.db.texts import texts_of
-from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.errors import ConfigError
-from cluster_workers.db.connect import Database, as_database
 from cluster_workers.views.tables import clip, text_table
 
 GROUPINGS = ("network", "prompt")

@@ -6,9 +6,9 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.analysis.density import Density, density
+from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.memberships import captions
-from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.trees import read_tree
 from cluster_workers.errors import ConfigError
 from cluster_workers.views.tables import text_table
@@ -31,9 +31,9 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     min_samples = int((summary.parameters or {})["engine_parameters"]["min_samples"])
     core = tree.core_distances
     if core is None:
+        from cluster_workers.db.sources import load_source, member_vectors
         from cluster_workers.engines import l2_normalise
         from cluster_workers.engines.cores import core_distances
-        from cluster_workers.db.sources import load_source, member_vectors
 
         source = load_source(conn, str(summary.id))
         core = core_distances(l2_normalise(member_vectors(conn, source, np.arange(source.n))[0]), min_samples).core

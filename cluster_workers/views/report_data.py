@@ -11,20 +11,20 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.analysis.projection import pca_2d, umap_2d
 from cluster_workers.analysis import sequences
+from cluster_workers.analysis.dynamics import milestone
+from cluster_workers.analysis.projection import pca_2d, umap_2d
+from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.db.memberships import Labelled, labelled, sample_embedding_ids
+from cluster_workers.db.sources import load_source
 from cluster_workers.db.texts import embedding_details, text_positions, vectors_of
 from cluster_workers.db.trees import read_tree
-from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, list_results
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.compare import Comparison, compare_in, latest_by_downsample
-from cluster_workers.views.trajectories import TrajectoryReport, trajectories_in
-from cluster_workers.db.sources import load_source
-from cluster_workers.views.sweep import flattest, parse_values, sweep_source
 from cluster_workers.views.density import result_density
-from cluster_workers.analysis.dynamics import milestone
 from cluster_workers.views.dynamics import CORE_PROBABILITY, fixed_points_in, group_kinetics
+from cluster_workers.views.sweep import flattest, parse_values, sweep_source
+from cluster_workers.views.trajectories import TrajectoryReport, trajectories_in
 
 TOP_CLUSTERS = 10
 MAP_SAMPLE = 3_000  # points per 2-D map
@@ -185,7 +185,7 @@ def report_data(conn: sa.Connection) -> ReportData:
         data.left_out = compared.left_out
     except ClusterWorkersError:
         pass  # nothing comparable
-    for downsample, results in latest.items():
+    for _downsample, results in latest.items():
         for r in results:
             if r.id not in cache:
                 cache[r.id] = labelled(conn, r.id, positions)

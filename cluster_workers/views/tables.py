@@ -7,8 +7,8 @@ import dataclasses
 import sqlalchemy as sa
 
 from cluster_workers.db import sampling
-from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
+from cluster_workers.db.connect import Database, as_database
 
 TEXT_WIDTH = 70
 
@@ -62,15 +62,6 @@ def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary])
             c = dataclasses.replace(c, parent=(layer, ranks[parent_id][medoid]))
         out.append(c)
     return out
-
-
-def load_all_clusters(db: str | Database) -> list[tuple[ResultSummary, list[ClusterSummary]]]:
-    """Every result (newest first) with its clusters, in one read-only connection."""
-
-    def fn(conn: sa.Connection):  # type: ignore[no-untyped-def]
-        return [(r, cluster_summaries(conn, r.id)) for r in list_results(conn)]
-
-    return as_database(db).read(fn)
 
 
 def clip(text: str | None, width: int = TEXT_WIDTH) -> str:

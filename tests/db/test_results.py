@@ -30,8 +30,8 @@ def test_an_id_prefix_is_resolved_on_clusteringresult_alone(request, where):
     aggregate) the memberships table, which holds millions of rows."""
     import sqlalchemy as sa
 
-    from cluster_workers.db.connect import make_engine
     from cluster_workers.db.catalog import list_results, resolve_result_id
+    from cluster_workers.db.connect import make_engine
     from cluster_workers.run.config import Settings
     from cluster_workers.run.coordinator import run_clustering
 

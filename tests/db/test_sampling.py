@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db import sampling
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import embedding, invocation, run
+from cluster_workers.db.schema import LEGACY_SCHEMA, embedding, invocation, run
 from cluster_workers.db.vectors import fetch_vectors
 from tests.helpers import expected_sample
 
@@ -26,7 +28,7 @@ def test_counts_match_the_spec_for_odd_and_even_n(demo_db, downsample):
         before, after, _ = sampling.counts(conn, downsample)
         for model, ids in want.items():
             vectors = fetch_vectors(conn, model, downsample, after[model])
-            got = {vectors.id_at(i) for i in range(len(vectors.ids))}
+            got = {uuid.UUID(bytes=vectors.ids[i].tobytes()) for i in range(len(vectors.ids))}
             assert got == ids, f"{model} at downsample={downsample}"
     assert after == {m: len(ids) for m, ids in want.items()}
     assert set(before) == {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
@@ -77,7 +79,7 @@ def test_sampling_does_not_rely_on_odd_sequence_numbers_or_upper_case(demo_db):
 
 def test_downsample_must_be_positive():
     with pytest.raises(ValueError):
-        sampling.kept_invocations(0)
+        sampling.kept_invocations(LEGACY_SCHEMA, 0)
 
 
 def test_vectors_arrive_as_one_float32_array(demo_db):

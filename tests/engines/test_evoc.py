@@ -8,8 +8,8 @@ import pytest
 
 from cluster_workers.engines.evoc import EVoCParams, auto_base_size, cluster_layers, fixed_threads, layer_parents
 from cluster_workers.errors import ConfigError
-from tests.helpers import REALTEXT
 from tests.engines.datasets import attractor_data, near_copy_data
+from tests.helpers import REALTEXT
 
 evoc = pytest.importorskip("evoc", reason="the evoc engine's tests need the evoc package (the test extra installs it)")
 

@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
 
-from cluster_workers.engines import HDBSCANParams, fast, l2_normalise, reference
-from cluster_workers.engines import neighbours
+from cluster_workers.engines import HDBSCANParams, fast, l2_normalise, neighbours, reference
 from cluster_workers.engines.bounds import similarity_error
 from cluster_workers.engines.mst import MSTTuning, mutual_reachability_mst
 from cluster_workers.engines.neighbours import ScreenTuning

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.cluster import HDBSCAN
 
-from cluster_workers.engines import l2_normalise, medoids as medoids_mod
+from cluster_workers.engines import l2_normalise
+from cluster_workers.engines import medoids as medoids_mod
 from cluster_workers.engines.medoids import medoid_indices
 
 

@@ -11,11 +11,11 @@ from sklearn.metrics import adjusted_rand_score
 from cluster_workers.engines import HDBSCANParams, fast, l2_normalise, reference
 from cluster_workers.engines.cores import core_distances
 from cluster_workers.engines.neighbours import brute_force_core_distances
-from cluster_workers.engines.query import nearest_in, sample_index
 from cluster_workers.engines.predict import approximate_predict, prediction_tree
+from cluster_workers.engines.query import nearest_in, sample_index
 from cluster_workers.engines.tree import cut_tree
-from tests.helpers import REALTEXT
 from tests.engines.datasets import attractor_data, near_copy_data
+from tests.helpers import REALTEXT
 
 
 def real_text() -> np.ndarray:
