@@ -51,11 +51,19 @@ def baseline_ratio(url: str, result_id: str, rows: int) -> dict:
     for name, prune in (("pruned", True), ("full_scan", False)):
         t0 = time.perf_counter()
         p = approximate_predict(data, frozen.index, frozen.prediction_cores, frozen.tree, frozen.params.min_samples, prune=prune)
-        timed[name] = {"seconds": round(time.perf_counter() - t0, 2), "rows_per_s": round(data.shape[0] / (time.perf_counter() - t0)),
-                       "read_share": round(p.read_share, 4), "labels": p.labels}
+        timed[name] = {
+            "seconds": round(time.perf_counter() - t0, 2),
+            "rows_per_s": round(data.shape[0] / (time.perf_counter() - t0)),
+            "read_share": round(p.read_share, 4),
+            "labels": p.labels,
+        }
     same = bool(np.array_equal(timed["pruned"].pop("labels"), timed["full_scan"].pop("labels")))
-    return {"rows": int(data.shape[0]), **timed, "labels_equal": same,
-            "speedup": round(timed["full_scan"]["seconds"] / max(timed["pruned"]["seconds"], 1e-9), 2)}
+    return {
+        "rows": int(data.shape[0]),
+        **timed,
+        "labels_equal": same,
+        "speedup": round(timed["full_scan"]["seconds"] / max(timed["pruned"]["seconds"], 1e-9), 2),
+    }
 
 
 def main() -> None:
@@ -73,12 +81,23 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     url = args.database if "://" in args.database else f"sqlite:///{args.database}"
-    out: dict = {"date": dt.date.today().isoformat(), "commit": source_commit(), "machine": machine_info(),
-                 "database": args.database, "downsample": args.downsample, "models": {}}
+    out: dict = {
+        "date": dt.date.today().isoformat(),
+        "commit": source_commit(),
+        "machine": machine_info(),
+        "database": args.database,
+        "downsample": args.downsample,
+        "models": {},
+    }
     latest: dict = {}
     for r in load_results(url, check_stale=False):
-        if r.ours and r.parameters.get("downsample") == args.downsample and not r.parameters.get("assigned_from") \
-                and not r.parameters.get("offset") and r.model not in latest:
+        if (
+            r.ours
+            and r.parameters.get("downsample") == args.downsample
+            and not r.parameters.get("assigned_from")
+            and not r.parameters.get("offset")
+            and r.model not in latest
+        ):
             latest[r.model] = r
     models = args.models or sorted(m for m, r in latest.items() if r.sample_count > 1000)
     sizes = ",".join(str(v) for v in parse_values("5:2000:log50", int))
@@ -89,7 +108,10 @@ def main() -> None:
         sweep, m["sweep_s"] = cli("sweep", rid, "-d", args.database, "--min-cluster-size", sizes)
         m["sweep_settings"], m["flattest"] = len(sweep["settings"]), sweep["flattest"]
         if args.assign_models is not None and model not in args.assign_models:
-            print(f"{model}: density {m['density_s']:.1f} s, sweep of {m['sweep_settings']} settings {m['sweep_s']:.1f} s", flush=True)
+            print(
+                f"{model}: density {m['density_s']:.1f} s, sweep of {m['sweep_settings']} settings {m['sweep_s']:.1f} s",
+                flush=True,
+            )
             out["models"][model] = m
             save(args.json, out)
             continue
@@ -97,28 +119,38 @@ def main() -> None:
         done, m["assign_wall_s"] = cli("assign", rid, "-d", args.database, "--downsample", "1", "--force")
         m["assign"] = done
         m["assign_rows_per_s"] = round(done["assigned"] / max(done["timings"]["predict_s"], 1e-9))
-        print(f"{model}: density {m['density_s']:.1f} s, sweep of {m['sweep_settings']} settings {m['sweep_s']:.1f} s, "
-              f"assign {done['assigned']:,} rows in {m['assign_wall_s']:.0f} s ({m['assign_rows_per_s']:,} rows/s predicting, "
-              f"peak {done['peak_rss_mb']:,.0f} MiB); first {m['baseline']['rows']:,} rows: pruned {m['baseline']['pruned']['seconds']} s "
-              f"against full scan {m['baseline']['full_scan']['seconds']} s (x{m['baseline']['speedup']}, labels equal: "
-              f"{m['baseline']['labels_equal']})", flush=True)
+        print(
+            f"{model}: density {m['density_s']:.1f} s, sweep of {m['sweep_settings']} settings {m['sweep_s']:.1f} s, "
+            f"assign {done['assigned']:,} rows in {m['assign_wall_s']:.0f} s ({m['assign_rows_per_s']:,} rows/s predicting, "
+            f"peak {done['peak_rss_mb']:,.0f} MiB); first {m['baseline']['rows']:,} rows: pruned {m['baseline']['pruned']['seconds']} s "
+            f"against full scan {m['baseline']['full_scan']['seconds']} s (x{m['baseline']['speedup']}, labels equal: "
+            f"{m['baseline']['labels_equal']})",
+            flush=True,
+        )
         out["models"][model] = m
         save(args.json, out)  # after every model: a long run stopped early keeps what it measured
     for model in args.stability_models if args.stability_models is not None else models:
         found, seconds = cli("stability", model, "-d", args.database, "--downsample", str(args.downsample), "--offsets", "3")
         out["models"].setdefault(model, {})["stability"] = {"seconds": round(seconds, 1), **found["models"][0]}
         worst = found["models"][0]["worst"]
-        print(f"{model}: stability K=3 in {seconds:.0f} s, worst pair ARI {worst['ari']:.3f} "
-              f"(offset {worst['own']} assigned to {worst['other']})", flush=True)
+        print(
+            f"{model}: stability K=3 in {seconds:.0f} s, worst pair ARI {worst['ari']:.3f} "
+            f"(offset {worst['own']} assigned to {worst['other']})",
+            flush=True,
+        )
         save(args.json, out)
-    print(f"\n{'model':<12} {'density s':>9} {'sweep s':>8} {'assign rows':>12} {'assign s':>9} {'rows/s':>8} {'peak MiB':>9} "
-          f"{'x full scan':>11} {'stability s':>11} {'worst ARI':>9}")
+    print(
+        f"\n{'model':<12} {'density s':>9} {'sweep s':>8} {'assign rows':>12} {'assign s':>9} {'rows/s':>8} {'peak MiB':>9} "
+        f"{'x full scan':>11} {'stability s':>11} {'worst ARI':>9}"
+    )
     for model, m in out["models"].items():
         st = m.get("stability") or {}
         a = m.get("assign") or {}
-        print(f"{model:<12} {m.get('density_s', 0):>9.1f} {m.get('sweep_s', 0):>8.1f} {a.get('assigned', 0):>12,} "
-              f"{m.get('assign_wall_s', 0):>9.0f} {m.get('assign_rows_per_s', 0):>8,} {a.get('peak_rss_mb', 0):>9,.0f} "
-              f"{(m.get('baseline') or {}).get('speedup', 0):>11} {st.get('seconds', 0):>11} {(st.get('worst') or {}).get('ari', float('nan')):>9.3f}")
+        print(
+            f"{model:<12} {m.get('density_s', 0):>9.1f} {m.get('sweep_s', 0):>8.1f} {a.get('assigned', 0):>12,} "
+            f"{m.get('assign_wall_s', 0):>9.0f} {m.get('assign_rows_per_s', 0):>8,} {a.get('peak_rss_mb', 0):>9,.0f} "
+            f"{(m.get('baseline') or {}).get('speedup', 0):>11} {st.get('seconds', 0):>11} {(st.get('worst') or {}).get('ari', float('nan')):>9.3f}"
+        )
     save(args.json, out)
     if args.json:
         print(f"wrote {args.json}")

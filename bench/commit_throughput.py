@@ -53,9 +53,18 @@ def baseline_write(conn: sa.Connection, results: list[FakeResult]) -> int:
     for r in results:
         ids = [uuid.UUID(bytes=bytes(row)) for row in r.embedding_ids]
         rid = uuid.uuid4()
-        conn.execute(sa.insert(clustering_result), [{"id": rid, "embedding_model": r.model, "algorithm": "hdbscan", "parameters": {}}])
-        rows = [{"id": uuid.uuid4(), "embedding_id": e, "clustering_result_id": rid,
-                 "medoid_embedding_id": ids[r.medoid_rows[label]] if label >= 0 else None} for e, label in zip(ids, r.labels.tolist())]
+        conn.execute(
+            sa.insert(clustering_result), [{"id": rid, "embedding_model": r.model, "algorithm": "hdbscan", "parameters": {}}]
+        )
+        rows = [
+            {
+                "id": uuid.uuid4(),
+                "embedding_id": e,
+                "clustering_result_id": rid,
+                "medoid_embedding_id": ids[r.medoid_rows[label]] if label >= 0 else None,
+            }
+            for e, label in zip(ids, r.labels.tolist())
+        ]
         for start in range(0, len(rows), 20_000):
             conn.execute(sa.insert(embedding_cluster), rows[start : start + 20_000])
         written += len(rows)
@@ -108,7 +117,7 @@ def main() -> None:
     table = []
     targets = [("sqlite", None)] + ([("postgresql", args.postgres)] if args.postgres else [])
     for name, admin in targets:
-        for ours in ([True] if args.no_baseline else [True, False]):
+        for ours in [True] if args.no_baseline else [True, False]:
             with tempfile.TemporaryDirectory() as tmp:
                 drop = None
                 url = f"sqlite:///{tmp}/commit.db"
@@ -119,7 +128,14 @@ def main() -> None:
                 finally:
                     if drop:
                         drop()
-            table.append({"database": name, "writer": "ours" if ours else "baseline (insert of dicts)", "rows": args.rows, "rows_per_s": rate})
+            table.append(
+                {
+                    "database": name,
+                    "writer": "ours" if ours else "baseline (insert of dicts)",
+                    "rows": args.rows,
+                    "rows_per_s": rate,
+                }
+            )
             print(f"{name:<11} {table[-1]['writer']:<27} {args.rows:>10,} rows  {rate:>10,.0f} rows/s", flush=True)
     for name, _ in targets:
         rates = {row["writer"]: row["rows_per_s"] for row in table if row["database"] == name}

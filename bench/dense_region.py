@@ -103,14 +103,18 @@ def main() -> None:
     assert len({r["labels_sha1"] for r in rows}) == 1, "labels differ between cases"
     best = {c: min(r["seconds"] for r in rows if r["case"] == c) for c in (baseline, "ours")}
     neigh = {c: min(r["timings"]["neighbours_s"] for r in rows if r["case"] == c) for c in (baseline, "ours")}
-    print(f"best of {args.repeat}: {baseline} {best[baseline]:.1f} s, ours {best['ours']:.1f} s "
-          f"({best[baseline] / best['ours']:.2f}x; neighbours {neigh[baseline] / neigh['ours']:.2f}x); labels identical")
+    print(
+        f"best of {args.repeat}: {baseline} {best[baseline]:.1f} s, ours {best['ours']:.1f} s "
+        f"({best[baseline] / best['ours']:.2f}x; neighbours {neigh[baseline] / neigh['ours']:.2f}x); labels identical"
+    )
     if args.json:
         commit = source_commit()
         meta = {"date": dt.date.today().isoformat(), "commit": commit, "machine": machine_info(), "model": args.model,
                 "size": int(x.shape[0]), "min_samples": args.min_samples, "threads": args.threads, "seed": args.seed,
                 "baseline": baseline, "baseline_commit": source_commit(args.against_tree) if args.against_tree else commit}  # fmt: skip
-        args.json.write_text(json.dumps({"meta": meta, "rows": rows, "best_s": best, "speedup": round(best[baseline] / best["ours"], 3)}, indent=1))
+        args.json.write_text(
+            json.dumps({"meta": meta, "rows": rows, "best_s": best, "speedup": round(best[baseline] / best["ours"], 3)}, indent=1)
+        )
 
 
 if __name__ == "__main__":

@@ -37,14 +37,26 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     url = args.database if "://" in args.database else f"sqlite:///{args.database}"
-    out: dict = {"date": dt.date.today().isoformat(), "commit": source_commit(), "machine": machine_info(),
-                 "database": args.database, "downsample": args.downsample, "models": {}}
+    out: dict = {
+        "date": dt.date.today().isoformat(),
+        "commit": source_commit(),
+        "machine": machine_info(),
+        "database": args.database,
+        "downsample": args.downsample,
+        "models": {},
+    }
     t0 = time.perf_counter()
     fixed = load_fixed_points(url)
-    out["fixed_points"] = {"seconds": round(time.perf_counter() - t0, 2), "runs": len(fixed.runs),
-                           "texts": sum(r.texts for r in fixed.runs), "absorbed": sum(r.absorbed for r in fixed.runs)}
-    print(f"fixed-points: {out['fixed_points']['texts']:,} texts in {out['fixed_points']['runs']:,} runs, "
-          f"{out['fixed_points']['seconds']:.1f} s ({out['fixed_points']['absorbed']:,} runs absorbed)")
+    out["fixed_points"] = {
+        "seconds": round(time.perf_counter() - t0, 2),
+        "runs": len(fixed.runs),
+        "texts": sum(r.texts for r in fixed.runs),
+        "absorbed": sum(r.absorbed for r in fixed.runs),
+    }
+    print(
+        f"fixed-points: {out['fixed_points']['texts']:,} texts in {out['fixed_points']['runs']:,} runs, "
+        f"{out['fixed_points']['seconds']:.1f} s ({out['fixed_points']['absorbed']:,} runs absorbed)"
+    )
     latest: dict = {}
     for r in load_results(url, check_stale=False):
         if r.ours and r.parameters.get("downsample") == args.downsample and r.model not in latest:
@@ -64,15 +76,29 @@ def main() -> None:
             runs = milestone(data.run_ids, data.text_index, data.clusters, data.probabilities, threshold)
             k = kinetics(runs, None, args.downsample, tail_test=False)
             d = k.dwell_summary()
-            sweep.append({"core_probability": threshold, "core_share": round(k.core_steps / max(k.steps, 1), 4),
-                          "initial_transit_share": round(k.initial_transit_steps / max(k.steps, 1), 4),
-                          "runs_without_core": k.runs_without_core, "jumps": int(sum(k.jumps.values())), "stays": d["stays"],
-                          "dwell_median": d["completed"]["median"], "states": len(k.dwell)})
+            sweep.append(
+                {
+                    "core_probability": threshold,
+                    "core_share": round(k.core_steps / max(k.steps, 1), 4),
+                    "initial_transit_share": round(k.initial_transit_steps / max(k.steps, 1), 4),
+                    "runs_without_core": k.runs_without_core,
+                    "jumps": int(sum(k.jumps.values())),
+                    "stays": d["stays"],
+                    "dwell_median": d["completed"]["median"],
+                    "states": len(k.dwell),
+                }
+            )
         out["models"][model] = {
-            "result": str(result.id), "states_s": round(states_s, 2), "kinetics_s": round(kinetics_s, 2),
-            "runs": sum(g.runs for g in kin.groups), "steps": sum(g.steps for g in kin.groups),
-            "member_probability_quantiles": {q: float(np.quantile(members, q)) if members.size else None for q in (0.05, 0.25, 0.5, 0.75)},
-            "members_at_probability_1": round(float(np.mean(members >= 1.0)), 4) if members.size else None, "threshold_sweep": sweep,
+            "result": str(result.id),
+            "states_s": round(states_s, 2),
+            "kinetics_s": round(kinetics_s, 2),
+            "runs": sum(g.runs for g in kin.groups),
+            "steps": sum(g.steps for g in kin.groups),
+            "member_probability_quantiles": {
+                q: float(np.quantile(members, q)) if members.size else None for q in (0.05, 0.25, 0.5, 0.75)
+            },
+            "members_at_probability_1": round(float(np.mean(members >= 1.0)), 4) if members.size else None,
+            "threshold_sweep": sweep,
         }
         m = out["models"][model]
         print(f"{model:<12} {states_s:>9.2f} {kinetics_s:>11.2f} {m['runs']:>6,} {m['steps']:>9,}")
@@ -81,12 +107,16 @@ def main() -> None:
         if m["members_at_probability_1"] is None:
             print(f"{model}: no cluster members")
             continue
-        print(f"{model}: member probability quantiles {m['member_probability_quantiles']}, "
-              f"{m['members_at_probability_1']:.1%} of members at 1.0")
+        print(
+            f"{model}: member probability quantiles {m['member_probability_quantiles']}, "
+            f"{m['members_at_probability_1']:.1%} of members at 1.0"
+        )
         for row in m["threshold_sweep"]:
-            print(f"  >= {row['core_probability']:<4} core {row['core_share']:6.1%}  initial transit {row['initial_transit_share']:6.1%}  "
-                  f"no-core runs {row['runs_without_core']:4}  jumps {row['jumps']:6,}  stays {row['stays']:6,}  "
-                  f"median dwell {row['dwell_median']}")
+            print(
+                f"  >= {row['core_probability']:<4} core {row['core_share']:6.1%}  initial transit {row['initial_transit_share']:6.1%}  "
+                f"no-core runs {row['runs_without_core']:4}  jumps {row['jumps']:6,}  stays {row['stays']:6,}  "
+                f"median dwell {row['dwell_median']}"
+            )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, default=str))

@@ -57,7 +57,9 @@ def main() -> None:
         size, ms = case.split(":")
         n, dim = (int(v) for v in size.split("x"))
         queue: mp.Queue = mp.get_context("spawn").Queue()
-        proc = mp.get_context("spawn").Process(target=one_case, args=(n, dim, int(ms), not args.no_collapse, args.copy_share, queue))
+        proc = mp.get_context("spawn").Process(
+            target=one_case, args=(n, dim, int(ms), not args.no_collapse, args.copy_share, queue)
+        )
         proc.start()
         row = queue.get()
         proc.join()

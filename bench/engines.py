@@ -118,41 +118,63 @@ def run_case(case: str) -> dict:
     return {
         "case": case,
         "n": int(e["labels"][0].size),
-        "evoc": {"seconds": round(e["seconds"], 2), "seconds_2_threads": round(runs["evoc_2_threads"]["seconds"], 2),
-                 "peak_mib": round(e["peak_mib"]), "layers": layers, "best_layer": best,
-                 "layers_permuted": len(runs["evoc_permuted"]["labels"]), "layers_2_threads": len(finest_2),
-                 "identical_in_another_process": all(np.array_equal(a, b) for a, b in zip(e["labels"], runs["evoc_again"]["labels"]))
-                 and len(e["labels"]) == len(runs["evoc_again"]["labels"]),
-                 "ari_2_threads_finest": ari(e["labels"][0], finest_2[0]),
-                 "ari_2_threads_best": ari(e["labels"][best], finest_2[runs["evoc_2_threads"]["best_layer"]]),
-                 "ari_permuted_best": ari(e["labels"][best], runs["evoc_permuted"]["labels"][runs["evoc_permuted"]["best_layer"]])},
-        "hdbscan": {"seconds": round(h["seconds"], 2), "seconds_1_thread": round(runs["hdbscan_1_thread"]["seconds"], 2),
-                    "peak_mib": round(h["peak_mib"]), "clusters": int(h["labels"][0].max()) + 1,
-                    "outliers": round(float(np.mean(h["labels"][0] < 0)), 4),
-                    "ari_permuted": ari(h["labels"][0], runs["hdbscan_permuted"]["labels"][0]),
-                    "ari_1_thread": ari(h["labels"][0], runs["hdbscan_1_thread"]["labels"][0])},
-        "hdbscan_eps0": {"seconds": round(h0["seconds"], 2), "peak_mib": round(h0["peak_mib"]), "clusters": int(h0["labels"][0].max()) + 1,
-                         "outliers": round(float(np.mean(h0["labels"][0] < 0)), 4)},
+        "evoc": {
+            "seconds": round(e["seconds"], 2),
+            "seconds_2_threads": round(runs["evoc_2_threads"]["seconds"], 2),
+            "peak_mib": round(e["peak_mib"]),
+            "layers": layers,
+            "best_layer": best,
+            "layers_permuted": len(runs["evoc_permuted"]["labels"]),
+            "layers_2_threads": len(finest_2),
+            "identical_in_another_process": all(np.array_equal(a, b) for a, b in zip(e["labels"], runs["evoc_again"]["labels"]))
+            and len(e["labels"]) == len(runs["evoc_again"]["labels"]),
+            "ari_2_threads_finest": ari(e["labels"][0], finest_2[0]),
+            "ari_2_threads_best": ari(e["labels"][best], finest_2[runs["evoc_2_threads"]["best_layer"]]),
+            "ari_permuted_best": ari(e["labels"][best], runs["evoc_permuted"]["labels"][runs["evoc_permuted"]["best_layer"]]),
+        },
+        "hdbscan": {
+            "seconds": round(h["seconds"], 2),
+            "seconds_1_thread": round(runs["hdbscan_1_thread"]["seconds"], 2),
+            "peak_mib": round(h["peak_mib"]),
+            "clusters": int(h["labels"][0].max()) + 1,
+            "outliers": round(float(np.mean(h["labels"][0] < 0)), 4),
+            "ari_permuted": ari(h["labels"][0], runs["hdbscan_permuted"]["labels"][0]),
+            "ari_1_thread": ari(h["labels"][0], runs["hdbscan_1_thread"]["labels"][0]),
+        },
+        "hdbscan_eps0": {
+            "seconds": round(h0["seconds"], 2),
+            "peak_mib": round(h0["peak_mib"]),
+            "clusters": int(h0["labels"][0].max()) + 1,
+            "outliers": round(float(np.mean(h0["labels"][0] < 0)), 4),
+        },
         "ari_best_layer_vs_hdbscan": ari(e["labels"][best], h["labels"][0]),
         "ari_best_layer_vs_hdbscan_eps0": ari(e["labels"][best], h0["labels"][0]),
     }
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| case | engine | time | peak | layer: clusters, outliers | ARI permuted | ARI other threads | ARI vs other engine |",
-             "|---|---|---:|---:|---|---:|---:|---:|"]
+    lines = [
+        "| case | engine | time | peak | layer: clusters, outliers | ARI permuted | ARI other threads | ARI vs other engine |",
+        "|---|---|---:|---:|---|---:|---:|---:|",
+    ]
     for r in rows:
         e, h, h0 = r["evoc"], r["hdbscan"], r["hdbscan_eps0"]
         per_layer = "; ".join(f"{x['layer']}: {x['clusters']}, {x['outliers']:.1%}" for x in e["layers"])
-        lines.append(f"| {r['case']} | EVoC (1 thread, fixed) | {e['seconds']:.1f} s (2 threads {e['seconds_2_threads']:.1f} s) | "
-                     f"{e['peak_mib']:,} MiB | {per_layer} | best {e['ari_permuted_best']:.3f} | finest {e['ari_2_threads_finest']:.3f}, "
-                     f"best {e['ari_2_threads_best']:.3f} | users' HDBSCAN: finest {e['layers'][0]['ari_vs_hdbscan']:.3f}, "
-                     f"best {r['ari_best_layer_vs_hdbscan']:.3f}; eps 0: finest {e['layers'][0]['ari_vs_hdbscan_eps0']:.3f}, "
-                     f"best {r['ari_best_layer_vs_hdbscan_eps0']:.3f} |")
-        lines.append(f"| | HDBSCAN (exact, 2 threads) | {h['seconds']:.1f} s (1 thread {h['seconds_1_thread']:.1f} s) | {h['peak_mib']:,} MiB | "
-                     f"{h['clusters']}, {h['outliers']:.1%} | {h['ari_permuted']:.3f} | {h['ari_1_thread']:.3f} | |")
-        lines.append(f"| | HDBSCAN eps 0, no single cluster | {h0['seconds']:.1f} s | {h0['peak_mib']:,} MiB | "
-                     f"{h0['clusters']}, {h0['outliers']:.1%} | | | |")
+        lines.append(
+            f"| {r['case']} | EVoC (1 thread, fixed) | {e['seconds']:.1f} s (2 threads {e['seconds_2_threads']:.1f} s) | "
+            f"{e['peak_mib']:,} MiB | {per_layer} | best {e['ari_permuted_best']:.3f} | finest {e['ari_2_threads_finest']:.3f}, "
+            f"best {e['ari_2_threads_best']:.3f} | users' HDBSCAN: finest {e['layers'][0]['ari_vs_hdbscan']:.3f}, "
+            f"best {r['ari_best_layer_vs_hdbscan']:.3f}; eps 0: finest {e['layers'][0]['ari_vs_hdbscan_eps0']:.3f}, "
+            f"best {r['ari_best_layer_vs_hdbscan_eps0']:.3f} |"
+        )
+        lines.append(
+            f"| | HDBSCAN (exact, 2 threads) | {h['seconds']:.1f} s (1 thread {h['seconds_1_thread']:.1f} s) | {h['peak_mib']:,} MiB | "
+            f"{h['clusters']}, {h['outliers']:.1%} | {h['ari_permuted']:.3f} | {h['ari_1_thread']:.3f} | |"
+        )
+        lines.append(
+            f"| | HDBSCAN eps 0, no single cluster | {h0['seconds']:.1f} s | {h0['peak_mib']:,} MiB | "
+            f"{h0['clusters']}, {h0['outliers']:.1%} | | | |"
+        )
     return "\n".join(lines)
 
 
@@ -172,8 +194,12 @@ def main() -> None:
         rows.append(run_case(case))
         print(table(rows[-1:]), flush=True)
         if args.json:  # kept after every case
-            args.json.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "commit": source_commit(), "machine": machine_info(),
-                                             "cases": rows}, indent=2))
+            args.json.write_text(
+                json.dumps(
+                    {"date": time.strftime("%Y-%m-%d"), "commit": source_commit(), "machine": machine_info(), "cases": rows},
+                    indent=2,
+                )
+            )
     print(table(rows))
 
 

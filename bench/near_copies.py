@@ -35,6 +35,7 @@ def _datasets():  # type: ignore[no-untyped-def]
     spec.loader.exec_module(module)
     return module
 
+
 SETTINGS = [  # (name, min_cluster_size, min_samples in hdbscan's convention, epsilon, allow_single_cluster)
     ("users' defaults (mcs 3, ms 3)", 3, 2, 0.5, True),
     ("mcs 25, ms 26", 25, 25, 0.0, False),
@@ -48,6 +49,7 @@ def main() -> None:
     import cluster_workers
     from cluster_workers.engines import HDBSCANParams, fast
     from cluster_workers.tools.provenance import source_commit
+
     near_copy_data = _datasets().near_copy_data
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +58,9 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     rows = []
-    print(f"{'seed':>4} {'setting':<30} {'hdbscan':>8} {'itself':>7} {'fast':>5} {'ARI':>7} {'core=':>6} {'recomputed':>10} {'s':>6}")
+    print(
+        f"{'seed':>4} {'setting':<30} {'hdbscan':>8} {'itself':>7} {'fast':>5} {'ARI':>7} {'core=':>6} {'recomputed':>10} {'s':>6}"
+    )
     for seed in (int(s) for s in args.seeds.split(",")):
         data = near_copy_data(seed=seed, blobs=args.blobs)
         perm = np.random.default_rng(1).permutation(len(data))

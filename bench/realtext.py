@@ -80,7 +80,10 @@ def run_engines(data: np.ndarray, users: dict, which: list[str]) -> dict[str, di
     from cluster_workers.engines import HDBSCANParams, fast, reference
 
     params = HDBSCANParams(
-        users["min_cluster_size"], max(1, users["min_samples"] - 1), users["cluster_selection_epsilon"], users["allow_single_cluster"]
+        users["min_cluster_size"],
+        max(1, users["min_samples"] - 1),
+        users["cluster_selection_epsilon"],
+        users["allow_single_cluster"],
     )
     out: dict[str, dict] = {}
     for name in which:
@@ -111,7 +114,10 @@ def run_engines(data: np.ndarray, users: dict, which: list[str]) -> dict[str, di
             "fidelity": info.get("fidelity"),
             "mst_searched_points": info.get("mst_searched_points"),
         }
-        print(f"    {name:15} {seconds:8.1f} s  clusters {out[name]['clusters']:4d}  outliers {out[name]['outliers']:.1%}", flush=True)
+        print(
+            f"    {name:15} {seconds:8.1f} s  clusters {out[name]['clusters']:4d}  outliers {out[name]['outliers']:.1%}",
+            flush=True,
+        )
     return out
 
 
@@ -126,12 +132,20 @@ def compare(out: Path, sizes: list[int], hdbscan_max: int, users_setting: bool, 
     from cluster_workers.tools.provenance import machine_info
 
     vectors = np.load(out / "vectors.npy")
-    report: dict = {"corpus": f"{len(vectors):,} sentences of Debian package descriptions, all-MiniLM-L6-v2, 384-d",
-                    "machine": machine_info(), "started": dt.datetime.now().isoformat(timespec="seconds"), "sizes": [], "sweep": []}
+    report: dict = {
+        "corpus": f"{len(vectors):,} sentences of Debian package descriptions, all-MiniLM-L6-v2, 384-d",
+        "machine": machine_info(),
+        "started": dt.datetime.now().isoformat(timespec="seconds"),
+        "sizes": [],
+        "sweep": [],
+    }
     settings = [("engines' defaults", 0.0, False)] + ([("users' defaults", 0.5, True)] if users_setting else [])
     warm = _sample(vectors, 2000, seed=99)  # numba compiles (and caches) on first use: keep that out of the timings
-    run_engines(warm, {"min_cluster_size": 5, "min_samples": 5, "cluster_selection_epsilon": 0.0, "allow_single_cluster": False},
-                ["fast", "fast-knn-graph", "fast_hdbscan"])
+    run_engines(
+        warm,
+        {"min_cluster_size": 5, "min_samples": 5, "cluster_selection_epsilon": 0.0, "allow_single_cluster": False},
+        ["fast", "fast-knn-graph", "fast_hdbscan"],
+    )
     for n in sizes:
         data = _sample(vectors, n)
         m = auto_size(n)
@@ -159,13 +173,18 @@ def compare(out: Path, sizes: list[int], hdbscan_max: int, users_setting: bool, 
             users = {"min_cluster_size": mcs, "min_samples": ms, "cluster_selection_epsilon": eps, "allow_single_cluster": single}
             print(f"  n={n:,} mcs={mcs} ms={ms} eps={eps} single={single}", flush=True)
             runs = run_engines(data, users, ["fast", "hdbscan"])
-            report["sweep"].append({
-                "n": n, **users,
-                "fast_s": runs["fast"]["seconds"], "hdbscan_s": runs["hdbscan"]["seconds"],
-                "clusters_fast": runs["fast"]["clusters"], "clusters_hdbscan": runs["hdbscan"]["clusters"],
-                "outliers_hdbscan": runs["hdbscan"]["outliers"],
-                "ari": _ari(runs["hdbscan"]["labels"], runs["fast"]["labels"]),
-            })
+            report["sweep"].append(
+                {
+                    "n": n,
+                    **users,
+                    "fast_s": runs["fast"]["seconds"],
+                    "hdbscan_s": runs["hdbscan"]["seconds"],
+                    "clusters_fast": runs["fast"]["clusters"],
+                    "clusters_hdbscan": runs["hdbscan"]["clusters"],
+                    "outliers_hdbscan": runs["hdbscan"]["outliers"],
+                    "ari": _ari(runs["hdbscan"]["labels"], runs["fast"]["labels"]),
+                }
+            )
     results_dir.mkdir(parents=True, exist_ok=True)
     path = results_dir / f"realtext_{dt.datetime.now():%Y%m%d_%H%M%S}.json"
     path.write_text(json.dumps(report, indent=2, default=str))
@@ -188,7 +207,12 @@ def format_tables(report: dict) -> str:
             )
     if report["sweep"]:
         head = f"{'n':>7} {'mcs':>4} {'ms':>3} {'eps':>4} {'single':>6} {'fast s':>7} {'hdb s':>7} {'cl fast':>7} {'cl hdb':>7} {'out hdb':>7} {'ARI':>7}"
-        lines += ["", "parameter sweep (fast engine vs hdbscan, same sample; ms in scikit-learn's convention)", head, "-" * len(head)]
+        lines += [
+            "",
+            "parameter sweep (fast engine vs hdbscan, same sample; ms in scikit-learn's convention)",
+            head,
+            "-" * len(head),
+        ]
         for r in report["sweep"]:
             lines.append(
                 f"{r['n']:>7,} {r['min_cluster_size']:>4} {r['min_samples']:>3} {r['cluster_selection_epsilon']:>4} "
@@ -214,4 +238,6 @@ if __name__ == "__main__":
     if args.step == "embed":
         embed(args.out, args.n)
     else:
-        compare(args.out, [int(s) for s in args.sizes.split(",") if s], args.hdbscan_max, args.users, args.sweep, args.results_dir)
+        compare(
+            args.out, [int(s) for s in args.sizes.split(",") if s], args.hdbscan_max, args.users, args.sweep, args.results_dir
+        )

@@ -43,7 +43,9 @@ def main() -> None:
     ap.add_argument("-d", "--database", required=True)
     ap.add_argument("--downsample", type=int, default=10)
     ap.add_argument("--epsilon", type=float, default=0.2, help="The recut's new epsilon.")
-    ap.add_argument("--size-factor", type=int, default=2, help="The recut's min_cluster_size as a multiple of the result's (1: keep it).")
+    ap.add_argument(
+        "--size-factor", type=int, default=2, help="The recut's min_cluster_size as a multiple of the result's (1: keep it)."
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     url = args.database if "://" in args.database else f"sqlite:///{args.database}"

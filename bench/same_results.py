@@ -27,7 +27,10 @@ def memberships(url: str, downsample: int) -> dict[str, dict[str, int]]:
         for r in latest_by_downsample(list_results(conn)).get(downsample, []):
             data = labelled(conn, r.id)
             medoid_hex = {rank: m.hex for rank, m in data.medoids.items()}
-            out[r.model] = {str(i).replace("-", ""): (medoid_hex.get(int(c)) if c > 0 else None) for i, c in zip(data.invocation_ids, data.clusters)}
+            out[r.model] = {
+                str(i).replace("-", ""): (medoid_hex.get(int(c)) if c > 0 else None)
+                for i, c in zip(data.invocation_ids, data.clusters)
+            }
         return out
 
     return read_with(url, 30.0, read)
@@ -47,9 +50,19 @@ def main() -> None:
         keys = sorted(set(ma) & set(mb))
         la = [ma[k] or "-" for k in keys]
         lb = [mb[k] or "-" for k in keys]
-        rows.append({"model": model, "n_a": len(ma), "n_b": len(mb), "same_sample": same_sample,
-                     "ari": adjusted_rand_score(la, lb) if keys else None, "same_medoids": la == lb})
-        print(f"{model:<14} {len(ma):>9,} {len(mb):>9,}  same sample: {same_sample}  ARI {rows[-1]['ari']}  same medoids: {la == lb}")
+        rows.append(
+            {
+                "model": model,
+                "n_a": len(ma),
+                "n_b": len(mb),
+                "same_sample": same_sample,
+                "ari": adjusted_rand_score(la, lb) if keys else None,
+                "same_medoids": la == lb,
+            }
+        )
+        print(
+            f"{model:<14} {len(ma):>9,} {len(mb):>9,}  same sample: {same_sample}  ARI {rows[-1]['ari']}  same medoids: {la == lb}"
+        )
     print(json.dumps(rows))
 
 

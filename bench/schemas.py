@@ -43,9 +43,25 @@ def cluster_once(url: str, downsample: int, timeout: float) -> dict:
     from cluster_workers.tools.provenance import machine_info
 
     settings = Settings(database_url=url, downsample=downsample, force=True, timeout=timeout)
-    bench = BenchResult(status="ok", settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout",
-                        "min_cluster_size", "min_samples", "epsilon", "allow_single_cluster")},
-                        machine=machine_info(), database=url, started=dt.datetime.now().isoformat(timespec="seconds"))
+    bench = BenchResult(
+        status="ok",
+        settings={
+            k: getattr(settings, k)
+            for k in (
+                "downsample",
+                "engine",
+                "workers",
+                "timeout",
+                "min_cluster_size",
+                "min_samples",
+                "epsilon",
+                "allow_single_cluster",
+            )
+        },
+        machine=machine_info(),
+        database=url,
+        started=dt.datetime.now().isoformat(timespec="seconds"),
+    )
     bench.report = run_clustering(settings, deadline=time.monotonic() + timeout)
     return bench.as_json()
 
@@ -68,8 +84,12 @@ def child(url: str, downsample: int, timeout: float) -> None:
 def in_child(url: str, downsample: int, timeout: float) -> dict:
     import subprocess
 
-    out = subprocess.run([sys.executable, __file__, "--child", url, "--downsample", str(downsample), "--timeout", str(timeout)],
-                         capture_output=True, text=True, timeout=timeout + 120)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", url, "--downsample", str(downsample), "--timeout", str(timeout)],
+        capture_output=True,
+        text=True,
+        timeout=timeout + 120,
+    )
     if out.returncode != 0:
         raise SystemExit(f"child run failed on {url}: {out.stderr[-2000:]}")
     return json.loads(out.stdout.split("@@JSON@@", 1)[1])
@@ -100,14 +120,30 @@ def main() -> None:
         return child(args.child, args.downsample, args.timeout)
     work = args.work or Path(tempfile.mkdtemp(prefix="cw_schemas_"))
     work.mkdir(parents=True, exist_ok=True)
-    out: dict = {"date": dt.date.today().isoformat(), "commit": source_commit(), "machine": machine_info(),
-                 "embeddings": args.embeddings, "downsample": args.downsample, "model": f"{MODEL} (256-d)", "cases": {}}
+    out: dict = {
+        "date": dt.date.today().isoformat(),
+        "commit": source_commit(),
+        "machine": machine_info(),
+        "embeddings": args.embeddings,
+        "downsample": args.downsample,
+        "model": f"{MODEL} (256-d)",
+        "cases": {},
+    }
     for schema in ("legacy", "current"):
         for size, name in ((args.embeddings, f"{schema}.db"), (3_000, f"warm_{schema}.db")):
             path = work / name
             if not path.exists():
-                _, build_s = _timed(lambda: build_demo_database(str(path), embeddings=size, seed=0, schema=schema, models=(MODEL,),
-                                                                dim=256, user_results=schema == "current"))
+                _, build_s = _timed(
+                    lambda: build_demo_database(
+                        str(path),
+                        embeddings=size,
+                        seed=0,
+                        schema=schema,
+                        models=(MODEL,),
+                        dim=256,
+                        user_results=schema == "current",
+                    )
+                )
                 out.setdefault("build_s", {})[name] = round(build_s, 1)
     for schema in ("legacy", "current"):  # warm-up: numba's compile cache filled before anything is timed
         in_child(f"sqlite:///{work / f'warm_{schema}.db'}", args.downsample, args.timeout)
@@ -144,7 +180,9 @@ def main() -> None:
     for case, pair in out["cases"].items():
         for schema, entry in pair.items():
             for which, r in entry["reading"].items():
-                print(f"{case + ', ' + schema + ', ' + which:<44} {r['show_s']:>6.2f} {r['export_s']:>8.2f}  ({r['rows']:,} rows)")
+                print(
+                    f"{case + ', ' + schema + ', ' + which:<44} {r['show_s']:>6.2f} {r['export_s']:>8.2f}  ({r['rows']:,} rows)"
+                )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2, default=str))

@@ -74,7 +74,9 @@ def one_run(url: str, hold: bool) -> dict:
     try:
         if hold:
             RunSnapshot.release = lambda self: False  # type: ignore[method-assign]
-        settings = Settings(database_url=url, downsample=1, workers=2, models=("Nomic", "STSBMpnet"), engine="reference", force=True)
+        settings = Settings(
+            database_url=url, downsample=1, workers=2, models=("Nomic", "STSBMpnet"), engine="reference", force=True
+        )
         t0 = time.perf_counter()
         run_clustering(settings, on_plan=lambda models: thread.start())
         out["run_s"] = round(time.perf_counter() - t0, 1)

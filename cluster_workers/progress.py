@@ -30,8 +30,12 @@ def progress_bar(total: int, description: str) -> Iterator[Callable[..., None]]:
 
     console = Console(stderr=True)
     with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
     ) as bar:
         setup_logging(_LEVEL["name"], lambda message: console.print(message, end="", markup=False, highlight=False))
         task = bar.add_task(description, total=total)

@@ -137,5 +137,3 @@ def any_db(request, tmp_path) -> Path:
     """A private copy of a small database in each schema in turn (the legacy demo, or the current one)."""
     template = request.getfixturevalue("demo_template" if request.param == "legacy" else "current_template")
     return _private_copy(template, tmp_path)
-
-

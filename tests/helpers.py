@@ -57,7 +57,9 @@ def memberships(db, result_id: str) -> dict[str, str | None]:
     for table in ("cluster_workers_memberships", "embedding_clusters", "embeddingcluster"):  # ours, the application's, legacy
         if table in present:
             rid = uuid.UUID(result_id).hex if table == "embeddingcluster" else result_id
-            rows += con.execute(f"SELECT embedding_id, medoid_embedding_id FROM {table} WHERE clustering_result_id = ?", (rid,)).fetchall()
+            rows += con.execute(
+                f"SELECT embedding_id, medoid_embedding_id FROM {table} WHERE clustering_result_id = ?", (rid,)
+            ).fetchall()
     con.close()
     return {str(uuid.UUID(e)): None if m is None else str(uuid.UUID(m)) for e, m in rows}
 
@@ -77,7 +79,13 @@ def stored(url: str) -> tuple[dict[str, list[dict]], dict[uuid.UUID, list[tuple]
         for row in conn.execute(sa.select(clustering_result)).mappings():
             results[row["embedding_model"]].append(dict(row))
         members = defaultdict(list)
-        for row in conn.execute(sa.select(embedding_cluster.c.clustering_result_id, embedding_cluster.c.embedding_id, embedding_cluster.c.medoid_embedding_id)):
+        for row in conn.execute(
+            sa.select(
+                embedding_cluster.c.clustering_result_id,
+                embedding_cluster.c.embedding_id,
+                embedding_cluster.c.medoid_embedding_id,
+            )
+        ):
             members[row[0]].append((row[1], row[2]))
     engine.dispose()
     return dict(results), dict(members)
@@ -95,7 +103,8 @@ def wait_for_workers(proc: subprocess.Popen, settle: float = 1.5, timeout: float
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         workers = [
-            p for p in psutil.Process(proc.pid).children(recursive=True)
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
             if "loky" in " ".join(p.cmdline()) and "resource_tracker" not in " ".join(p.cmdline())
         ]
         if workers:
@@ -119,7 +128,11 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path
     full_env = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "cluster_workers", *args],
-        capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd or ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or ROOT,
     )
 
 
@@ -139,7 +152,9 @@ def expected_sample(url: str, downsample: int) -> dict[str, set[uuid.UUID]]:
             items.sort()
             kept.update(inv for i, (_, inv) in enumerate(items) if i % downsample == 0)
         sample: dict[str, set[uuid.UUID]] = defaultdict(set)
-        for emb_id, inv_id, model in conn.execute(sa.select(embedding.c.id, embedding.c.invocation_id, embedding.c.embedding_model)):
+        for emb_id, inv_id, model in conn.execute(
+            sa.select(embedding.c.id, embedding.c.invocation_id, embedding.c.embedding_model)
+        ):
             if inv_id in kept:
                 sample[model].add(emb_id)
     engine.dispose()
@@ -157,15 +172,43 @@ def write_experiment(path: Path, model: str, texts: list[str], vectors, run_leng
     runs, invs, embs = [], [], []
     for r, start in enumerate(range(0, len(texts), run_length)):
         run_id = uuid.uuid5(uuid.NAMESPACE_URL, f"run/{r}")
-        runs.append({"id": run_id, "network": ["FLUX.1-schnell", "Moondream2"], "seed": r, "max_length": 2 * run_length,
-                     "initial_prompt": f"prompt {r}", "experiment_id": None})
+        runs.append(
+            {
+                "id": run_id,
+                "network": ["FLUX.1-schnell", "Moondream2"],
+                "seed": r,
+                "max_length": 2 * run_length,
+                "initial_prompt": f"prompt {r}",
+                "experiment_id": None,
+            }
+        )
         for i, k in enumerate(range(start, min(len(texts), start + run_length))):
             inv_id = uuid.uuid5(uuid.NAMESPACE_URL, f"inv/{k}")
-            invs.append({"id": inv_id, "started_at": when, "completed_at": when, "model": "Moondream2", "type": "TEXT",
-                         "seed": r, "run_id": run_id, "sequence_number": 2 * i + 1, "input_invocation_id": None,
-                         "output_text": str(texts[k]), "output_image_data": None})
-            embs.append({"id": uuid.uuid5(uuid.NAMESPACE_URL, f"emb/{k}"), "started_at": when, "completed_at": when,
-                         "invocation_id": inv_id, "embedding_model": model, "vector": vectors[k].astype("<f4").tobytes()})
+            invs.append(
+                {
+                    "id": inv_id,
+                    "started_at": when,
+                    "completed_at": when,
+                    "model": "Moondream2",
+                    "type": "TEXT",
+                    "seed": r,
+                    "run_id": run_id,
+                    "sequence_number": 2 * i + 1,
+                    "input_invocation_id": None,
+                    "output_text": str(texts[k]),
+                    "output_image_data": None,
+                }
+            )
+            embs.append(
+                {
+                    "id": uuid.uuid5(uuid.NAMESPACE_URL, f"emb/{k}"),
+                    "started_at": when,
+                    "completed_at": when,
+                    "invocation_id": inv_id,
+                    "embedding_model": model,
+                    "vector": vectors[k].astype("<f4").tobytes(),
+                }
+            )
     with engine.begin() as conn:
         metadata.create_all(conn, tables=list(EXPERIMENT_TABLES))
         for table, rows in ((run, runs), (invocation, invs), (embedding, embs)):

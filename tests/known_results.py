@@ -73,43 +73,105 @@ def build_known(path: Path, models: dict[str, dict[int, list[int]]] | None = Non
     run_rows, inv_rows, emb_rows, res_rows, ec_rows = [], [], [], [], []
     texts: dict[uuid.UUID, str] = {}
     for r in runs:
-        run_rows.append({"id": _id("run", r), "network": NETWORKS.get(r, ["m"]), "seed": r, "max_length": 2 * length[r] + 1,
-                         "initial_prompt": PROMPTS.get(r, f"p{r}"), "experiment_id": None})
+        run_rows.append(
+            {
+                "id": _id("run", r),
+                "network": NETWORKS.get(r, ["m"]),
+                "seed": r,
+                "max_length": 2 * length[r] + 1,
+                "initial_prompt": PROMPTS.get(r, f"p{r}"),
+                "experiment_id": None,
+            }
+        )
         for seq in range(2 * length[r] + 1):  # images on even sequence numbers, texts on odd ones
             is_text = seq % 2 == 1
             inv = _id("inv", r, seq)
             texts[inv] = f"text of run {r} step {seq // 2}" if is_text else None
-            inv_rows.append({"id": inv, "started_at": WHEN, "completed_at": WHEN, "model": "m", "type": "TEXT" if is_text else "IMAGE",
-                             "seed": r, "run_id": _id("run", r), "sequence_number": seq, "input_invocation_id": None,
-                             "output_text": texts[inv], "output_image_data": None})
+            inv_rows.append(
+                {
+                    "id": inv,
+                    "started_at": WHEN,
+                    "completed_at": WHEN,
+                    "model": "m",
+                    "type": "TEXT" if is_text else "IMAGE",
+                    "seed": r,
+                    "run_id": _id("run", r),
+                    "sequence_number": seq,
+                    "input_invocation_id": None,
+                    "output_text": texts[inv],
+                    "output_image_data": None,
+                }
+            )
     expected: dict[str, list[tuple]] = {}
     labels: dict[str, dict[uuid.UUID, int]] = {}
     result_ids: dict[str, uuid.UUID] = {}
     for m, (model, spec) in enumerate(models.items()):
         result_ids[model] = rid = _id("result", model)
-        res_rows.append({"id": rid, "created_at": WHEN + dt.timedelta(seconds=m), "started_at": WHEN, "completed_at": WHEN,
-                         "embedding_model": model, "algorithm": "hdbscan", "parameters": {"downsample": downsample}})
+        res_rows.append(
+            {
+                "id": rid,
+                "created_at": WHEN + dt.timedelta(seconds=m),
+                "started_at": WHEN,
+                "completed_at": WHEN,
+                "embedding_model": model,
+                "algorithm": "hdbscan",
+                "parameters": {"downsample": downsample},
+            }
+        )
         members: dict[int, list[tuple]] = {}
         for r, seq_labels in spec.items():
             for step, label in enumerate(seq_labels):
                 seq = 2 * step + 1
                 inv, emb = _id("inv", r, seq), _id("emb", model, r, seq)
-                emb_rows.append({"id": emb, "started_at": WHEN, "completed_at": WHEN, "invocation_id": inv, "embedding_model": model,
-                                 "vector": rng.normal(size=8).astype("<f4").tobytes()})
+                emb_rows.append(
+                    {
+                        "id": emb,
+                        "started_at": WHEN,
+                        "completed_at": WHEN,
+                        "invocation_id": inv,
+                        "embedding_model": model,
+                        "vector": rng.normal(size=8).astype("<f4").tobytes(),
+                    }
+                )
                 members.setdefault(label, []).append((emb, inv, r, seq, step))
                 labels.setdefault(model, {})[inv] = label
         medoid = {label: rows[0][0] for label, rows in members.items() if label != -1}
         expected[model] = []
         for label, rows in members.items():
             for emb, inv, r, seq, step in rows:
-                ec_rows.append({"id": _id("ec", emb), "embedding_id": emb, "clustering_result_id": rid,
-                                "medoid_embedding_id": medoid.get(label)})
-                expected[model].append((str(emb), str(inv), str(_id("run", r)), "→".join(NETWORKS.get(r, ["m"])), PROMPTS.get(r, f"p{r}"), seq, step, label,
-                                        str(medoid[label]) if label != -1 else None, texts[inv], None, None))  # no tree kept
+                ec_rows.append(
+                    {
+                        "id": _id("ec", emb),
+                        "embedding_id": emb,
+                        "clustering_result_id": rid,
+                        "medoid_embedding_id": medoid.get(label),
+                    }
+                )
+                expected[model].append(
+                    (
+                        str(emb),
+                        str(inv),
+                        str(_id("run", r)),
+                        "→".join(NETWORKS.get(r, ["m"])),
+                        PROMPTS.get(r, f"p{r}"),
+                        seq,
+                        step,
+                        label,
+                        str(medoid[label]) if label != -1 else None,
+                        texts[inv],
+                        None,
+                        None,
+                    )
+                )  # no tree kept
     with engine.begin() as conn:
         metadata.create_all(conn, tables=list(EXPERIMENT_TABLES) + list(RESULT_TABLES))
-        for table, rows in ((run, run_rows), (invocation, inv_rows), (embedding, emb_rows), (clustering_result, res_rows),
-                            (embedding_cluster, ec_rows)):
+        for table, rows in (
+            (run, run_rows),
+            (invocation, inv_rows),
+            (embedding, emb_rows),
+            (clustering_result, res_rows),
+            (embedding_cluster, ec_rows),
+        ):
             if rows:
                 conn.execute(sa.insert(table), rows)
     engine.dispose()

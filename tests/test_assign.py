@@ -33,6 +33,7 @@ def kind_of(url: str) -> str:
 
 def result_rows(url: str, result_id: uuid.UUID) -> tuple:
     """Everything stored of one result: its row, its memberships, its tree."""
+
     def read(conn):  # type: ignore[no-untyped-def]
         s = schema_of(conn)
         ec = s.embedding_cluster
@@ -46,6 +47,7 @@ def result_rows(url: str, result_id: uuid.UUID) -> tuple:
 
 def check_assignment(url: str, source_id: uuid.UUID, new_id: uuid.UUID) -> None:
     """The new result's frozen rows are the source's; its assigned rows partition as the package predicts them."""
+
     def read(conn):  # type: ignore[no-untyped-def]
         tree, assignment = read_tree(conn, source_id), read_assignment(conn, new_id)
         src_ids, src_medoids = sorted_member_ids(conn, source_id)
@@ -110,7 +112,13 @@ def test_what_cannot_be_assigned_to_is_one_clear_line(current_db):
     url = f"sqlite:///{current_db}"
     run_clustering(Settings(database_url=url, downsample=3))
     assert run_cli("assign", "latest:Nomic256", "-d", str(current_db)).returncode == 0
-    theirs = read_with(url, 30.0, lambda conn: next(str(r.id) for r in __import__("cluster_workers.db.catalog", fromlist=["x"]).list_results(conn) if not r.ours))
+    theirs = read_with(
+        url,
+        30.0,
+        lambda conn: next(
+            str(r.id) for r in __import__("cluster_workers.db.catalog", fromlist=["x"]).list_results(conn) if not r.ours
+        ),
+    )
     assigned = read_with(url, 30.0, lambda conn: str(find_result(conn, "latest:Nomic256").id))
     before = file_hash(current_db)
     for target, says in ((theirs, "not made by this tool"), (assigned, "made by assign")):
@@ -131,7 +139,10 @@ def test_offsets_are_disjoint_samples_of_the_same_runs(any_db):
         assert result.parameters.get("offset", 0) == offset and (offset == 0) == ("offset" not in result.parameters["run_key"])
         ids.append({r.tobytes() for r in read_with(url, 30.0, lambda conn: sorted_member_ids(conn, result.id)[0])})
     run_clustering(Settings(database_url=url, downsample=1, models=(model,)))
-    everything = {r.tobytes() for r in read_with(url, 30.0, lambda conn: sorted_member_ids(conn, find_result(conn, f"latest:{model}").id)[0])}
+    everything = {
+        r.tobytes()
+        for r in read_with(url, 30.0, lambda conn: sorted_member_ids(conn, find_result(conn, f"latest:{model}").id)[0])
+    }
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and ids[0] | ids[1] | ids[2] == everything
     listed = run_cli("results", "-d", str(any_db))
     assert "offset=2" in listed.stdout and "STALE" not in listed.stdout
@@ -152,8 +163,12 @@ def test_stability_agrees_with_assign_and_writes_only_with_keep(any_db):
     assert again.returncode == 0 and json.loads(again.stdout)["kept"] == [], again.stderr  # the same samples: not written twice
     # the same pair by another path: offset 1's stored result against offset 1 assigned to offset 0's stored result
     results = json.loads(run_cli("results", "-d", str(any_db), "--json").stdout)
-    by_offset = {r["parameters"].get("offset", 0): r for r in results if r["model"] == model and r["made_by"] == "cluster_workers"}
-    done = json.loads(run_cli("assign", by_offset[0]["id"], "-d", str(any_db), "--downsample", "3", "--offset", "1", "--json").stdout)
+    by_offset = {
+        r["parameters"].get("offset", 0): r for r in results if r["model"] == model and r["made_by"] == "cluster_workers"
+    }
+    done = json.loads(
+        run_cli("assign", by_offset[0]["id"], "-d", str(any_db), "--downsample", "3", "--offset", "1", "--json").stdout
+    )
 
     def medoids(conn, rid):  # type: ignore[no-untyped-def]
         ids, med = sorted_member_ids(conn, uuid.UUID(rid))

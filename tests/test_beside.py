@@ -42,7 +42,8 @@ def pivot(db, model: str) -> dict[int, dict[str, str | None]]:
     layers: dict[int, dict[str, str | None]] = defaultdict(dict)
     for layer, emb, medoid in con.execute(
         "SELECT r.layer, c.embedding_id, c.medoid_embedding_id FROM embedding_clusters c "
-        "JOIN clustering_results r ON r.id = c.clustering_result_id WHERE r.embedding_model = ?", (model,)
+        "JOIN clustering_results r ON r.id = c.clustering_result_id WHERE r.embedding_model = ?",
+        (model,),
     ):
         assert emb not in layers[layer], f"found multiple elements in the same group: {emb} twice in layer {layer}"
         layers[layer][emb] = medoid
@@ -134,9 +135,15 @@ def test_every_writing_command_leaves_the_application_as_it_was(current_db, tmp_
     assert sum(r["gone"] for r in after.values()) <= gone * len(after)
     assert "gone" in ok("results", "-d", db)
     mine = next(r for r in after.values() if r["algorithm"] == "hdbscan" and r["gone"])
-    for command in (("show", mine["id"]), ("export", mine["id"], "-o", str(tmp_path / "x.csv")), ("trajectories", mine["id"]),
-                    ("kinetics", mine["id"]), ("density", mine["id"]), ("recut", mine["id"], "--min-cluster-size", "9"),
-                    ("compare", "-r", mine["id"], "-r", next(r["id"] for r in after.values() if r["id"] != mine["id"]))):
+    for command in (
+        ("show", mine["id"]),
+        ("export", mine["id"], "-o", str(tmp_path / "x.csv")),
+        ("trajectories", mine["id"]),
+        ("kinetics", mine["id"]),
+        ("density", mine["id"]),
+        ("recut", mine["id"], "--min-cluster-size", "9"),
+        ("compare", "-r", mine["id"], "-r", next(r["id"] for r in after.values() if r["id"] != mine["id"])),
+    ):
         out = run_cli(*command, "-d", db)
         assert out.returncode in (0, 1) and "Traceback" not in out.stderr, (command, out.stderr[-1500:])
         if out.returncode:
@@ -153,8 +160,10 @@ def test_publish_writes_our_partition_in_the_applications_format(tmp_path):
 
     def other_model_rows() -> str:
         con = sqlite3.connect(db)
-        rows = con.execute("SELECT r.*, c.* FROM clustering_results r JOIN embedding_clusters c ON c.clustering_result_id = r.id "
-                           "WHERE r.embedding_model = 'MiniLM' ORDER BY c.id").fetchall()
+        rows = con.execute(
+            "SELECT r.*, c.* FROM clustering_results r JOIN embedding_clusters c ON c.clustering_result_id = r.id "
+            "WHERE r.embedding_model = 'MiniLM' ORDER BY c.id"
+        ).fetchall()
         con.close()
         return repr(rows)
 
@@ -166,7 +175,9 @@ def test_publish_writes_our_partition_in_the_applications_format(tmp_path):
     assert sorted(published) == [0]
     assert published[0] == memberships(db, mine["id"])  # embedding by embedding, medoid by medoid
     con = sqlite3.connect(db)
-    (algorithm, params), = con.execute("SELECT algorithm, parameters FROM clustering_results WHERE embedding_model = 'Nomic256'")
+    ((algorithm, params),) = con.execute(
+        "SELECT algorithm, parameters FROM clustering_results WHERE embedding_model = 'Nomic256'"
+    )
     con.close()
     params = json.loads(params)
     assert algorithm == "hdbscan" and "run_key" not in params and params["published_from"]["result_id"] == mine["id"]
@@ -178,8 +189,11 @@ def test_publish_writes_our_partition_in_the_applications_format(tmp_path):
     assert sorted(layered) == [0, 1]
     for layer, size in ((0, 4), (1, 12)):
         ok("recut", mine["id"], "-d", str(db), "--min-cluster-size", str(size))
-        cut = next(r for r in ours(db) if r["parameters"].get("recut", {}).get("from") == mine["id"]
-                   and r["parameters"]["min_cluster_size"] == size)
+        cut = next(
+            r
+            for r in ours(db)
+            if r["parameters"].get("recut", {}).get("from") == mine["id"] and r["parameters"]["min_cluster_size"] == size
+        )
         assert partition(layered[layer]) == partition(memberships(db, cut["id"]))
     _their_deletes_succeed(db, tmp_path, "published")
     # an evoc run: its layers 0..L-1 as the application's evoc layers
@@ -212,9 +226,14 @@ def test_a_publish_killed_inside_its_transaction_leaves_their_rows(current_db):
     ok("cluster", "-d", str(current_db), "--downsample", "1")
     (mine,) = ours(current_db)
     guard = application_rows(current_db)
-    proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", "publish", mine["id"], "-d", str(current_db), "--yes"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-publish=120"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster_workers", "publish", mine["id"], "-d", str(current_db), "--yes"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-publish=120"},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and "fault: pausing inside publish" not in (proc.stderr.readline() or ""):
         assert proc.poll() is None, proc.communicate()
@@ -237,8 +256,14 @@ def _v020_state(db) -> tuple[dict[str, dict], dict[str, dict], str]:
     every row that is the application's own."""
     con = sqlite3.connect(db)
     ids = [rid for rid, params in con.execute("SELECT id, parameters FROM clustering_results") if "run_key" in json.loads(params)]
-    rows = {rid: con.execute("SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at "
-                             "FROM clustering_results WHERE id = ?", (rid,)).fetchone() for rid in ids}
+    rows = {
+        rid: con.execute(
+            "SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at "
+            "FROM clustering_results WHERE id = ?",
+            (rid,),
+        ).fetchone()
+        for rid in ids
+    }
     con.close()
     members = {rid: memberships(db, rid) for rid in ids}
     return rows, members, _application_own_rows(db)
@@ -249,11 +274,16 @@ def _application_own_rows(db) -> str:
     digest = []
     for table in ("experiments", "runs", "invocations", "embeddings", "lyapunov_results", "persistence_diagrams"):
         digest.append(con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall())
-    theirs = [rid for rid, params in con.execute("SELECT id, parameters FROM clustering_results ORDER BY id")
-              if "run_key" not in json.loads(params)]
+    theirs = [
+        rid
+        for rid, params in con.execute("SELECT id, parameters FROM clustering_results ORDER BY id")
+        if "run_key" not in json.loads(params)
+    ]
     for rid in theirs:
         digest.append(con.execute("SELECT * FROM clustering_results WHERE id = ?", (rid,)).fetchall())
-        digest.append(con.execute("SELECT * FROM embedding_clusters WHERE clustering_result_id = ? ORDER BY id", (rid,)).fetchall())
+        digest.append(
+            con.execute("SELECT * FROM embedding_clusters WHERE clustering_result_id = ? ORDER BY id", (rid,)).fetchall()
+        )
     con.close()
     return repr(digest)
 
@@ -277,8 +307,14 @@ def test_a_database_0_2_0_wrote_is_read_as_it_is_and_repaired_by_the_first_write
     con = _connect(db)
     tables = {name for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert not tables & {"clusteringtree", "clusteringlayer", "clusteringassignment"}
-    moved = {rid: con.execute("SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at "
-                              "FROM cluster_workers_results WHERE id = ?", (rid,)).fetchone() for rid in rows}
+    moved = {
+        rid: con.execute(
+            "SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at "
+            "FROM cluster_workers_results WHERE id = ?",
+            (rid,),
+        ).fetchone()
+        for rid in rows
+    }
     assert con.execute("SELECT count(*) FROM clustering_results WHERE parameters LIKE '%run_key%'").fetchone() == (0,)
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     con.close()
@@ -292,9 +328,13 @@ def test_a_database_0_2_0_wrote_is_read_as_it_is_and_repaired_by_the_first_write
 
 def pivot_counts(db) -> dict[tuple[str, int], int]:
     con = sqlite3.connect(db)
-    found = {(e, layer): n for e, layer, n in con.execute(
-        "SELECT c.embedding_id, r.layer, count(*) FROM embedding_clusters c JOIN clustering_results r ON r.id = c.clustering_result_id "
-        "GROUP BY c.embedding_id, r.layer")}
+    found = {
+        (e, layer): n
+        for e, layer, n in con.execute(
+            "SELECT c.embedding_id, r.layer, count(*) FROM embedding_clusters c JOIN clustering_results r ON r.id = c.clustering_result_id "
+            "GROUP BY c.embedding_id, r.layer"
+        )
+    }
     con.close()
     return found
 
@@ -321,18 +361,25 @@ def test_beside_the_application_on_postgres(pg_url, tmp_path):
 
     def their_rows() -> str:
         with engine.connect() as conn:
-            return repr([conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id")).all()
-                         for t in ("clustering_results", "embedding_clusters", "embeddings", "runs", "experiments")])
+            return repr(
+                [
+                    conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id")).all()
+                    for t in ("clustering_results", "embedding_clusters", "embeddings", "runs", "experiments")
+                ]
+            )
 
     guard = their_rows()
     ok("cluster", "-d", pg_url, "--downsample", "1")
     ok("cluster", "-d", pg_url, "--downsample", "2", "--engine", "evoc")
     assert their_rows() == guard
     with engine.connect() as conn:
-        fks = conn.execute(sa.text(
-            "SELECT tc.table_name, ccu.table_name FROM information_schema.table_constraints tc JOIN "
-            "information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name "
-            "WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_name LIKE 'cluster_workers_%'")).all()
+        fks = conn.execute(
+            sa.text(
+                "SELECT tc.table_name, ccu.table_name FROM information_schema.table_constraints tc JOIN "
+                "information_schema.constraint_column_usage ccu ON ccu.constraint_name = tc.constraint_name "
+                "WHERE tc.constraint_type = 'FOREIGN KEY' AND tc.table_name LIKE 'cluster_workers_%'"
+            )
+        ).all()
     assert fks and all(target.startswith("cluster_workers_") for _, target in fks)
     with engine.begin() as conn:  # their recompute's delete of a model, on their tables alone
         for (rid,) in conn.execute(sa.text("SELECT id FROM clustering_results")).all():
@@ -341,8 +388,12 @@ def test_beside_the_application_on_postgres(pg_url, tmp_path):
     hdbscan = next(r for r in ours(pg_url) if r["algorithm"] == "hdbscan")
     ok("publish", hdbscan["id"], "-d", pg_url, "--yes")
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT c.embedding_id, c.medoid_embedding_id, r.layer, r.algorithm FROM embedding_clusters c "
-                                    "JOIN clustering_results r ON r.id = c.clustering_result_id")).all()
+        rows = conn.execute(
+            sa.text(
+                "SELECT c.embedding_id, c.medoid_embedding_id, r.layer, r.algorithm FROM embedding_clusters c "
+                "JOIN clustering_results r ON r.id = c.clustering_result_id"
+            )
+        ).all()
     engine.dispose()
     assert {r[3] for r in rows} == {"hdbscan"} and {r[2] for r in rows} == {0}
     assert {str(e): None if m is None else str(m) for e, m, _, _ in rows} == _pg_memberships(pg_url, hdbscan["id"])
@@ -351,7 +402,9 @@ def test_beside_the_application_on_postgres(pg_url, tmp_path):
 def _pg_memberships(url: str, result_id: str) -> dict[str, str | None]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT embedding_id, medoid_embedding_id FROM cluster_workers_memberships "
-                                    "WHERE clustering_result_id = :r"), {"r": result_id}).all()
+        rows = conn.execute(
+            sa.text("SELECT embedding_id, medoid_embedding_id FROM cluster_workers_memberships WHERE clustering_result_id = :r"),
+            {"r": result_id},
+        ).all()
     engine.dispose()
     return {str(e): None if m is None else str(m) for e, m in rows}

@@ -95,7 +95,13 @@ def test_bigrams_are_transitions_pure_function():
     clusters = np.array([9, 1, -1, 1, 2, 2, 1])  # r1 in step order: 1, 1, -1, 9
     assert dict(transitions(runs, steps, clusters)[None]) == {(1, 1): 1, (1, 9): 1, (2, 2): 1, (2, 1): 1}
     lengths = run_lengths(runs, steps, clusters, {}, {}, include_outliers=True)
-    assert [(s.run_id, s.cluster, s.length) for s in lengths] == [("r1", 1, 2), ("r1", -1, 1), ("r1", 9, 1), ("r2", 2, 2), ("r2", 1, 1)]
+    assert [(s.run_id, s.cluster, s.length) for s in lengths] == [
+        ("r1", 1, 2),
+        ("r1", -1, 1),
+        ("r1", 9, 1),
+        ("r2", 2, 2),
+        ("r2", 1, 1),
+    ]
 
 
 def counts(url: str) -> tuple[int, int]:
@@ -113,7 +119,9 @@ def test_latest_names_the_newest_result(known):
     assert json.loads(shown.stdout)["result"]["id"] == str(known.result_ids["B"])  # B was created one second after A
 
 
-@pytest.mark.parametrize("bad, message", [("latest:Z", "no clustering result for model 'Z'"), ("zzzz", "no clustering result with id")])
+@pytest.mark.parametrize(
+    "bad, message", [("latest:Z", "no clustering result for model 'Z'"), ("zzzz", "no clustering result with id")]
+)
 def test_bad_result_ids_are_one_clear_line(known, bad, message):
     result = run_cli("transitions", bad, "-d", known.url)
     assert result.returncode == 1 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1

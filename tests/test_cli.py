@@ -54,8 +54,11 @@ def test_cluster_then_results_and_show(demo_db):
     assert (params["min_cluster_size"], params["min_samples"]) == (users, users)
     assert params["cluster_selection_epsilon"] == 0.5 and params["allow_single_cluster"] is True
     assert params["engine_parameters"] == {
-        "min_cluster_size": users, "min_samples": users - 1, "cluster_selection_epsilon": 0.5,
-        "allow_single_cluster": True, "cluster_selection_method": "eom",
+        "min_cluster_size": users,
+        "min_samples": users - 1,
+        "cluster_selection_epsilon": 0.5,
+        "allow_single_cluster": True,
+        "cluster_selection_method": "eom",
     }
     assert params["medoid"]["rule"] == "weighted" and params["fidelity"]["exactly_equal"] == 1.0
     engine = make_engine(str(demo_db))

@@ -29,7 +29,9 @@ def database(request) -> str:
     return request.getfixturevalue("pg_demo")
 
 
-def reference_partition(url: str, model: str, downsample: int, ids_expected: int, mcs: int = 0, ms: int = 0) -> dict[uuid.UUID, int]:
+def reference_partition(
+    url: str, model: str, downsample: int, ids_expected: int, mcs: int = 0, ms: int = 0
+) -> dict[uuid.UUID, int]:
     """hdbscan run directly on the same vectors with the same parameters."""
     engine = make_engine(url)
     with engine.connect() as conn:
@@ -129,7 +131,9 @@ def test_bad_vector_on_postgres_writes_nothing(pg_demo):
 
 def test_fast_engine_end_to_end_agrees_with_the_reference(demo_db):
     url = f"sqlite:///{demo_db}"
-    settings = Settings(database_url=url, downsample=1, workers=2, engine="fast", min_samples_to_cluster=30, min_cluster_size=8, min_samples=5)
+    settings = Settings(
+        database_url=url, downsample=1, workers=2, engine="fast", min_samples_to_cluster=30, min_cluster_size=8, min_samples=5
+    )
     report = run_clustering(settings)
     assert {r.model for r in report.results} == MODELS - {"Dummy"}
     results, members = stored(url)

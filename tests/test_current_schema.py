@@ -47,7 +47,9 @@ def test_the_same_data_gives_the_same_samples_partitions_and_medoid_texts(twin_t
 
 def _schema_objects(db) -> list[tuple]:
     con = sqlite3.connect(db)
-    rows = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+    rows = con.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
     con.close()
     return rows
 
@@ -63,14 +65,21 @@ def test_every_row_we_write_is_in_our_own_tables_in_the_applications_formats(cur
     con = sqlite3.connect(current_db)
     assert con.execute("PRAGMA foreign_key_check").fetchall() == []
     assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    after = con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").fetchall()
+    after = con.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name"
+    ).fetchall()
     added = [row for row in after if row not in before]
     assert before == [row for row in after if row in before]  # their tables, indexes and constraints as they were
     assert sorted(row[1] for row in added if row[0] == "table") == [
-        "cluster_workers_memberships", "cluster_workers_results", "cluster_workers_trees"]
+        "cluster_workers_memberships",
+        "cluster_workers_results",
+        "cluster_workers_trees",
+    ]
     assert all(row[2].startswith("cluster_workers_") for row in added)
-    assert not any("REFERENCES" in (row[3] or "") and "cluster_workers_" not in (row[3] or "").split("REFERENCES", 1)[1][:40]
-                   for row in added), "a foreign key of ours into a table of theirs"
+    assert not any(
+        "REFERENCES" in (row[3] or "") and "cluster_workers_" not in (row[3] or "").split("REFERENCES", 1)[1][:40]
+        for row in added
+    ), "a foreign key of ours into a table of theirs"
     assert application_rows(current_db) == guard
     for rid, _model, algorithm, params, layer, started, completed, inserted, updated in con.execute(
         "SELECT id, embedding_model, algorithm, parameters, layer, started_at, completed_at, inserted_at, updated_at "
@@ -81,7 +90,8 @@ def test_every_row_we_write_is_in_our_own_tables_in_the_applications_formats(cur
         assert "run_key" in json.loads(params)
         rows = con.execute(
             "SELECT id, embedding_id, medoid_embedding_id, inserted_at, updated_at FROM cluster_workers_memberships "
-            "WHERE clustering_result_id = ?", (rid,),
+            "WHERE clustering_result_id = ?",
+            (rid,),
         ).fetchall()
         assert rows
         for mid, emb, medoid, ins, upd in rows:
@@ -124,16 +134,54 @@ def _add_run(db) -> None:
         experiment = conn.execute(sa.select(s.experiment.c.id)).scalars().first()
         model, vector = conn.execute(sa.select(s.embedding.c.embedding_model, s.embedding.c.vector).limit(1)).one()
         run_id = uuid.uuid4()
-        conn.execute(sa.insert(s.run), [{"id": run_id, "experiment_id": experiment, "initial_prompt": "a new prompt", "max_length": 4,
-                                         "network": ["FLUX.1-schnell", "Moondream2"], "run_number": 9999, "inserted_at": now, "updated_at": now}])
+        conn.execute(
+            sa.insert(s.run),
+            [
+                {
+                    "id": run_id,
+                    "experiment_id": experiment,
+                    "initial_prompt": "a new prompt",
+                    "max_length": 4,
+                    "network": ["FLUX.1-schnell", "Moondream2"],
+                    "run_number": 9999,
+                    "inserted_at": now,
+                    "updated_at": now,
+                }
+            ],
+        )
         for seq in range(4):
             inv = uuid.uuid4()
-            conn.execute(sa.insert(s.invocation), [{"id": inv, "run_id": run_id, "sequence_number": seq, "type": "text" if seq % 2 else "image",
-                                                    "model": "Moondream2", "output_text": "a new caption" if seq % 2 else None,
-                                                    "started_at": now, "inserted_at": now, "updated_at": now}])
+            conn.execute(
+                sa.insert(s.invocation),
+                [
+                    {
+                        "id": inv,
+                        "run_id": run_id,
+                        "sequence_number": seq,
+                        "type": "text" if seq % 2 else "image",
+                        "model": "Moondream2",
+                        "output_text": "a new caption" if seq % 2 else None,
+                        "started_at": now,
+                        "inserted_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
             if seq % 2:
-                conn.execute(sa.insert(s.embedding), [{"id": uuid.uuid4(), "invocation_id": inv, "embedding_model": model, "vector": vector,
-                                                       "started_at": now, "inserted_at": now, "updated_at": now}])
+                conn.execute(
+                    sa.insert(s.embedding),
+                    [
+                        {
+                            "id": uuid.uuid4(),
+                            "invocation_id": inv,
+                            "embedding_model": model,
+                            "vector": vector,
+                            "started_at": now,
+                            "inserted_at": now,
+                            "updated_at": now,
+                        }
+                    ],
+                )
     engine.dispose()
 
 
@@ -146,9 +194,14 @@ def test_a_changed_sample_is_clustered_again_and_force_replaces_in_one_transacti
     assert len(again) == 1 and again[0]["sample_count"] == old["sample_count"] + 2
     ok("delete", again[0]["id"], "--yes", "-d", str(current_db))
     # a replacement killed inside its transaction (old rows deleted, new rows half in) loses nothing
-    proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", "cluster", "-d", str(current_db), "--downsample", "1", "--force"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                            env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-commit=120"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster_workers", "cluster", "-d", str(current_db), "--downsample", "1", "--force"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-commit=120"},
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and "fault: pausing inside the commit" not in (proc.stderr.readline() or ""):
         assert proc.poll() is None, proc.communicate()
@@ -215,8 +268,12 @@ def test_failures_on_the_current_schema_leave_it_untouched(current_db, fault):
             holder.execute("ROLLBACK")
             holder.close()
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
-    expected = {"bad-vector": "4 bytes, expected 1024", "locked": "locked", "timeout": "passed its timeout",
-                "disk-full": "database or disk is full"}[fault]
+    expected = {
+        "bad-vector": "4 bytes, expected 1024",
+        "locked": "locked",
+        "timeout": "passed its timeout",
+        "disk-full": "database or disk is full",
+    }[fault]
     assert expected in out.stderr, out.stderr
     assert file_hash(current_db) == digest
 
@@ -226,7 +283,9 @@ def test_index_offers_the_index_their_schema_lacks(current_db):
     out = ok("index", "-d", str(current_db))
     assert "ix_cw_embedding_clusters_result: created" in out + "", out
     con = sqlite3.connect(current_db)
-    names = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'embedding_clusters'")}
+    names = {
+        row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'embedding_clusters'")
+    }
     con.close()
     assert "ix_cw_embedding_clusters_result" in names
     assert application_rows(current_db) == guard  # an index changes no row
@@ -238,7 +297,8 @@ def _experiment_sample(db, experiment: str) -> set[str]:
     con = sqlite3.connect(db)
     rows = con.execute(
         "SELECT e.id FROM embeddings e JOIN invocations i ON i.id = e.invocation_id JOIN runs r ON r.id = i.run_id "
-        "WHERE r.experiment_id = ? AND i.type = 'text' AND lower(trim(r.initial_prompt)) NOT IN ('yeah', 'nah')", (experiment,)
+        "WHERE r.experiment_id = ? AND i.type = 'text' AND lower(trim(r.initial_prompt)) NOT IN ('yeah', 'nah')",
+        (experiment,),
     ).fetchall()
     con.close()
     return {e for (e,) in rows}
@@ -261,7 +321,10 @@ def test_experiment_chooses_the_runs_of_a_clustering_and_of_every_analysis(curre
     total = lambda rows: sum(r["count"] for r in rows)  # noqa: E731
     assert total(per[first]) > 0 and total(per[second]) > 0
     assert total(per[first]) + total(per[second]) == total(every)
-    runs = {e: len(json.loads(ok("run-lengths", whole["id"], "-d", str(current_db), "--experiment", e, "--json"))) for e in experiments}
+    runs = {
+        e: len(json.loads(ok("run-lengths", whole["id"], "-d", str(current_db), "--experiment", e, "--json")))
+        for e in experiments
+    }
     assert all(n > 0 for n in runs.values())
     out = run_cli("transitions", whole["id"], "-d", str(current_db), "--experiment", str(uuid.uuid4()))
     assert out.returncode == 1 and "no runs of experiment" in out.stderr

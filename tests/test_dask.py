@@ -19,8 +19,9 @@ from tests.helpers import file_hash, stored
 def cluster():
     # a task whose worker dies must fail the run, not be retried elsewhere
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as lc:
+        with distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as lc:
             yield lc
 
 
@@ -69,8 +70,12 @@ def test_a_dask_worker_killed_mid_run_writes_nothing(mid_db):
     not surface it and the worker died before it reported -- the run's bound (timeout x rounds of models) stops
     it: either way within a bound, and nothing is written."""
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as lc, distributed.Client(lc) as client:
+        with (
+            distributed.LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            ) as lc,
+            distributed.Client(lc) as client,
+        ):
             digest = file_hash(mid_db)
             import threading
             import time
@@ -91,8 +96,17 @@ def test_a_dask_worker_killed_mid_run_writes_nothing(mid_db):
             killer = threading.Thread(target=kill_a_busy_worker)
             killer.start()
             with pytest.raises(WorkerFailed) as err:
-                run_clustering(Settings(database_url=f"sqlite:///{mid_db}", downsample=1, engine="reference", workers=2,
-                                        backend="dask", scheduler=lc.scheduler_address, timeout=30))
+                run_clustering(
+                    Settings(
+                        database_url=f"sqlite:///{mid_db}",
+                        downsample=1,
+                        engine="reference",
+                        workers=2,
+                        backend="dask",
+                        scheduler=lc.scheduler_address,
+                        timeout=30,
+                    )
+                )
             killer.join(timeout=90)
             assert not killer.is_alive()
     assert "nothing was written" in str(err.value) or "died" in str(err.value)

@@ -18,8 +18,12 @@ from tests.helpers import SMALL
 def test_layout_parity_and_counts(demo_template):
     engine = make_engine(str(demo_template))
     with engine.connect() as conn:
-        per_model = dict(conn.execute(sa.select(embedding.c.embedding_model, sa.func.count()).group_by(embedding.c.embedding_model)).all())
-        invs = conn.execute(sa.select(invocation.c.run_id, invocation.c.sequence_number, invocation.c.type, invocation.c.output_text)).all()
+        per_model = dict(
+            conn.execute(sa.select(embedding.c.embedding_model, sa.func.count()).group_by(embedding.c.embedding_model)).all()
+        )
+        invs = conn.execute(
+            sa.select(invocation.c.run_id, invocation.c.sequence_number, invocation.c.type, invocation.c.output_text)
+        ).all()
         prompts = [p for (p,) in conn.execute(sa.select(run.c.initial_prompt))]
         vec_rows = conn.execute(sa.select(embedding.c.embedding_model, embedding.c.vector)).all()
     assert sum(per_model.values()) == SMALL
@@ -52,7 +56,9 @@ def test_same_seed_same_database_other_seed_other(tmp_path):
 
     def dump(path):
         with make_engine(str(path)).connect() as conn:
-            return conn.execute(sa.select(embedding.c.id, embedding.c.invocation_id, embedding.c.vector).order_by(embedding.c.id)).all()
+            return conn.execute(
+                sa.select(embedding.c.id, embedding.c.invocation_id, embedding.c.vector).order_by(embedding.c.id)
+            ).all()
 
     assert dump(paths[0]) == dump(paths[1])
     assert dump(paths[0]) != dump(paths[2])
@@ -78,6 +84,10 @@ def test_refuses_when_the_disk_is_too_small(tmp_path, monkeypatch):
 def test_postgres_demo(pg_demo):
     engine = make_engine(pg_demo)
     with engine.connect() as conn:
-        counts = Counter(dict(conn.execute(sa.select(embedding.c.embedding_model, sa.func.count()).group_by(embedding.c.embedding_model)).all()))
+        counts = Counter(
+            dict(
+                conn.execute(sa.select(embedding.c.embedding_model, sa.func.count()).group_by(embedding.c.embedding_model)).all()
+            )
+        )
     engine.dispose()
     assert sum(counts.values()) == SMALL and counts["Dummy"] == 25

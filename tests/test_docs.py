@@ -76,5 +76,7 @@ def test_every_link_in_the_docs_leads_somewhere():
 
 
 def test_a_broken_link_is_found(tmp_path):
-    (tmp_path / "a.md").write_text("# Real text (2026)\n[ok](#real-text-2026) [gone](b.md) [bad](a.md#nowhere) [web](https://x.org/y)\n")
+    (tmp_path / "a.md").write_text(
+        "# Real text (2026)\n[ok](#real-text-2026) [gone](b.md) [bad](a.md#nowhere) [web](https://x.org/y)\n"
+    )
     assert broken_links([tmp_path / "a.md"]) == ["a.md: b.md (no such file)", "a.md: a.md#nowhere (no such heading)"]

@@ -44,7 +44,8 @@ def direct_layers(url: str, model: str, downsample: int, n: int):
     numba.set_num_threads(1)
     try:
         fitted = evoc.EVoC(noise_level=0.5, base_min_cluster_size=auto_base_size(n), min_samples=5, random_state=42).fit(
-            np.ascontiguousarray(data, dtype=np.float32))
+            np.ascontiguousarray(data, dtype=np.float32)
+        )
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     ids = [str(uuid.UUID(bytes=row.tobytes())) for row in vectors.ids]
@@ -82,7 +83,9 @@ def test_layers_through_the_workflow_on_both_schemas(any_db, tmp_path):
             assert exported == {i: float(s) for i, s in zip(ids, strengths)}
             assert r["algorithm"] == "evoc"
         # show names, for each cluster of a finer layer, the coarser cluster that holds its medoid
-        shown = {r["id"]: json.loads(ok("show", r["id"], "-d", str(any_db), "--json", "--limit", "0"))["clusters"] for r in layers}
+        shown = {
+            r["id"]: json.loads(ok("show", r["id"], "-d", str(any_db), "--json", "--limit", "0"))["clusters"] for r in layers
+        }
         held = {r["id"]: memberships(any_db, r["id"]) for r in layers}
         for r in layers[:-1]:
             placed = [c for c in shown[r["id"]] if "parent" in c]
@@ -184,9 +187,11 @@ def evoc_runs_url(url: str) -> dict[str, list[dict]]:
 
 def test_bad_engine_parameters_are_one_line_and_touch_nothing(demo_db):
     digest = file_hash(demo_db)
-    for args, message in ((["-p", "noise=1"], "unknown evoc parameter 'noise'"),
-                          (["-p", "min_samples=many"], "invalid value"),
-                          (["-p", "threads"], "KEY=VALUE")):
+    for args, message in (
+        (["-p", "noise=1"], "unknown evoc parameter 'noise'"),
+        (["-p", "min_samples=many"], "invalid value"),
+        (["-p", "threads"], "KEY=VALUE"),
+    ):
         out = run_cli("cluster", "-d", str(demo_db), "--engine", "evoc", *args)
         assert out.returncode == 2 and message in out.stderr, out.stderr
         assert [line for line in out.stderr.splitlines() if line.startswith("error:")] and len(out.stderr.splitlines()) <= 3
@@ -207,8 +212,11 @@ def test_the_mean_medoid_rule_is_the_one_that_matches_the_users_own_rows(current
     assert layers
     differ = 0
     for (rid,) in layers:
-        rows = con.execute("SELECT embedding_id, medoid_embedding_id FROM embedding_clusters WHERE clustering_result_id = ? "
-                           "ORDER BY embedding_id", (rid,)).fetchall()
+        rows = con.execute(
+            "SELECT embedding_id, medoid_embedding_id FROM embedding_clusters WHERE clustering_result_id = ? "
+            "ORDER BY embedding_id",
+            (rid,),
+        ).fetchall()
         ids = [e for e, _ in rows]
         names = sorted({m for _, m in rows if m is not None})
         labels = np.array([names.index(m) if m is not None else -1 for _, m in rows])

@@ -12,8 +12,23 @@ from sklearn.metrics import adjusted_mutual_info_score, adjusted_rand_score
 from tests.helpers import file_hash, run_cli
 from tests.known_results import A_RUNS, B_RUNS, build_known
 
-COLUMNS = ["embedding_id", "invocation_id", "run_id", "network", "initial_prompt", "sequence_number", "text_index", "cluster",
-           "medoid_embedding_id", "output_text", "probability", "outlier_score", "core_distance", "state", "core"]
+COLUMNS = [
+    "embedding_id",
+    "invocation_id",
+    "run_id",
+    "network",
+    "initial_prompt",
+    "sequence_number",
+    "text_index",
+    "cluster",
+    "medoid_embedding_id",
+    "output_text",
+    "probability",
+    "outlier_score",
+    "core_distance",
+    "state",
+    "core",
+]
 
 
 def with_states(rows: list[tuple]) -> list[tuple]:
@@ -148,7 +163,13 @@ def test_compare_reports_a_pair_without_shared_invocations_in_its_row(tmp_path):
     out = run_cli("compare", "-d", db, "--json")
     assert out.returncode == 0, out.stderr
     (pair,) = json.loads(out.stdout)["comparisons"]
-    assert (pair["model_a"], pair["model_b"], pair["n"], pair["ari"], pair["note"]) == ("A", "B", 0, None, "no clustered invocation in common")
+    assert (pair["model_a"], pair["model_b"], pair["n"], pair["ari"], pair["note"]) == (
+        "A",
+        "B",
+        0,
+        None,
+        "no clustered invocation in common",
+    )
     table = run_cli("compare", "-d", db)
     assert table.returncode == 0 and "no clustered invocation in common" in table.stdout
     out = run_cli("compare", "-d", db, "--downsample", "7")
@@ -204,7 +225,12 @@ def test_trajectories_report_the_built_in_answers(known):
     assert by_cluster[2]["unsettled_share"] == 0.5
     assert by_cluster[1]["medoid_text"] == "text of run 0 step 2"
     overall = data["overall"]
-    assert (overall["runs"], overall["unsettled"], overall["short"], overall["median_entry_step"]) == (6, 1, 1, 2.5)  # settled entries 2, 4, 0, 3
+    assert (overall["runs"], overall["unsettled"], overall["short"], overall["median_entry_step"]) == (
+        6,
+        1,
+        1,
+        2.5,
+    )  # settled entries 2, 4, 0, 3
     prompts = {row["initial_prompt"]: row for row in data["prompts"]}
     assert (prompts["p0"]["runs"], prompts["p0"]["unsettled_share"], prompts["p0"]["top_end"]) == (3, 0.0, 1)
     assert prompts["p0"]["top_end_share"] == pytest.approx(2 / 3) and prompts["p0"]["median_entry_step"] == 2.0
@@ -247,5 +273,3 @@ def test_trajectories_last_k_changes_who_settles(known):
     assert by_cluster[1]["unsettled_share"] == 0.5 and by_cluster[2]["unsettled_share"] == 0.5
     table = run_cli("trajectories", known.result_ids["A"].hex[:8], "-d", _db(known), "--last-k", "5").stdout
     assert "last 5 sampled texts" in table and "40% never settle" in table
-
-

@@ -66,7 +66,11 @@ def test_loky_resource_tracker_cannot_print_over_our_message(mid_db):
     proc = start_cli("cluster", "-d", str(mid_db), *SLOW)
     try:
         wait_for_workers(proc)
-        trackers = [p for p in psutil.Process(proc.pid).children(recursive=True) if "loky.backend.resource_tracker" in " ".join(p.cmdline())]
+        trackers = [
+            p
+            for p in psutil.Process(proc.pid).children(recursive=True)
+            if "loky.backend.resource_tracker" in " ".join(p.cmdline())
+        ]
         assert trackers, "no loky resource tracker found"
         assert all(os.readlink(f"/proc/{t.pid}/fd/2") == os.devnull for t in trackers)
     finally:
@@ -78,8 +82,14 @@ def test_bin_cluster_run_stops_with_kill_pid(mid_db, tmp_path):
     import re
 
     env = {**os.environ, "CLUSTER_WORKERS_PYTHON": sys.executable}
-    out = subprocess.run([str(ROOT / "bin" / "cluster"), "1", "-d", str(mid_db), "--engine", "reference"],
-                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=30)
+    out = subprocess.run(
+        [str(ROOT / "bin" / "cluster"), "1", "-d", str(mid_db), "--engine", "reference"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=30,
+    )
     pid = int(re.search(r"PID (\d+)", out.stdout).group(1))
     log = tmp_path / re.search(r"log:\s+(\S+)", out.stdout).group(1)
     deadline = time.monotonic() + 60
@@ -112,9 +122,15 @@ def test_a_database_locked_by_another_writer_means_a_bounded_wait_then_a_clear_e
 
 def test_a_second_run_at_once_refuses_and_the_lock_dies_with_its_holder(demo_db):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl,os,sys,time; fd=os.open(sys.argv[1], os.O_RDONLY); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)", str(demo_db)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl,os,sys,time; fd=os.open(sys.argv[1], os.O_RDONLY); "
+            "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(600)",
+            str(demo_db),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert holder.stdout.readline().strip() == "locked"
     digest = file_hash(demo_db)
@@ -185,8 +201,11 @@ def test_an_embedding_without_its_invocation_is_named(demo_db):
     engine = sa.create_engine(f"sqlite:///{demo_db}")  # a plain connection, foreign keys off: how such a row gets in
     orphan = uuid.uuid4()
     with engine.begin() as conn:
-        conn.execute(sa.insert(embedding).values(id=orphan, invocation_id=uuid.uuid4(), embedding_model="Nomic",
-                                                 vector=np.ones(768, dtype="<f4").tobytes()))
+        conn.execute(
+            sa.insert(embedding).values(
+                id=orphan, invocation_id=uuid.uuid4(), embedding_model="Nomic", vector=np.ones(768, dtype="<f4").tobytes()
+            )
+        )
     engine.dispose()
     digest = file_hash(demo_db)
     out = run_cli("cluster", "-d", str(demo_db), "--downsample", "3")

@@ -24,8 +24,11 @@ def test_no_module_imports_another_modules_underscore_names():
     for path, tree in _modules().items():
         for node in ast.walk(tree):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cluster_workers"):
-                found += [f"{path.relative_to(PACKAGE.parent)}: {node.module}.{a.name}" for a in node.names
-                          if a.name.startswith("_") and not a.name.startswith("__")]
+                found += [
+                    f"{path.relative_to(PACKAGE.parent)}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert found == []
 
 
@@ -35,7 +38,7 @@ def test_no_schema_parameter_has_a_default():
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 args = node.args.posonlyargs + node.args.args
-                defaults = dict(zip([a.arg for a in args][len(args) - len(node.args.defaults):], node.args.defaults))
+                defaults = dict(zip([a.arg for a in args][len(args) - len(node.args.defaults) :], node.args.defaults))
                 defaults.update({a.arg: d for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None})
                 for a in args + node.args.kwonlyargs:
                     annotation = ast.unparse(a.annotation) if a.annotation is not None else ""
@@ -68,8 +71,10 @@ def test_every_function_and_class_is_used_in_the_package():
             if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) or node.name.startswith("__"):
                 continue
             if node.name in FRAMEWORK_HOOKS or any(
-                    word in ast.unparse(d) for d in node.decorator_list
-                    for word in ("command", "listens_for", "callback", "property", "compiles")):
+                word in ast.unparse(d)
+                for d in node.decorator_list
+                for word in ("command", "listens_for", "callback", "property", "compiles")
+            ):
                 continue  # called by typer or SQLAlchemy, or read as an attribute
             if node.name not in used and node.name not in entry_points:
                 unused.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno} {node.name}")

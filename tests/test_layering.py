@@ -11,9 +11,30 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cluster_workers"
-RANK = {"errors": 0, "stopping": 0, "progress": 0, "blas_env": 0, "__init__": 6,  # the package: its facade (load_result)
-        "engines": 1, "db": 1, "analysis": 1, "run": 2, "views": 3, "tools": 4, "cli": 5, "cli_docs": 6, "__main__": 6}
-APART = {("engines", "db"), ("db", "engines"), ("analysis", "db"), ("analysis", "engines"), ("engines", "analysis"), ("db", "analysis")}
+RANK = {
+    "errors": 0,
+    "stopping": 0,
+    "progress": 0,
+    "blas_env": 0,
+    "__init__": 6,  # the package: its facade (load_result)
+    "engines": 1,
+    "db": 1,
+    "analysis": 1,
+    "run": 2,
+    "views": 3,
+    "tools": 4,
+    "cli": 5,
+    "cli_docs": 6,
+    "__main__": 6,
+}
+APART = {
+    ("engines", "db"),
+    ("db", "engines"),
+    ("analysis", "db"),
+    ("analysis", "engines"),
+    ("engines", "analysis"),
+    ("db", "analysis"),
+}
 
 
 def module_name(path: Path) -> str:
@@ -59,7 +80,7 @@ def cycles_in(graph: dict[str, set[str]]) -> list[str]:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                cycles.append(" -> ".join(path[path.index(nxt):] + [nxt]) if nxt in path else f"{node} -> {nxt}")
+                cycles.append(" -> ".join(path[path.index(nxt) :] + [nxt]) if nxt in path else f"{node} -> {nxt}")
             elif nxt not in state:
                 visit(nxt, path + [nxt])
         state[node] = 2

@@ -33,7 +33,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     work.mkdir()
     cli = env_dir / "bin" / "cluster-workers"
     # the default config travels inside the package, not beside a checkout
-    found = run([str(py), "-c", "from cluster_workers.run.config import DEFAULT_CONFIG_PATH as p; print(p, p.exists())"], cwd=work)
+    found = run(
+        [str(py), "-c", "from cluster_workers.run.config import DEFAULT_CONFIG_PATH as p; print(p, p.exists())"], cwd=work
+    )
     assert found.stdout.strip().endswith("True") and str(ROOT) not in found.stdout
     run([str(cli), "--version"], cwd=work)
     run([str(cli), "demo-db", "experiments.db", "--embeddings", "1285"], cwd=work)

@@ -12,8 +12,12 @@ import pytest
 from tests.helpers import ROOT, masked, missing_lines, run_cli
 
 # the README's result ids, by what they name (ours or the users', algorithm, layer): ids are random per database
-ROLES = {"49a362b4": ("cluster_workers", "hdbscan", 0), "909e6a6f": ("cluster_workers", "evoc", 0),
-         "855d1db6": ("cluster_workers", "evoc", 1), "f1fae566": ("application", "evoc", 0)}
+ROLES = {
+    "49a362b4": ("cluster_workers", "hdbscan", 0),
+    "909e6a6f": ("cluster_workers", "evoc", 0),
+    "855d1db6": ("cluster_workers", "evoc", 1),
+    "f1fae566": ("application", "evoc", 0),
+}
 
 
 def quickstart() -> list[tuple[str, list[str]]]:
@@ -32,8 +36,9 @@ def quickstart() -> list[tuple[str, list[str]]]:
 def resolve(db, readme_id: str) -> str:
     made_by, algorithm, layer = ROLES[readme_id]
     rows = json.loads(run_cli("results", "-d", str(db), "--json").stdout)
-    return next(r["id"] for r in rows if r["made_by"] == made_by and r["algorithm"].split(" ")[0] == algorithm
-                and r["layer"] == layer)
+    return next(
+        r["id"] for r in rows if r["made_by"] == made_by and r["algorithm"].split(" ")[0] == algorithm and r["layer"] == layer
+    )
 
 
 def library_versions() -> dict[str, str]:

@@ -128,7 +128,9 @@ def test_medoid_vectors_read_by_one_pass_over_the_sample(tmp_path, monkeypatch, 
             return Vectors(ids=full.ids[keep], data=full.data[keep], skipped=full.skipped)
 
         monkeypatch.setattr(sources, "fetch_vectors", fetch_fewer)
-    parameters = assert_recut_equals_fresh(url, "Gen", base_id, base, {"min_cluster_size": 12, "cluster_selection_method": "leaf"})
+    parameters = assert_recut_equals_fresh(
+        url, "Gen", base_id, base, {"min_cluster_size": 12, "cluster_selection_method": "leaf"}
+    )
     assert parameters["recut"]["medoids_computed"] > 0
     assert parameters["recut"]["vectors_read"] == ("sample scan and primary key" if drop_every else "sample scan")
 

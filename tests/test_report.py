@@ -57,7 +57,18 @@ def test_report_numbers_match_the_database(clustered, tmp_path):
         assert [int(size.replace(",", "")) for _, size in rows] == [c.size for c in top]
 
 
-DETAIL_FIGURES = ("trajectories", "transitions", "run-lengths", "networks", "sweep", "size-sweep", "density", "dwell", "state-graph", "absorption")  # static SVG per model's latest result
+DETAIL_FIGURES = (
+    "trajectories",
+    "transitions",
+    "run-lengths",
+    "networks",
+    "sweep",
+    "size-sweep",
+    "density",
+    "dwell",
+    "state-graph",
+    "absorption",
+)  # static SVG per model's latest result
 
 
 def expected_plots(db) -> int:
@@ -65,7 +76,9 @@ def expected_plots(db) -> int:
     size plot and (each model has one result here) the DETAIL_FIGURES; the comparison bars; one heatmap."""
     entries = load_all_clusters(str(db))
     with_clusters = [r for r, _ in entries if r.clusters]
-    assert len({r.model for r in with_clusters}) == len(with_clusters) and len({r.parameters["downsample"] for r, _ in entries}) == 1
+    assert (
+        len({r.model for r in with_clusters}) == len(with_clusters) and len({r.parameters["downsample"] for r, _ in entries}) == 1
+    )
     return (1 + len(DETAIL_FIGURES)) * len(with_clusters) + 1 + 1
 
 
@@ -81,8 +94,10 @@ def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
     comparisons = compare(str(clustered)).comparisons
     assert len(comparisons) == 6  # 4 models at downsample 2
     for c in comparisons:
-        assert (f"<tr><td>{c.a.model}</td><td>{c.b.model}</td><td class='num'>2</td>"
-                f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>") in agreement
+        assert (
+            f"<tr><td>{c.a.model}</td><td>{c.b.model}</td><td class='num'>2</td>"
+            f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>"
+        ) in agreement
     data = read_with(str(clustered), 30.0, report_data)
     for summary, _ in data.entries:
         section = page.split(f"id='r{summary.id.hex}'")[1].split("<h2")[0]
@@ -105,9 +120,13 @@ def test_report_shows_agreement_and_where_runs_end(clustered, tmp_path):
         assert sorted(detail.chains.stretch_lengths.tolist()) == sorted(s["length"] for s in stretches)
         assert detail.chains.grid.sum() <= detail.trajectories.trajectories.overall.runs
         # the dynamics panels are the kinetics command's own numbers
-        kin = {g["group"]: g for g in json.loads(run_cli("kinetics", summary.id.hex, "-d", str(clustered), "--json").stdout)["groups"]}
+        kin = {
+            g["group"]: g
+            for g in json.loads(run_cli("kinetics", summary.id.hex, "-d", str(clustered), "--json").stdout)["groups"]
+        }
         assert {k.group: (k.runs, k.absorbed, sum(k.jumps.values())) for k in detail.kinetics} == {
-            g: (v["runs"], v["absorbed"], sum(j["count"] for j in v["jumps"])) for g, v in kin.items()}
+            g: (v["runs"], v["absorbed"], sum(j["count"] for j in v["jumps"])) for g, v in kin.items()
+        }
     fixed = json.loads(run_cli("fixed-points", "-d", str(clustered), "--json").stdout)
     table = page.split("class='fixed-points'>")[1].split("</table>")[0]
     for g in fixed["groups"]:
@@ -125,9 +144,18 @@ def test_report_renders_in_a_headless_browser(clustered, tmp_path):
     import matplotlib.image
 
     assert run_cli("report", "-d", str(clustered), "--output", str(tmp_path)).returncode == 0
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]
+    flags = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = (tmp_path / "report.html").as_uri()
     dom = subprocess.run([*flags, "--dump-dom", url], capture_output=True, text=True, timeout=120, check=False).stdout
     entries = load_all_clusters(str(clustered))
@@ -135,14 +163,18 @@ def test_report_renders_in_a_headless_browser(clustered, tmp_path):
     for name in DETAIL_FIGURES:
         assert dom.count(f'<figure class="{name}">') == maps_expected(clustered), name
     drawn = re.sub(r"<script\b.*?</script>", "", dom, flags=re.S)
-    assert len(re.findall(r'<div [^>]*class="[^"]*\bjs-plotly-plot\b', drawn)) == maps_expected(clustered)  # plotly.js ran: each map drawn
+    assert len(re.findall(r'<div [^>]*class="[^"]*\bjs-plotly-plot\b', drawn)) == maps_expected(
+        clustered
+    )  # plotly.js ran: each map drawn
     assert "Do the models agree?" in dom and "Where runs end" in dom
     for summary, clusters in entries:
         assert f"result {summary.id.hex[:8]}" in dom  # every result's own section, as the browser built it
         top = next((c for c in clusters if c.medoid_embedding_id is not None), None)
         assert top is None or top.medoid_text.split()[0] in dom
     shot = tmp_path / "shot.png"
-    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1600", url], capture_output=True, timeout=120, check=False)
+    subprocess.run(
+        [*flags, f"--screenshot={shot}", "--window-size=1200,1600", url], capture_output=True, timeout=120, check=False
+    )
     assert shot.exists(), "chromium wrote no screenshot"
     pixels = matplotlib.image.imread(shot)
     assert pixels.shape[0] > 500 and pixels.std() > 0.05  # not a blank page
@@ -151,5 +183,10 @@ def test_report_renders_in_a_headless_browser(clustered, tmp_path):
     blank = tmp_path / "blank.html"
     blank.write_text("<!doctype html><html><body><h1>Clustering results</h1></body></html>")
     other = tmp_path / "other.png"
-    subprocess.run([*flags, f"--screenshot={other}", "--window-size=1200,1600", blank.as_uri()], capture_output=True, timeout=120, check=False)
+    subprocess.run(
+        [*flags, f"--screenshot={other}", "--window-size=1200,1600", blank.as_uri()],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
     assert np.abs(matplotlib.image.imread(other)[..., :3] - pixels[..., :3]).mean() > 0.01  # the report, not just a heading

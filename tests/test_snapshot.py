@@ -31,16 +31,45 @@ def append_run(url: str, texts: int = 12, seed: int = 0) -> int:
     engine = make_engine(url)
     run_id = uuid.uuid4()
     with engine.begin() as conn:
-        conn.execute(sa.insert(run), [{"id": run_id, "network": [], "seed": seed, "max_length": 2 * texts,
-                                       "initial_prompt": f"late run {seed}", "experiment_id": None}])
-        invs = [{"id": uuid.uuid4(), "run_id": run_id, "sequence_number": 2 * i + 1, "type": "TEXT", "model": "Moondream2",
-                 "seed": seed, "output_text": f"late text {seed}.{i}"} for i in range(texts)]
+        conn.execute(
+            sa.insert(run),
+            [
+                {
+                    "id": run_id,
+                    "network": [],
+                    "seed": seed,
+                    "max_length": 2 * texts,
+                    "initial_prompt": f"late run {seed}",
+                    "experiment_id": None,
+                }
+            ],
+        )
+        invs = [
+            {
+                "id": uuid.uuid4(),
+                "run_id": run_id,
+                "sequence_number": 2 * i + 1,
+                "type": "TEXT",
+                "model": "Moondream2",
+                "seed": seed,
+                "output_text": f"late text {seed}.{i}",
+            }
+            for i in range(texts)
+        ]
         conn.execute(sa.insert(invocation), invs)
-        conn.execute(sa.insert(embedding), [
-            {"id": uuid.uuid4(), "invocation_id": inv["id"], "embedding_model": model,
-             "vector": rng.standard_normal(768).astype("<f4").tobytes()}
-            for inv in invs for model in REAL
-        ])
+        conn.execute(
+            sa.insert(embedding),
+            [
+                {
+                    "id": uuid.uuid4(),
+                    "invocation_id": inv["id"],
+                    "embedding_model": model,
+                    "vector": rng.standard_normal(768).astype("<f4").tobytes(),
+                }
+                for inv in invs
+                for model in REAL
+            ],
+        )
     engine.dispose()
     return texts
 
@@ -49,8 +78,9 @@ def stored_samples(url: str) -> dict[str, set[uuid.UUID]]:
     engine = make_engine(url)
     with engine.connect() as conn:
         rows = conn.execute(
-            sa.select(clustering_result.c.embedding_model, embedding_cluster.c.embedding_id)
-            .join(clustering_result, clustering_result.c.id == embedding_cluster.c.clustering_result_id)
+            sa.select(clustering_result.c.embedding_model, embedding_cluster.c.embedding_id).join(
+                clustering_result, clustering_result.c.id == embedding_cluster.c.clustering_result_id
+            )
         ).all()
     engine.dispose()
     out: dict[str, set[uuid.UUID]] = {}
@@ -129,7 +159,7 @@ def test_a_server_idle_in_transaction_timeout_does_not_break_a_run(pg_demo):
     name = sa.make_url(pg_demo).database
     admin = make_engine(pg_demo)
     with admin.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(sa.text(f'ALTER DATABASE "{name}" SET idle_in_transaction_session_timeout = \'1s\''))
+        conn.execute(sa.text(f"ALTER DATABASE \"{name}\" SET idle_in_transaction_session_timeout = '1s'"))
     admin.dispose()
     out = run_cli("cluster", "-d", pg_demo, "--downsample", "1", "--workers", "1", "--engine", "reference")
     assert out.returncode == 0, out.stderr

@@ -22,8 +22,14 @@ FAST = ["--downsample", "3", "--workers", "2"]
 
 
 def start(*args: str, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "cluster_workers", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "cluster_workers", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def wait_for_line(proc: subprocess.Popen, needle: str, timeout: float = 120) -> list[str]:
@@ -47,8 +53,10 @@ def result_rows(url: str) -> tuple[int, int]:
         with engine.connect() as conn:
             if not sa.inspect(conn).has_table("clusteringresult"):
                 return 0, 0
-            return (conn.execute(sa.text("SELECT count(*) FROM clusteringresult")).scalar_one(),
-                    conn.execute(sa.text("SELECT count(*) FROM embeddingcluster")).scalar_one())
+            return (
+                conn.execute(sa.text("SELECT count(*) FROM clusteringresult")).scalar_one(),
+                conn.execute(sa.text("SELECT count(*) FROM embeddingcluster")).scalar_one(),
+            )
     finally:
         engine.dispose()
 
@@ -80,7 +88,9 @@ def test_sigkill_inside_the_commit_leaves_nothing_and_the_next_run_works(any_db)
     proc.kill()  # SIGKILL: no handler, no cleanup, mid-transaction
     proc.wait(timeout=30)
     assert result_rows(url) == (0, 0)  # nothing of the run
-    left = path is not None and any(Path(f"{path}{s}").exists() and Path(f"{path}{s}").stat().st_size for s in ("-wal", "-journal"))
+    left = path is not None and any(
+        Path(f"{path}{s}").exists() and Path(f"{path}{s}").stat().st_size for s in ("-wal", "-journal")
+    )
     if path is not None:
         assert integrity(path) == "ok"
     out = run_cli("cluster", "-d", url, *FAST)  # no manual cleanup
@@ -129,8 +139,12 @@ def small_filesystem(tmp_path):
 
 def test_a_real_full_filesystem_during_the_commit(demo_db, small_filesystem):
     size_kib = demo_db.stat().st_size // 1024 + 160  # the database fits; the commit's WAL does not
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(small_filesystem)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kib}k", "tmpfs", str(small_filesystem)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
     db = small_filesystem / "experiments.db"
@@ -165,7 +179,11 @@ def test_bench_stops_on_sigterm_with_130(mid_db, tmp_path):
 @pytest.mark.parametrize("target", ["sqlite", "postgres"])
 def test_demo_db_stops_on_sigterm_with_130_and_keeps_nothing(target, tmp_path, request):
     url = str(tmp_path / "big.db") if target == "sqlite" else request.getfixturevalue("pg_url")
-    proc = start("demo-db", url, "--embeddings", "2000000") if target == "sqlite" else start("demo-db", "--database-url", url, "--embeddings", "2000000")
+    proc = (
+        start("demo-db", url, "--embeddings", "2000000")
+        if target == "sqlite"
+        else start("demo-db", "--database-url", url, "--embeddings", "2000000")
+    )
     wait_for_line(proc, "demo-db:", timeout=120)  # the first progress line: rows are being written
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
@@ -190,7 +208,9 @@ def test_a_stop_during_a_long_sqlite_statement_aborts_it(demo_db):
         import threading
 
         threading.Timer(0.5, stopping.request).start()
-        return conn.execute(sa.text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")).all()
+        return conn.execute(
+            sa.text("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c")
+        ).all()
 
     started = time.monotonic()
     try:

@@ -22,10 +22,13 @@ def stored_result(url: str, model: str) -> tuple[dict, dict[uuid.UUID, uuid.UUID
     engine = make_engine(url)
     with engine.connect() as conn:
         (row,) = conn.execute(sa.select(clustering_result).where(clustering_result.c.embedding_model == model)).mappings()
-        members = dict(conn.execute(
-            sa.select(embedding_cluster.c.embedding_id, embedding_cluster.c.medoid_embedding_id)
-            .where(embedding_cluster.c.clustering_result_id == row["id"])
-        ).all())
+        members = dict(
+            conn.execute(
+                sa.select(embedding_cluster.c.embedding_id, embedding_cluster.c.medoid_embedding_id).where(
+                    embedding_cluster.c.clustering_result_id == row["id"]
+                )
+            ).all()
+        )
     engine.dispose()
     return dict(row), members
 
@@ -39,8 +42,15 @@ def users_call(url: str, model: str, downsample: int, n: int, allow_single_clust
     engine.dispose()
     data = v.data / np.linalg.norm(v.data, axis=1, keepdims=True)
     m = m or max(2, int(len(data) * 0.001))
-    model_ = HDBSCAN(min_cluster_size=m, min_samples=m, cluster_selection_epsilon=eps, allow_single_cluster=allow_single_cluster,
-                     metric="euclidean", store_centers="medoid", copy=True).fit(data)
+    model_ = HDBSCAN(
+        min_cluster_size=m,
+        min_samples=m,
+        cluster_selection_epsilon=eps,
+        allow_single_cluster=allow_single_cluster,
+        metric="euclidean",
+        store_centers="medoid",
+        copy=True,
+    ).fit(data)
     ids = [uuid.UUID(bytes=bytes(b)) for b in v.ids]
     return ids, model_, vectors
 
@@ -66,7 +76,9 @@ def assert_users_result(url: str, model: str, downsample: int, allow_single_clus
         if len(our_medoids) == 1 and ours_by_medoid[next(iter(our_medoids))] == set(members_c):
             same_members += 1  # the same cluster in both: its medoid must be the same, whatever the ARI
             same_members_matched += hit
-    assert same_members >= 1 and same_members_matched == same_members, f"{same_members_matched} of {same_members} identical clusters share the medoid"
+    assert same_members >= 1 and same_members_matched == same_members, (
+        f"{same_members_matched} of {same_members} identical clusters share the medoid"
+    )
     if floor >= 0.999:
         assert matched >= 0.99 * (theirs.labels_.max() + 1), f"{matched} of {theirs.labels_.max() + 1} medoids match"
     params = row["parameters"]

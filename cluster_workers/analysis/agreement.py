@@ -44,7 +44,9 @@ class Agreement:
         return asdict(self)
 
 
-def align(keys_a: Sequence[Hashable], labels_a: np.ndarray, keys_b: Sequence[Hashable], labels_b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def align(
+    keys_a: Sequence[Hashable], labels_a: np.ndarray, keys_b: Sequence[Hashable], labels_b: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """The two label arrays restricted to the keys both have, in the same order (first occurrence wins)."""
     index_b: dict[Hashable, int] = {}
     for i, key in enumerate(keys_b):

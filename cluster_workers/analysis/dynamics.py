@@ -70,8 +70,12 @@ def core_mask(clusters: np.ndarray, probabilities: np.ndarray | None, core_proba
 
 
 def milestone(
-    run_ids: np.ndarray, steps: np.ndarray, clusters: np.ndarray, probabilities: np.ndarray | None = None,
-    core_probability: float = 0.5, fill_initial: str = "none",
+    run_ids: np.ndarray,
+    steps: np.ndarray,
+    clusters: np.ndarray,
+    probabilities: np.ndarray | None = None,
+    core_probability: float = 0.5,
+    fill_initial: str = "none",
 ) -> list[RunStates]:
     """Every run's state sequence by core-set milestoning."""
     if fill_initial not in FILL_INITIAL:
@@ -157,9 +161,14 @@ def tail_verdict(lengths: np.ndarray, significance: float = 0.05) -> dict:
         fit = powerlaw.Fit(data, discrete=True, xmin=float(data.min()), verbose=False)
         r_pl, p_pl = fit.distribution_compare("power_law", "exponential", normalized_ratio=True)
         r_ln, p_ln = fit.distribution_compare("lognormal", "exponential", normalized_ratio=True)
-    out.update({"power_law_vs_exponential": {"R": float(r_pl), "p": float(p_pl)},
-                "lognormal_vs_exponential": {"R": float(r_ln), "p": float(p_ln)},
-                "power_law_alpha": float(fit.power_law.alpha), "xmin": float(fit.xmin)})
+    out.update(
+        {
+            "power_law_vs_exponential": {"R": float(r_pl), "p": float(p_pl)},
+            "lognormal_vs_exponential": {"R": float(r_ln), "p": float(p_ln)},
+            "power_law_alpha": float(fit.power_law.alpha),
+            "xmin": float(fit.xmin),
+        }
+    )
     heavy = all(r > 0 and p < significance for r, p in ((r_pl, p_pl), (r_ln, p_ln)))
     light = all(r < 0 and p < significance for r, p in ((r_pl, p_pl), (r_ln, p_ln)))
     out["verdict"] = "heavy-tailed" if heavy else "exponential" if light else "undecided"
@@ -186,8 +195,13 @@ class Chain:
 
     def as_dict(self) -> dict:
         return {
-            "states": self.states, "lag": self.lag, "counts": self.counts.astype(int).tolist(), "matrix": self.matrix.tolist(),
-            "absorbing_rows": self.absorbing_rows, "closed_classes": self.closed_classes, "transient": self.transient,
+            "states": self.states,
+            "lag": self.lag,
+            "counts": self.counts.astype(int).tolist(),
+            "matrix": self.matrix.tolist(),
+            "absorbing_rows": self.absorbing_rows,
+            "closed_classes": self.closed_classes,
+            "transient": self.transient,
             "stationary": [{str(k): v for k, v in d.items()} for d in self.stationary],
             "absorption_steps": {str(k): v for k, v in self.absorption_steps.items()},
             "absorption_probabilities": {str(k): v for k, v in self.absorption_probabilities.items()},
@@ -268,8 +282,19 @@ def markov_chain(runs: list[RunStates], lag: int = 1, downsample: int = 1) -> Ch
             absorption_prob[states[m]] = [float(p) for p in probabilities[i]]
     eigen = np.sort(np.abs(np.linalg.eigvals(matrix)))[::-1] if k else np.array([])
     timescales = [float(-lag * downsample / np.log(v)) for v in eigen if 1e-12 < v < 1.0 - 1e-12]
-    return Chain(states, lag, counts, matrix, absorbing, [[states[m] for m in c] for c in closed],
-                 [states[m] for m in sorted(transient)], stationary, absorption_steps, absorption_prob, timescales)
+    return Chain(
+        states,
+        lag,
+        counts,
+        matrix,
+        absorbing,
+        [[states[m] for m in c] for c in closed],
+        [states[m] for m in sorted(transient)],
+        stationary,
+        absorption_steps,
+        absorption_prob,
+        timescales,
+    )
 
 
 @dataclass
@@ -308,29 +333,46 @@ class Kinetics:
         lengths = np.array([steps for v in self.dwell.values() for steps, _ in v], dtype=np.int64)
         censored = np.array([c for v in self.dwell.values() for _, c in v], dtype=bool)
         times, survival = kaplan_meier(lengths, censored) if lengths.size else ([], [])
-        return {"stays": int(lengths.size), "censored": int(censored.sum()), "completed": quartiles(lengths[~censored]),
-                "ccdf": {"t": times, "survival": survival}, "tail": self.tail}
+        return {
+            "stays": int(lengths.size),
+            "censored": int(censored.sum()),
+            "completed": quartiles(lengths[~censored]),
+            "ccdf": {"t": times, "survival": survival},
+            "tail": self.tail,
+        }
 
     def as_dict(self) -> dict:
         states, matrix = self.jump_matrix()
         absorbed_q = quartiles(self.absorption_times)
         return {
-            "group": self.group, "runs": self.runs, "steps": self.steps, "core_steps": self.core_steps,
-            "transit_share": self.transit_share, "initial_transit_steps": self.initial_transit_steps,
+            "group": self.group,
+            "runs": self.runs,
+            "steps": self.steps,
+            "core_steps": self.core_steps,
+            "transit_share": self.transit_share,
+            "initial_transit_steps": self.initial_transit_steps,
             "runs_without_core": self.runs_without_core,
             "jumps": [{"from": a, "to": b, "count": n} for (a, b), n in sorted(self.jumps.items())],
             "jump_matrix": {"states": states, "matrix": matrix.tolist()},
             "dwell": self.dwell_summary(),
-            "dwell_per_state": {str(s): {"stays": len(v), "censored": sum(c for _, c in v),
-                                         "completed": quartiles(steps for steps, c in v if not c)} for s, v in sorted(self.dwell.items())},
-            "absorbed": self.absorbed, "absorbed_share": self.absorbed / self.runs if self.runs else 0.0,
+            "dwell_per_state": {
+                str(s): {
+                    "stays": len(v),
+                    "censored": sum(c for _, c in v),
+                    "completed": quartiles(steps for steps, c in v if not c),
+                }
+                for s, v in sorted(self.dwell.items())
+            },
+            "absorbed": self.absorbed,
+            "absorbed_share": self.absorbed / self.runs if self.runs else 0.0,
             "absorption_time": absorbed_q,
             "chain": self.chain.as_dict() if self.chain is not None else None,
         }
 
 
-def kinetics(runs: list[RunStates], group: str | None = None, downsample: int = 1, min_stay: int = 3, lag: int = 1,
-             tail_test: bool = True) -> Kinetics:
+def kinetics(
+    runs: list[RunStates], group: str | None = None, downsample: int = 1, min_stay: int = 3, lag: int = 1, tail_test: bool = True
+) -> Kinetics:
     """The kinetics of a set of runs' milestoned sequences."""
     jumps: Counter = Counter()
     dwell: dict[int, list[tuple[int, bool]]] = {}
@@ -344,9 +386,16 @@ def kinetics(runs: list[RunStates], group: str | None = None, downsample: int = 
         if run_stays and run_stays[-1].samples >= min_stay:
             absorbed_times.append(run_stays[-1].start)
     out = Kinetics(
-        group, len(runs), int(sum(r.steps.size for r in runs)), int(sum(r.core.sum() for r in runs)),
-        int(sum(r.initial_transit for r in runs)), int(sum(1 for r in runs if not r.core.any())),
-        dict(jumps), dwell, len(absorbed_times), absorbed_times,
+        group,
+        len(runs),
+        int(sum(r.steps.size for r in runs)),
+        int(sum(r.core.sum() for r in runs)),
+        int(sum(r.initial_transit for r in runs)),
+        int(sum(1 for r in runs if not r.core.any())),
+        dict(jumps),
+        dwell,
+        len(absorbed_times),
+        absorbed_times,
     )
     if any((r.states != TRANSIT).any() for r in runs):
         out.chain = markov_chain(runs, lag, downsample)

@@ -41,8 +41,9 @@ class RunFixedPoint:
         return self.fixed_at is not None
 
 
-def run_fixed_point(run_id: Hashable, network: str | None, prompt: str | None, texts: list[str | None],
-                    min_repeats: int = 3, how: str = "exact") -> RunFixedPoint:
+def run_fixed_point(
+    run_id: Hashable, network: str | None, prompt: str | None, texts: list[str | None], min_repeats: int = 3, how: str = "exact"
+) -> RunFixedPoint:
     """One run's fixed point from its texts in step order (``None`` texts never match anything)."""
     keys = [normalise(t, how) for t in texts]
     n = len(keys)
@@ -97,6 +98,14 @@ def summarise(runs: list[RunFixedPoint], by: str, top: int = 5) -> list[FixedPoi
         members = groups[group]
         absorbed = [r for r in members if r.absorbed]
         captions = Counter(r.caption for r in absorbed).most_common(top)
-        out.append(FixedPointGroup(group, len(members), len(absorbed), quartiles(r.fixed_at for r in absorbed),
-                                   [(str(c), n) for c, n in captions], sum(r.repeated_texts for r in members)))
+        out.append(
+            FixedPointGroup(
+                group,
+                len(members),
+                len(absorbed),
+                quartiles(r.fixed_at for r in absorbed),
+                [(str(c), n) for c, n in captions],
+                sum(r.repeated_texts for r in members),
+            )
+        )
     return out

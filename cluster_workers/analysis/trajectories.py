@@ -73,7 +73,9 @@ class Trajectories:
         return _summarise(None, self.runs)
 
 
-def run_paths(run_ids: np.ndarray, groups: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K) -> list[RunPath]:
+def run_paths(
+    run_ids: np.ndarray, groups: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K
+) -> list[RunPath]:
     """One :class:`RunPath` per run, from parallel per-text arrays in any order."""
     if last_k < 1:
         raise ValueError("last_k must be >= 1")
@@ -112,10 +114,14 @@ def _summarise(key: int | str | None, runs: list[RunPath], with_top: bool = Fals
     )
 
 
-def trajectories(run_ids: np.ndarray, groups: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K) -> Trajectories:
+def trajectories(
+    run_ids: np.ndarray, groups: np.ndarray, steps: np.ndarray, clusters: np.ndarray, last_k: int = LAST_K
+) -> Trajectories:
     """Summaries per end cluster and per group (``groups``: each text's run label, e.g. its initial prompt or
     network; see the module docstring for the definitions)."""
-    paths = run_paths(np.asarray(run_ids, dtype=object), np.asarray(groups, dtype=object), np.asarray(steps), np.asarray(clusters), last_k)
+    paths = run_paths(
+        np.asarray(run_ids, dtype=object), np.asarray(groups, dtype=object), np.asarray(steps), np.asarray(clusters), last_k
+    )
     by_end: dict[int, list[RunPath]] = defaultdict(list)
     by_group: dict[str | None, list[RunPath]] = defaultdict(list)
     for p in paths:

@@ -18,8 +18,12 @@ GroupLimit = typer.Option(20, "--limit", min=0, help="Groups in the table (0 = a
 
 @app.command("fixed-points")
 def fixed_points(
-    min_repeats: int = typer.Option(3, "--min-repeats", min=1, help="Texts the constant tail must hold to count as a fixed point."),
-    normalise: str = typer.Option("exact", "--normalise", help="exact (the default) or fold (whitespace collapsed, case folded)."),
+    min_repeats: int = typer.Option(
+        3, "--min-repeats", min=1, help="Texts the constant tail must hold to count as a fixed point."
+    ),
+    normalise: str = typer.Option(
+        "exact", "--normalise", help="exact (the default) or fold (whitespace collapsed, case folded)."
+    ),
     by: str = typer.Option("network", "--by", help="Summarise per network (default) or prompt."),
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
@@ -83,9 +87,16 @@ def _sampled_models(settings) -> list[str]:  # type: ignore[no-untyped-def]
     return sorted(m for m, n in after.items() if n >= settings.min_samples_to_cluster)
 
 
-CoreProbability = typer.Option(0.5, "--core-probability", min=0.0, max=1.0,
-                               help="A member with at least this membership probability is a core step (1.0: only the densest).")
-FillInitial = typer.Option("none", "--fill-initial", help="none: steps before a run's first core take no state; first: the first core's.")
+CoreProbability = typer.Option(
+    0.5,
+    "--core-probability",
+    min=0.0,
+    max=1.0,
+    help="A member with at least this membership probability is a core step (1.0: only the densest).",
+)
+FillInitial = typer.Option(
+    "none", "--fill-initial", help="none: steps before a run's first core take no state; first: the first core's."
+)
 
 
 @app.command()
@@ -114,7 +125,9 @@ def kinetics(
     by: str = typer.Option("network", "--by", help="Per network (default), prompt, or all runs together."),
     core_probability: float = CoreProbability,
     fill_initial: str = FillInitial,
-    min_stay: int = typer.Option(3, "--min-stay", min=1, help="A run is absorbed when its last stay holds at least this many sampled steps."),
+    min_stay: int = typer.Option(
+        3, "--min-stay", min=1, help="A run is absorbed when its last stay holds at least this many sampled steps."
+    ),
     lag: int = typer.Option(1, "--lag", min=1, help="The Markov chain's lag, in sampled steps."),
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,

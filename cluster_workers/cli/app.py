@@ -23,7 +23,11 @@ app = typer.Typer(
 DEBUG = {"on": False}
 
 DatabaseUrl = typer.Option(
-    None, "--database-url", "--db-path", "-d", help="SQLAlchemy URL or SQLite file path (env CLUSTER_WORKERS_DATABASE_URL, or the config)."
+    None,
+    "--database-url",
+    "--db-path",
+    "-d",
+    help="SQLAlchemy URL or SQLite file path (env CLUSTER_WORKERS_DATABASE_URL, or the config).",
 )
 ConfigFile = typer.Option(None, "--config", help="TOML config file (default: config/cluster_workers.toml).")
 ResultId = typer.Argument(..., help="A result id (or a unique prefix) from `results`, `latest`, or `latest:MODEL`.")
@@ -74,4 +78,3 @@ def main() -> None:
     except KeyboardInterrupt:  # only before the handlers are installed (startup): same message, same status
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
-

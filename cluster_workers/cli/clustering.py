@@ -19,34 +19,70 @@ from cluster_workers.run.params import ENGINES, MEDOID_RULES, SELECTION_METHODS
 @app.command()
 def cluster(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Keep every N-th text output of every run."),
-    offset: Optional[int] = typer.Option(None, "--offset", min=0, help="Keep the text outputs whose number is OFFSET modulo N (default 0)."),
+    offset: Optional[int] = typer.Option(
+        None, "--offset", min=0, help="Keep the text outputs whose number is OFFSET modulo N (default 0)."
+    ),
     database_url: Optional[str] = DatabaseUrl,
     force: bool = typer.Option(False, "--force", help="Replace results already made with the same parameters."),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon (default 0.5)."),
-    min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=0, help="0 = max(2, int(n * 0.001)) (the default)."),
+    min_cluster_size: Optional[int] = typer.Option(
+        None, "--min-cluster-size", min=0, help="0 = max(2, int(n * 0.001)) (the default)."
+    ),
     min_samples: Optional[int] = typer.Option(
-        None, "--min-samples", min=0,
+        None,
+        "--min-samples",
+        min=0,
         help="0 = same as min_cluster_size (the default). scikit-learn's convention: the point itself counts "
         "(the hdbscan package and the fast engine are given min_samples - 1).",
     ),
-    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow a single cluster (default: allow)."),
-    medoid: Optional[str] = typer.Option(None, "--medoid", help=f"{' or '.join(MEDOID_RULES)}: {MEDOID_RULES[0]} is scikit-learn's store_centers='medoid' (default), mean the member nearest the centroid (the users' EVoC rows)."),
-    min_samples_to_cluster: Optional[int] = typer.Option(None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."),
+    allow_single_cluster: Optional[bool] = typer.Option(
+        None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow a single cluster (default: allow)."
+    ),
+    medoid: Optional[str] = typer.Option(
+        None,
+        "--medoid",
+        help=f"{' or '.join(MEDOID_RULES)}: {MEDOID_RULES[0]} is scikit-learn's store_centers='medoid' (default), mean the member nearest the centroid (the users' EVoC rows).",
+    ),
+    min_samples_to_cluster: Optional[int] = typer.Option(
+        None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."
+    ),
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Cluster only this embedding model (repeatable)."),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="Sample only this experiment's runs (its id); default every run."),
-    engine: Optional[str] = typer.Option(None, "--engine", help=f"One of {', '.join(ENGINES)}: fast = exact HDBSCAN (default), reference = the hdbscan package, evoc = the users' EVoC (every layer a result)."),
+    experiment: Optional[str] = typer.Option(
+        None, "--experiment", help="Sample only this experiment's runs (its id); default every run."
+    ),
+    engine: Optional[str] = typer.Option(
+        None,
+        "--engine",
+        help=f"One of {', '.join(ENGINES)}: fast = exact HDBSCAN (default), reference = the hdbscan package, evoc = the users' EVoC (every layer a result).",
+    ),
     engine_param: Optional[List[str]] = typer.Option(
-        None, "--engine-param", "-p",
+        None,
+        "--engine-param",
+        "-p",
         help="KEY=VALUE for the evoc engine (repeatable): any evoc.EVoC parameter, or threads=K (the fit's fixed thread count, default 1).",
     ),
-    workers: Optional[int] = typer.Option(None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."),
-    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."),
-    busy_timeout: Optional[float] = typer.Option(None, "--busy-timeout", min=0.0, help="Seconds to wait for a database locked by another writer."),
-    backend: Optional[str] = typer.Option(None, "--backend", help=f"One of {', '.join(BACKENDS)}: loky runs workers on this machine, dask on a dask.distributed cluster."),
+    workers: Optional[int] = typer.Option(
+        None, "--workers", "-w", min=0, help="Worker processes at once (0 = one per model, at most the cores)."
+    ),
+    timeout: Optional[float] = typer.Option(
+        None, "--timeout", min=0.001, help="Seconds each model may take before all workers are stopped."
+    ),
+    busy_timeout: Optional[float] = typer.Option(
+        None, "--busy-timeout", min=0.0, help="Seconds to wait for a database locked by another writer."
+    ),
+    backend: Optional[str] = typer.Option(
+        None,
+        "--backend",
+        help=f"One of {', '.join(BACKENDS)}: loky runs workers on this machine, dask on a dask.distributed cluster.",
+    ),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="dask scheduler address, e.g. tcp://10.0.0.5:8786."),
-    skip_bad_vectors: bool = typer.Option(False, "--skip-bad-vectors", help="Leave out (and count) bad vectors and orphan embeddings instead of failing."),
+    skip_bad_vectors: bool = typer.Option(
+        False, "--skip-bad-vectors", help="Leave out (and count) bad vectors and orphan embeddings instead of failing."
+    ),
     memory_limit_mb: Optional[float] = typer.Option(
-        None, "--memory-limit-mb", min=0.0,
+        None,
+        "--memory-limit-mb",
+        min=0.0,
         help="Memory the workers may use together (default: what the system reports available); the plan fits workers to it.",
     ),
     config: Optional[Path] = ConfigFile,
@@ -98,8 +134,12 @@ def recut(
     min_cluster_size: Optional[int] = typer.Option(None, "--min-cluster-size", min=2, help="New min_cluster_size."),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="New cluster_selection_epsilon."),
     method: Optional[str] = typer.Option(None, "--method", help=f"Cluster selection method: {' or '.join(SELECTION_METHODS)}."),
-    allow_single_cluster: Optional[bool] = typer.Option(None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow one cluster of everything."),
-    min_samples: Optional[int] = typer.Option(None, "--min-samples", min=1, help="Only the tree's own value is accepted (another needs `cluster`)."),
+    allow_single_cluster: Optional[bool] = typer.Option(
+        None, "--allow-single-cluster/--no-allow-single-cluster", help="Allow one cluster of everything."
+    ),
+    min_samples: Optional[int] = typer.Option(
+        None, "--min-samples", min=1, help="Only the tree's own value is accepted (another needs `cluster`)."
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing result with the same parameters on the same sample."),
     database_url: Optional[str] = DatabaseUrl,
     config: Optional[Path] = ConfigFile,
@@ -124,7 +164,9 @@ def recut(
 @app.command()
 def assign(
     result_id: str = ResultId,
-    downsample: int = typer.Option(1, "--downsample", "-n", min=1, help="Which embeddings to assign: every N-th text output (default 1: all)."),
+    downsample: int = typer.Option(
+        1, "--downsample", "-n", min=1, help="Which embeddings to assign: every N-th text output (default 1: all)."
+    ),
     offset: int = typer.Option(0, "--offset", min=0, help="... those whose number is OFFSET modulo N."),
     experiment: Optional[str] = Experiment,
     force: bool = typer.Option(False, "--force", help="Replace an earlier assignment with the same settings."),
@@ -150,7 +192,9 @@ def assign(
     if as_json:
         typer.echo(json.dumps(done.as_dict(), indent=2))
     elif done.result_id is None:
-        typer.echo(f"not written: result {done.existing} already assigns these embeddings to {done.source.id} (--force replaces it)")
+        typer.echo(
+            f"not written: result {done.existing} already assigns these embeddings to {done.source.id} (--force replaces it)"
+        )
     else:
         rate = done.assigned / max(done.timings["predict_s"], 1e-9)
         typer.echo(
@@ -163,8 +207,12 @@ def assign(
 @app.command()
 def delete(
     result_id: Optional[str] = typer.Argument(None, help="A result id (or unique prefix), `latest` or `latest:MODEL`."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Delete every result of this embedding model that this tool made."),
-    all_results: bool = typer.Option(False, "--all", help="Delete every clustering result this tool made (the users' own only by id)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="Delete every result of this embedding model that this tool made."
+    ),
+    all_results: bool = typer.Option(
+        False, "--all", help="Delete every clustering result this tool made (the users' own only by id)."
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
     database_url: Optional[str] = DatabaseUrl,
     config: Optional[Path] = ConfigFile,
@@ -193,7 +241,9 @@ def delete(
             typer.echo("nothing deleted", err=True)
             raise typer.Exit(1)
     removed = removal.delete(settings.database_url, chosen, settings.db_limits)
-    typer.echo(f"deleted {len(chosen)} result(s) and {removed:,} memberships: " + ", ".join(f"{r.id} ({r.model})" for r in chosen))
+    typer.echo(
+        f"deleted {len(chosen)} result(s) and {removed:,} memberships: " + ", ".join(f"{r.id} ({r.model})" for r in chosen)
+    )
 
 
 @app.command()
@@ -219,8 +269,11 @@ def index(
 def publish(
     result_id: str = ResultId,
     layers: Optional[str] = typer.Option(
-        None, "--layers", help="HDBSCAN: comma-separated min_cluster_size values, one layer each (finest first), cut "
-        "from the result's stored tree; default: the result itself as layer 0. An evoc run publishes its own layers."),
+        None,
+        "--layers",
+        help="HDBSCAN: comma-separated min_cluster_size values, one layer each (finest first), cut "
+        "from the result's stored tree; default: the result itself as layer 0. An evoc run publishes its own layers.",
+    ),
     partial: bool = typer.Option(False, "--partial", help="Publish a result that does not hold every embedding of the model."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Say what would be deleted and written; write nothing."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
@@ -237,7 +290,9 @@ def publish(
 
     settings = settings_for(config, database_url=database_url)
     sizes = parse_values(layers, int) if layers else None
-    plan = publish_result(settings.database_url, result_id, settings.db_limits, sizes, partial, dry_run=True, db=settings.database)
+    plan = publish_result(
+        settings.database_url, result_id, settings.db_limits, sizes, partial, dry_run=True, db=settings.database
+    )
     deleted = sum(r.memberships for r in plan.replaced)
     written = sum(len(p.embedding_ids) for p in plan.layers)
     what = (f"{plan.model}: delete the application's {len(plan.replaced)} result(s) ({deleted:,} memberships), write "
@@ -253,9 +308,12 @@ def publish(
             typer.echo("nothing published", err=True)
             raise typer.Exit(1)
     plan = publish_result(settings.database_url, result_id, settings.db_limits, sizes, partial, db=settings.database)
-    typer.echo(json.dumps(plan.as_dict(), indent=2) if as_json else
-               f"published result {plan.source.id.hex[:8]} as the application's {plan.model} clustering: "
-               + ", ".join(f"layer {p.layer} {rid.hex[:8]} ({p.clusters} clusters)" for p, rid in zip(plan.layers, plan.result_ids)))
+    typer.echo(
+        json.dumps(plan.as_dict(), indent=2)
+        if as_json
+        else f"published result {plan.source.id.hex[:8]} as the application's {plan.model} clustering: "
+        + ", ".join(f"layer {p.layer} {rid.hex[:8]} ({p.clusters} clusters)" for p, rid in zip(plan.layers, plan.result_ids))
+    )
 
 
 @app.command()

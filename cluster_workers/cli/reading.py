@@ -17,7 +17,9 @@ def results(
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     stale_check: bool = typer.Option(
-        True, "--stale-check/--no-stale-check", help="Compare each result's sample with the database now (one count per downsample)."
+        True,
+        "--stale-check/--no-stale-check",
+        help="Compare each result's sample with the database now (one count per downsample).",
     ),
     config: Optional[Path] = ConfigFile,
 ) -> None:
@@ -66,7 +68,9 @@ def export(
 @app.command()
 def compare(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Only models clustered at this downsample."),
-    result: Optional[List[str]] = typer.Option(None, "--result", "-r", help="Compare these two results (give it twice), whatever their parameters."),
+    result: Optional[List[str]] = typer.Option(
+        None, "--result", "-r", help="Compare these two results (give it twice), whatever their parameters."
+    ),
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
@@ -86,7 +90,9 @@ def compare(
 def trajectories(
     result_id: str = ResultId,
     database_url: Optional[str] = DatabaseUrl,
-    last_k: int = typer.Option(3, "--last-k", min=1, help="A run never settles when its last K sampled texts span more than one cluster."),
+    last_k: int = typer.Option(
+        3, "--last-k", min=1, help="A run never settles when its last K sampled texts span more than one cluster."
+    ),
     by: str = typer.Option("prompt", "--by", help="Group runs by initial prompt (default) or network (their chain of models)."),
     experiment: Optional[str] = Experiment,
     as_json: bool = AsJson,
@@ -105,7 +111,9 @@ def trajectories(
 def transitions(
     result_id: str = ResultId,
     by: Optional[str] = typer.Option(None, "--by", help="Group runs by network (their chain of models) or prompt."),
-    include_outliers: bool = typer.Option(False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."),
+    include_outliers: bool = typer.Option(
+        False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."
+    ),
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
@@ -123,7 +131,9 @@ def transitions(
 @app.command("run-lengths")
 def run_lengths(
     result_id: str = ResultId,
-    include_outliers: bool = typer.Option(False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."),
+    include_outliers: bool = typer.Option(
+        False, "--include-outliers", help="Keep outliers in each run's sequence (default: dropped first)."
+    ),
     experiment: Optional[str] = Experiment,
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
@@ -141,10 +151,17 @@ def run_lengths(
 @app.command()
 def sweep(
     result_id: str = ResultId,
-    epsilon: Optional[str] = typer.Option(None, "--epsilon", help="Comma-separated epsilons or a range START:STOP:STEP (default: the result's)."),
+    epsilon: Optional[str] = typer.Option(
+        None, "--epsilon", help="Comma-separated epsilons or a range START:STOP:STEP (default: the result's)."
+    ),
     min_cluster_size: Optional[str] = typer.Option(
-        None, "--min-cluster-size", help="Comma-separated sizes or a range, e.g. 5:2000:log20 (20 log-spaced sizes); default: the result's."),
-    method: Optional[str] = typer.Option(None, "--method", help=f"Cluster selection method: {' or '.join(SELECTION_METHODS)} (default: the result's)."),
+        None,
+        "--min-cluster-size",
+        help="Comma-separated sizes or a range, e.g. 5:2000:log20 (20 log-spaced sizes); default: the result's.",
+    ),
+    method: Optional[str] = typer.Option(
+        None, "--method", help=f"Cluster selection method: {' or '.join(SELECTION_METHODS)} (default: the result's)."
+    ),
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,

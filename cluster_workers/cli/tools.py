@@ -19,16 +19,25 @@ from cluster_workers.run.params import ENGINES
 @app.command("demo-db")
 def demo_db(
     path: Optional[str] = typer.Argument(None, help="SQLite file to write (or use --database-url)."),
-    database_url: Optional[str] = typer.Option(None, "--database-url", "-d", help="Write into this database instead (e.g. PostgreSQL)."),
+    database_url: Optional[str] = typer.Option(
+        None, "--database-url", "-d", help="Write into this database instead (e.g. PostgreSQL)."
+    ),
     embeddings: int = typer.Option(9_025, "--embeddings", "-e", min=145, help="Total embeddings (production: 3288025)."),
     seed: int = typer.Option(0, "--seed", help="Random seed; the same seed gives the same database."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing SQLite file."),
-    schema: str = typer.Option("legacy", "--schema", help="legacy (run/invocation/embedding, three 768-d models) or current "
-                               "(the users' schema today: one 256-d model and their own EVoC layers)."),
-    models: Optional[str] = typer.Option(None, "--models", help="Comma-separated embedding models instead of the schema's default."),
+    schema: str = typer.Option(
+        "legacy",
+        "--schema",
+        help="legacy (run/invocation/embedding, three 768-d models) or current "
+        "(the users' schema today: one 256-d model and their own EVoC layers).",
+    ),
+    models: Optional[str] = typer.Option(
+        None, "--models", help="Comma-separated embedding models instead of the schema's default."
+    ),
     dim: Optional[int] = typer.Option(None, "--dim", min=2, max=768, help="Vector dimension (default: 768 legacy, 256 current)."),
-    user_results: Optional[bool] = typer.Option(None, "--user-results/--no-user-results",
-                                                help="Write the users' own EVoC layers (default: with the current schema)."),
+    user_results: Optional[bool] = typer.Option(
+        None, "--user-results/--no-user-results", help="Write the users' own EVoC layers (default: with the current schema)."
+    ),
 ) -> None:
     """Build a synthetic experiment database (small demo up to the production shape), in either schema."""
     from cluster_workers.tools.demo import build_demo_database
@@ -48,8 +57,14 @@ def demo_db(
                 logger.info("demo-db: {:,}/{:,} embeddings ({:.0%})", done, embeddings, done / embeddings)
 
         shape = build_demo_database(
-            target, embeddings=embeddings, seed=seed, overwrite=overwrite, progress=progress, schema=schema,
-            models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None, dim=dim,
+            target,
+            embeddings=embeddings,
+            seed=seed,
+            overwrite=overwrite,
+            progress=progress,
+            schema=schema,
+            models=tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
+            dim=dim,
             user_results=user_results,
         )
     from cluster_workers.db.connect import describe
@@ -70,7 +85,8 @@ def bench(
     model: Optional[List[str]] = typer.Option(None, "--model", "-m", help="Only these embedding models (repeat the option)."),
     heartbeat: float = typer.Option(30.0, "--heartbeat", min=0.1, help="Seconds between heartbeat log lines."),
     output_dir: Optional[Path] = typer.Option(
-        None, "--output-dir",
+        None,
+        "--output-dir",
         help="Where the JSON goes (default: $XDG_CACHE_HOME/cluster_workers/bench, i.e. ~/.cache/cluster_workers/bench).",
     ),
     config: Optional[Path] = ConfigFile,
@@ -82,8 +98,14 @@ def bench(
     from cluster_workers.tools import bench as bench_mod
 
     settings = settings_for(
-        config, downsample=downsample, database_url=database_url, engine=engine, workers=workers,
-        min_cluster_size=min_cluster_size, min_samples=min_samples, models=tuple(model) if model else None,
+        config,
+        downsample=downsample,
+        database_url=database_url,
+        engine=engine,
+        workers=workers,
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        models=tuple(model) if model else None,
     )
     result = bench_mod.run_benchmark(settings, timeout=timeout, baseline=baseline, heartbeat_s=heartbeat)
     data = result.as_json()

@@ -51,7 +51,6 @@ def encode(assigned_from: uuid.UUID, positions: np.ndarray, assigned: np.ndarray
     }
 
 
-
 def write_assignment(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
     """Insert one result's row, making the table first if this database has none (the caller's transaction)."""
     insert_row(conn, schema_of(conn).clustering_assignment, result_id, values)

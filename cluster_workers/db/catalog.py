@@ -118,26 +118,28 @@ def _summaries(conn: sa.Connection, ids: list[uuid.UUID] | None = None) -> list[
     for store in result_stores(conn):
         cr, ec = store.results, store.memberships
         layer = cr.c.layer if s.layered else sa.literal(0)
-        counts = (
-            sa.select(
-                ec.c.clustering_result_id.label("result_id"),
-                sa.func.count().label("n"),
-                sa.func.count(sa.distinct(ec.c.medoid_embedding_id)).label("clusters"),
-                (sa.func.count() - sa.func.count(ec.c.medoid_embedding_id)).label("outliers"),
-            )
-            .group_by(ec.c.clustering_result_id)
-        )
+        counts = sa.select(
+            ec.c.clustering_result_id.label("result_id"),
+            sa.func.count().label("n"),
+            sa.func.count(sa.distinct(ec.c.medoid_embedding_id)).label("clusters"),
+            (sa.func.count() - sa.func.count(ec.c.medoid_embedding_id)).label("outliers"),
+        ).group_by(ec.c.clustering_result_id)
         if ids is not None:
             counts = counts.where(ec.c.clustering_result_id.in_(ids))
         counts = counts.subquery("counts")
-        query = (
-            sa.select(
-                cr.c.id, cr.c.embedding_model, cr.c.created_at, cr.c.started_at, cr.c.completed_at, cr.c.algorithm,
-                cr.c.parameters, sa.func.coalesce(counts.c.n, 0), sa.func.coalesce(counts.c.clusters, 0),
-                sa.func.coalesce(counts.c.outliers, 0), layer,
-            )
-            .select_from(cr.outerjoin(counts, counts.c.result_id == cr.c.id))
-        )
+        query = sa.select(
+            cr.c.id,
+            cr.c.embedding_model,
+            cr.c.created_at,
+            cr.c.started_at,
+            cr.c.completed_at,
+            cr.c.algorithm,
+            cr.c.parameters,
+            sa.func.coalesce(counts.c.n, 0),
+            sa.func.coalesce(counts.c.clusters, 0),
+            sa.func.coalesce(counts.c.outliers, 0),
+            layer,
+        ).select_from(cr.outerjoin(counts, counts.c.result_id == cr.c.id))
         if ids is not None:
             query = query.where(cr.c.id.in_(ids))
         gone = _gone_counts(conn, ec, ids) if store.ours else {}
@@ -146,8 +148,23 @@ def _summaries(conn: sa.Connection, ids: list[uuid.UUID] | None = None) -> list[
             lay = int(lay) if s.layered else int(params.get("layer", 0) or 0)
             # ours: in our tables, or (a database 0.2.0 wrote, not yet repaired) in theirs with our run key
             mine = store.ours or "run_key" in params
-            out.append(ResultSummary(rid, model, created, started, completed, algorithm, params, int(n), int(clusters),
-                                     int(outliers), layer=lay, ours=mine, gone=gone.get(rid, 0)))
+            out.append(
+                ResultSummary(
+                    rid,
+                    model,
+                    created,
+                    started,
+                    completed,
+                    algorithm,
+                    params,
+                    int(n),
+                    int(clusters),
+                    int(outliers),
+                    layer=lay,
+                    ours=mine,
+                    gone=gone.get(rid, 0),
+                )
+            )
     never = dt.datetime.min
     out.sort(key=lambda r: (r.model, r.layer))
     out.sort(key=lambda r: r.created_at or never, reverse=True)
@@ -193,12 +210,18 @@ def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
         newest = []
         for store in stores:
             cr = store.results
-            query = sa.select(cr.c.created_at, cr.c.embedding_model, cr.c.id).order_by(cr.c.created_at.desc(), cr.c.embedding_model).limit(1)
+            query = (
+                sa.select(cr.c.created_at, cr.c.embedding_model, cr.c.id)
+                .order_by(cr.c.created_at.desc(), cr.c.embedding_model)
+                .limit(1)
+            )
             if model is not None:
                 query = query.where(cr.c.embedding_model == model)
             newest += [tuple(row) for row in conn.execute(query)]
         if not newest and model:
-            have = sorted({m for store in stores for m in conn.execute(sa.select(store.results.c.embedding_model).distinct()).scalars()})
+            have = sorted(
+                {m for store in stores for m in conn.execute(sa.select(store.results.c.embedding_model).distinct()).scalars()}
+            )
             raise DatabaseError(f"no clustering result for model {model!r}; results exist for: {', '.join(have) or 'no model'}")
         if not newest:
             raise DatabaseError("the database has no clustering results yet")
@@ -229,7 +252,9 @@ def results_to_delete(conn: sa.Connection, result_id: str | None = None, model: 
     if model is not None:
         rows = [r for r in rows if r.model == model]
         if not rows:
-            raise DatabaseError(f"no clustering result of this tool for model {model!r} (the application's own results are deleted by id)")
+            raise DatabaseError(
+                f"no clustering result of this tool for model {model!r} (the application's own results are deleted by id)"
+            )
     return rows
 
 

@@ -91,7 +91,9 @@ def make_engine(
         engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
         extra = "postgres" if "psycopg" in str(exc) else "the driver's extra"
-        raise DatabaseError(f"{describe(url)} needs a driver that is not installed ({exc.name}): pip install 'cluster-workers[{extra}]'") from None
+        raise DatabaseError(
+            f"{describe(url)} needs a driver that is not installed ({exc.name}): pip install 'cluster-workers[{extra}]'"
+        ) from None
     if read_only:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
@@ -155,7 +157,9 @@ def db_error(exc: BaseException, url: str, doing: str = "") -> ClusterWorkersErr
         return DatabaseError(f"a statement on {where} ran past statement_timeout and was cancelled{when}: {text}")
     if "locked" in text or "busy" in text:
         return DatabaseError(f"database {where} is locked by another writer (waited for it){when}: {text}")
-    if isinstance(exc, sa.exc.OperationalError) and any(k in text.lower() for k in ("connect", "refused", "timeout expired", "resolve host")):
+    if isinstance(exc, sa.exc.OperationalError) and any(
+        k in text.lower() for k in ("connect", "refused", "timeout expired", "resolve host")
+    ):
         return DatabaseError(f"cannot connect to {where}{when}: {text}")
     return DatabaseError(f"database error on {where}{when}: {text}")
 

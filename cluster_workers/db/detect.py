@@ -57,13 +57,17 @@ def detect(conn: sa.Connection, override: str | None = None) -> Schema:
     gaps = {name: missing_parts(SCHEMAS[name], tables) for name in SCHEMA_NAMES}
     if override is not None:
         if gaps[override]:
-            raise DatabaseError(f"not a {override}-schema experiment database ({OVERRIDE_ENV}={override}): {_describe_gaps(gaps[override])}")
+            raise DatabaseError(
+                f"not a {override}-schema experiment database ({OVERRIDE_ENV}={override}): {_describe_gaps(gaps[override])}"
+            )
         return SCHEMAS[override]
     complete = [name for name in SCHEMA_NAMES if not gaps[name]]
     if len(complete) == 1:
         return SCHEMAS[complete[0]]
     if len(complete) == 2:
-        raise DatabaseError(f"the database holds both the legacy and the current schema's tables; set {OVERRIDE_ENV}=legacy or current")
+        raise DatabaseError(
+            f"the database holds both the legacy and the current schema's tables; set {OVERRIDE_ENV}=legacy or current"
+        )
     # the schema the database resembles more is named first
     order = sorted(SCHEMA_NAMES, key=lambda name: len(gaps[name]))
     said = "; ".join(f"{name} schema: {_describe_gaps(gaps[name])}" for name in order)

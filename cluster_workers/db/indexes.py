@@ -41,8 +41,9 @@ def _covering(s: Schema) -> tuple[sa.Index, ...]:
     found = [
         sa.Index("ix_cw_embedding_invocation", emb.c.invocation_id, emb.c.embedding_model, emb.c.id),
         # in the order the sampling numbers them (no sort); on SQLite partial: text invocations only
-        sa.Index("ix_cw_invocation_text", inv.c.run_id, inv.c.sequence_number, inv.c.id, inv.c.type,
-                 sqlite_where=is_text(inv)),  # PostgreSQL refuses the enum cast in a predicate: a full index there
+        sa.Index(
+            "ix_cw_invocation_text", inv.c.run_id, inv.c.sequence_number, inv.c.id, inv.c.type, sqlite_where=is_text(inv)
+        ),  # PostgreSQL refuses the enum cast in a predicate: a full index there
     ]
     if s.layered:  # the users' migrations index embedding_clusters on (embedding_id, clustering_result_id) only
         ec = s.application_membership.to_metadata(own)
@@ -109,8 +110,10 @@ def sqlite_warning(conn: sa.Connection, drop: bool) -> str | None:
     if conn.dialect.name != "sqlite" or drop or not missing(conn):
         return None
     rows = conn.execute(sa.select(sa.func.count()).select_from(schema_of(conn).embedding)).scalar_one()
-    return (f"SQLite builds an index under the database's write lock: writers wait (up to their busy timeout) until it "
-            f"finishes; {rows:,} embeddings to index (docs/production.md gives the time measured on the production shape)")
+    return (
+        f"SQLite builds an index under the database's write lock: writers wait (up to their busy timeout) until it "
+        f"finishes; {rows:,} embeddings to index (docs/production.md gives the time measured on the production shape)"
+    )
 
 
 def _statement(ix: sa.Index, conn: sa.Connection, drop: bool) -> None:
@@ -150,7 +153,10 @@ def apply(conn: sa.Connection, drop: bool = False) -> list[IndexChange]:
             action = "exists" if present else "absent"
         change = IndexChange(ix.name, action, time.perf_counter() - started, size)
         logger.info(
-            "index {}: {} in {:.1f} s{}", change.name, change.action, change.seconds,
+            "index {}: {} in {:.1f} s{}",
+            change.name,
+            change.action,
+            change.seconds,
             f", {change.size_bytes / 2**20:,.0f} MiB" if change.size_bytes else "",
         )
         changes.append(change)

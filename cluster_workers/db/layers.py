@@ -56,7 +56,6 @@ def encode(run_id: uuid.UUID, layer: int, layers: int, persistence: float, posit
     }
 
 
-
 def write_layer(conn: sa.Connection, result_id: uuid.UUID, values: dict) -> None:
     """Insert one result's row, making the table first if this database has none (the caller's transaction)."""
     insert_row(conn, schema_of(conn).clustering_layer, result_id, values)
@@ -106,5 +105,8 @@ def layer_tree(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, tup
     for medoid_row, parent_layer, parent_row in layer.parents:
         if parent_layer >= 0 and parent_layer in results:
             tree[uuid.UUID(bytes=by_row[medoid_row].tobytes())] = (
-                int(parent_layer), results[parent_layer], uuid.UUID(bytes=by_row[parent_row].tobytes()))
+                int(parent_layer),
+                results[parent_layer],
+                uuid.UUID(bytes=by_row[parent_row].tobytes()),
+            )
     return tree

@@ -40,7 +40,9 @@ def _leftovers(path: Path) -> None:
     if journal.exists() and journal.stat().st_size > 0:
         logger.warning("{} was left by a writer that stopped inside a transaction; SQLite rolls it back on open", journal.name)
     elif wal.exists() and wal.stat().st_size > 0:
-        logger.info("{} holds {:,} bytes from earlier writers; SQLite applies only committed transactions", wal.name, wal.stat().st_size)
+        logger.info(
+            "{} holds {:,} bytes from earlier writers; SQLite applies only committed transactions", wal.name, wal.stat().st_size
+        )
 
 
 def _stale_holder(conn: sa.Connection) -> int | None:

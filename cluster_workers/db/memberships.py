@@ -64,7 +64,11 @@ def rank_by_size(sizes: dict, key=str) -> dict:  # type: ignore[no-untyped-def]
 def _text_positions(s: Schema) -> sa.Subquery:
     """``(invocation_id, text_index)`` for every text invocation."""
     invocation = s.invocation
-    return sa.select(invocation.c.id.label("invocation_id"), text_index(s).label("text_index")).where(is_text(invocation)).subquery("text_position")
+    return (
+        sa.select(invocation.c.id.label("invocation_id"), text_index(s).label("text_index"))
+        .where(is_text(invocation))
+        .subquery("text_position")
+    )
 
 
 def membership_query(result_id: uuid.UUID, s: Schema, ec: sa.Table) -> sa.Select:
@@ -95,19 +99,34 @@ def membership_query(result_id: uuid.UUID, s: Schema, ec: sa.Table) -> sa.Select
     )
 
 
-def iter_memberships(conn: sa.Connection, result_id: uuid.UUID, states: dict[tuple[str, int], tuple[int, int]],
-                     batch: int = STREAM_ROWS) -> Iterator[list[tuple]]:
+def iter_memberships(
+    conn: sa.Connection, result_id: uuid.UUID, states: dict[tuple[str, int], tuple[int, int]], batch: int = STREAM_ROWS
+) -> Iterator[list[tuple]]:
     """Batches of rows in :data:`EXPORT_COLUMNS` order, streamed (a server-side cursor on PostgreSQL); ``state``
     and ``core`` from ``states``: ``(run id hex, text step) -> (state, core)``, as the caller milestoned them."""
     ranks = cluster_ranks(conn, result_id)
     scores = point_scores(conn, result_id)
     none, no_state = (None, None, None), (None, None)
-    result = conn.execute(membership_query(result_id, schema_of(conn), memberships_of(conn, result_id)), execution_options={"stream_results": True, "yield_per": batch})
+    result = conn.execute(
+        membership_query(result_id, schema_of(conn), memberships_of(conn, result_id)),
+        execution_options={"stream_results": True, "yield_per": batch},
+    )
     for part in result.partitions(batch):
         yield [
-            (emb, inv, run_id, network_label(network), prompt, seq, tix,
-             ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER, medoid, text,
-             *scores.get(uuid_bytes(emb), none), *states.get((id_hex(run_id), tix), no_state))
+            (
+                emb,
+                inv,
+                run_id,
+                network_label(network),
+                prompt,
+                seq,
+                tix,
+                ranks.get(medoid, OUTLIER) if medoid is not None else OUTLIER,
+                medoid,
+                text,
+                *scores.get(uuid_bytes(emb), none),
+                *states.get((id_hex(run_id), tix), no_state),
+            )
             for emb, inv, run_id, network, prompt, seq, tix, medoid, text in part
         ]
 
@@ -134,8 +153,11 @@ class Labelled:
 
 
 def labelled(
-    conn: sa.Connection, result_id: uuid.UUID, positions: "TextPositions | None" = None,
-    experiment: str | uuid.UUID | None = None, with_probabilities: bool = False,
+    conn: sa.Connection,
+    result_id: uuid.UUID,
+    positions: "TextPositions | None" = None,
+    experiment: str | uuid.UUID | None = None,
+    with_probabilities: bool = False,
 ) -> Labelled:
     """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given).
 
@@ -145,10 +167,11 @@ def labelled(
     positions = text_positions(conn) if positions is None else positions
     s = schema_of(conn)
     ec, embedding, run = memberships_of(conn, result_id), s.embedding, s.run
-    rows = driver_rows(conn,
+    rows = driver_rows(
+        conn,
         sa.select(raw_column(embedding.c.invocation_id), raw_column(ec.c.medoid_embedding_id), raw_column(ec.c.embedding_id))
         .select_from(ec.join(embedding, embedding.c.id == ec.c.embedding_id))
-        .where(ec.c.clustering_result_id == result_id)
+        .where(ec.c.clustering_result_id == result_id),
     )
     probabilities = _probabilities(conn, result_id, [e for _, _, e in rows]) if with_probabilities else None
     rows = [(i, m) for i, m, _ in rows]
@@ -209,18 +232,26 @@ def _of_experiment(conn: sa.Connection, data: Labelled, experiment: str | uuid.U
     keep = np.fromiter((r in runs for r in data.run_ids.tolist()), dtype=bool, count=len(data.run_ids))
     present = set(np.unique(data.clusters[keep]).tolist())
     return Labelled(
-        invocation_ids=data.invocation_ids[keep], run_ids=data.run_ids[keep], prompts=data.prompts[keep],
-        networks=data.networks[keep], text_index=data.text_index[keep], clusters=data.clusters[keep],
+        invocation_ids=data.invocation_ids[keep],
+        run_ids=data.run_ids[keep],
+        prompts=data.prompts[keep],
+        networks=data.networks[keep],
+        text_index=data.text_index[keep],
+        clusters=data.clusters[keep],
         medoids={rank: m for rank, m in data.medoids.items() if rank in present},
         probabilities=None if data.probabilities is None else data.probabilities[keep],
     )
 
 
-def sample_embedding_ids(conn: sa.Connection, result_id: uuid.UUID, limit: int, seed: int = 0) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
+def sample_embedding_ids(
+    conn: sa.Connection, result_id: uuid.UUID, limit: int, seed: int = 0
+) -> list[tuple[uuid.UUID, uuid.UUID | None]]:
     """Up to ``limit`` ``(embedding id, medoid id)`` of the result, a seeded random sample (Python side)."""
     ec = memberships_of(conn, result_id)
     rows = conn.execute(
-        sa.select(raw_column(ec.c.embedding_id), raw_column(ec.c.medoid_embedding_id)).where(ec.c.clustering_result_id == result_id)
+        sa.select(raw_column(ec.c.embedding_id), raw_column(ec.c.medoid_embedding_id)).where(
+            ec.c.clustering_result_id == result_id
+        )
     ).all()
     if len(rows) > limit:
         pick = np.random.default_rng(seed).choice(len(rows), size=limit, replace=False)
@@ -246,10 +277,18 @@ def captions(conn: sa.Connection, result_id: uuid.UUID) -> Captions:
     s = schema_of(conn)
     ec, embedding, invocation = memberships_of(conn, result_id), s.embedding, s.invocation
     rows = conn.execute(
-        sa.select(raw_column(ec.c.embedding_id), ec.c.medoid_embedding_id.is_(None), invocation.c.output_text, invocation.c.model,
-                  embedding.c.id.is_not(None))
-        .select_from(ec.outerjoin(embedding, embedding.c.id == ec.c.embedding_id)
-                     .outerjoin(invocation, invocation.c.id == embedding.c.invocation_id))
+        sa.select(
+            raw_column(ec.c.embedding_id),
+            ec.c.medoid_embedding_id.is_(None),
+            invocation.c.output_text,
+            invocation.c.model,
+            embedding.c.id.is_not(None),
+        )
+        .select_from(
+            ec.outerjoin(embedding, embedding.c.id == ec.c.embedding_id).outerjoin(
+                invocation, invocation.c.id == embedding.c.invocation_id
+            )
+        )
         .where(ec.c.clustering_result_id == result_id)
     ).all()
     ids = np.frombuffer(b"".join(uuid_bytes(r[0]) for r in rows), dtype=np.uint8).reshape(len(rows), 16)

@@ -72,10 +72,13 @@ class PublishPlan:
             "embeddings": self.embeddings,
             "covered": self.covered,
             "gone": self.gone,
-            "deleted": [{"id": str(r.id), "algorithm": r.algorithm, "layer": r.layer, "memberships": r.memberships}
-                        for r in self.replaced],
-            "written": [{"layer": p.layer, "algorithm": p.algorithm, "memberships": len(p.embedding_ids),
-                         "clusters": p.clusters} for p in self.layers],
+            "deleted": [
+                {"id": str(r.id), "algorithm": r.algorithm, "layer": r.layer, "memberships": r.memberships} for r in self.replaced
+            ],
+            "written": [
+                {"layer": p.layer, "algorithm": p.algorithm, "memberships": len(p.embedding_ids), "clusters": p.clusters}
+                for p in self.layers
+            ],
             "result_ids": [str(r) for r in self.result_ids],
         }
 
@@ -85,13 +88,20 @@ def applications_results(conn: sa.Connection, model: str) -> list[ReplacedResult
     s = schema_of(conn)
     cr, ec = s.application_result, s.application_membership
     if cr is None or ec is None:
-        raise DatabaseError("publish writes into the current schema's clustering_results; this is a legacy-schema "
-                            "database, whose result tables are this tool's own already")
-    counts = sa.select(ec.c.clustering_result_id.label("rid"), sa.func.count().label("n")).group_by(ec.c.clustering_result_id).subquery()
+        raise DatabaseError(
+            "publish writes into the current schema's clustering_results; this is a legacy-schema "
+            "database, whose result tables are this tool's own already"
+        )
+    counts = (
+        sa.select(ec.c.clustering_result_id.label("rid"), sa.func.count().label("n"))
+        .group_by(ec.c.clustering_result_id)
+        .subquery()
+    )
     rows = conn.execute(
         sa.select(cr.c.id, cr.c.algorithm, cr.c.layer, sa.func.coalesce(counts.c.n, 0))
         .select_from(cr.outerjoin(counts, counts.c.rid == cr.c.id))
-        .where(cr.c.embedding_model == model).order_by(cr.c.layer, cr.c.algorithm)
+        .where(cr.c.embedding_model == model)
+        .order_by(cr.c.layer, cr.c.algorithm)
     )
     return [ReplacedResult(rid, algorithm, int(layer), int(n)) for rid, algorithm, layer, n in rows]
 
@@ -117,11 +127,16 @@ def stored_layer(conn: sa.Connection, result_id: uuid.UUID) -> tuple[list[str], 
         .order_by(ec.c.embedding_id)
     ).all()
     kept = [(e, m) for e, m, present in rows if present]
-    return ([str(uuid.UUID(hex=id_hex(e))) for e, _ in kept],
-            [None if m is None else str(uuid.UUID(hex=id_hex(m))) for _, m in kept], len(rows) - len(kept))
+    return (
+        [str(uuid.UUID(hex=id_hex(e))) for e, _ in kept],
+        [None if m is None else str(uuid.UUID(hex=id_hex(m))) for _, m in kept],
+        len(rows) - len(kept),
+    )
 
 
-def layer_from_labels(embedding_ids: np.ndarray, labels: np.ndarray, medoid_rows: np.ndarray) -> tuple[list[str], list[str | None]]:
+def layer_from_labels(
+    embedding_ids: np.ndarray, labels: np.ndarray, medoid_rows: np.ndarray
+) -> tuple[list[str], list[str | None]]:
     """Dashed ``(embedding ids, medoid ids)`` of a clustering given as ``(n, 16)`` id bytes, labels and medoid rows."""
     dashed = hex_rows(embedding_ids, dashed=True)
     medoid_of = [dashed[int(r)] for r in medoid_rows]

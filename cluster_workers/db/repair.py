@@ -46,8 +46,11 @@ def repair_plan(conn: sa.Connection) -> RepairPlan | None:
     if s.application_result is None:
         return None
     inspector = sa.inspect(conn)
-    former = [(old, new) for new in (s.clustering_tree, s.clustering_assignment, s.clustering_layer)
-              if new is not None and (old := s.former_side_tables.get(new.name)) is not None and inspector.has_table(old.name)]
+    former = [
+        (old, new)
+        for new in (s.clustering_tree, s.clustering_assignment, s.clustering_layer)
+        if new is not None and (old := s.former_side_tables.get(new.name)) is not None and inspector.has_table(old.name)
+    ]
     cr = s.application_result
     ids = [rid for rid, params in conn.execute(sa.select(cr.c.id, cr.c.parameters)) if "run_key" in parameters_of(params)]
     return RepairPlan(ids, former) if ids or former else None
@@ -81,7 +84,8 @@ def repair(conn: sa.Connection) -> RepairPlan | None:
         conn.execute(sa.insert(ours_r), rows)
         names = [c.name for c in theirs_m.columns]
         moved = sa.insert(ours_m).from_select(
-            names, sa.select(*[theirs_m.c[c.key] for c in theirs_m.columns]).where(theirs_m.c.clustering_result_id.in_(chunk)))
+            names, sa.select(*[theirs_m.c[c.key] for c in theirs_m.columns]).where(theirs_m.c.clustering_result_id.in_(chunk))
+        )
         memberships += conn.execute(moved).rowcount or 0
     for former, new in plan.former_tables:
         new.create(conn, checkfirst=True)
@@ -94,7 +98,9 @@ def repair(conn: sa.Connection) -> RepairPlan | None:
     logger.warning(
         "repaired a database written by cluster-workers 0.2.0: moved {} result(s) of this tool ({:,} memberships) out of "
         "the application's clustering_results into {}{}; the application's own rows are unchanged",
-        len(plan.result_ids), memberships, ours_r.name,
+        len(plan.result_ids),
+        memberships,
+        ours_r.name,
         "".join(f", {former.name} into {new.name}" for former, new in plan.former_tables),
     )
     return plan

@@ -64,8 +64,13 @@ def hex_rows(id_bytes: np.ndarray, dashed: bool = False) -> list[str]:
     n = len(id_bytes)
     digits = np.frombuffer(text.encode(), dtype="S1").reshape(n, 32)
     out = np.full((n, 36), b"-", dtype="S1")
-    for src, dst in ((slice(0, 8), slice(0, 8)), (slice(8, 12), slice(9, 13)), (slice(12, 16), slice(14, 18)),
-                     (slice(16, 20), slice(19, 23)), (slice(20, 32), slice(24, 36))):
+    for src, dst in (
+        (slice(0, 8), slice(0, 8)),
+        (slice(8, 12), slice(9, 13)),
+        (slice(12, 16), slice(14, 18)),
+        (slice(16, 20), slice(19, 23)),
+        (slice(20, 32), slice(24, 36)),
+    ):
         out[:, dst] = digits[:, src]
     joined = out.tobytes().decode()
     return [joined[i : i + 36] for i in range(0, len(joined), 36)]
@@ -80,7 +85,9 @@ def membership_columns(
     order = byte_order(result.embedding_ids)
     dashed = s.dashed_ids
     embedding_hex = hex_rows(result.embedding_ids[order], dashed)
-    medoid_hex = hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)], dashed) if len(result.medoid_rows) else []
+    medoid_hex = (
+        hex_rows(result.embedding_ids[np.asarray(result.medoid_rows, dtype=np.int64)], dashed) if len(result.medoid_rows) else []
+    )
     ids = hex_rows(time_ordered_ids(len(order), when), dashed)
     rid = str(result_id) if dashed else result_id.hex
     labels = result.labels[order].tolist()
@@ -129,13 +136,27 @@ def insert_membership_rows(conn: sa.Connection, table: sa.Table, ids: list[str],
     for start in range(0, n, INSERT_CHUNK):
         stop = min(n, start + INSERT_CHUNK)
         if conn.dialect.name == "sqlite":
-            rows = zip(ids[start:stop], embedding_ids[start:stop], [rid] * (stop - start), medoids[start:stop], *([v] * (stop - start) for v in stamps))
+            rows = zip(
+                ids[start:stop],
+                embedding_ids[start:stop],
+                [rid] * (stop - start),
+                medoids[start:stop],
+                *([v] * (stop - start) for v in stamps),
+            )
             driver.executemany(insert_sql, rows)
         else:
-            conn.execute(sa.insert(table), [
-                {"id": uuid.UUID(ids[k]), "embedding_id": uuid.UUID(embedding_ids[k]), "clustering_result_id": uuid.UUID(rid),
-                 "medoid_embedding_id": None if medoids[k] is None else uuid.UUID(medoids[k])} for k in range(start, stop)
-            ])
+            conn.execute(
+                sa.insert(table),
+                [
+                    {
+                        "id": uuid.UUID(ids[k]),
+                        "embedding_id": uuid.UUID(embedding_ids[k]),
+                        "clustering_result_id": uuid.UUID(rid),
+                        "medoid_embedding_id": None if medoids[k] is None else uuid.UUID(medoids[k]),
+                    }
+                    for k in range(start, stop)
+                ],
+            )
         if progress is not None:
             progress(stop - start)
     return n
@@ -165,8 +186,11 @@ def matching_results(conn: sa.Connection, model: str, run_key: dict) -> list[tup
     for store in result_stores(conn):
         cr = store.results
         rows = conn.execute(sa.select(cr.c.created_at, cr.c.id, cr.c.parameters).where(cr.c.embedding_model == model))
-        found += [(created, rid, params) for created, rid, params in rows
-                  if isinstance(params, dict) and params.get("run_key") == run_key]
+        found += [
+            (created, rid, params)
+            for created, rid, params in rows
+            if isinstance(params, dict) and params.get("run_key") == run_key
+        ]
     found.sort(key=lambda row: row[0] or dt.datetime.min)
     return [(rid, params) for _, rid, params in found]
 
@@ -257,10 +281,23 @@ def write_results(
             if rows is None:
                 rows = positions[id(result.embedding_ids)] = sorted_positions(result.embedding_ids)
         if tree is not None:
-            write_tree(conn, result_id, encode(tree, rows, result.probabilities, result.outlier_scores, getattr(result, "cores", None)))
+            write_tree(
+                conn, result_id, encode(tree, rows, result.probabilities, result.outlier_scores, getattr(result, "cores", None))
+            )
         if values is not None:
-            write_layer(conn, result_id, encode_layer(runs.get(result.model, result_id), layer, values.layers, values.persistence,
-                                                      rows, result.probabilities, values.parents))
+            write_layer(
+                conn,
+                result_id,
+                encode_layer(
+                    runs.get(result.model, result_id),
+                    layer,
+                    values.layers,
+                    values.persistence,
+                    rows,
+                    result.probabilities,
+                    values.parents,
+                ),
+            )
     return {"results": len(results), "memberships": written, "deleted_memberships": deleted}
 
 

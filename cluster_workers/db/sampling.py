@@ -67,7 +67,9 @@ def text_index(s: Schema) -> sa.ColumnElement[int]:
     A window expression: select it from ``invocation`` filtered to text invocations.
     """
     invocation = s.invocation
-    return sa.func.row_number().over(partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)) - 1
+    return (
+        sa.func.row_number().over(partition_by=invocation.c.run_id, order_by=(invocation.c.sequence_number, invocation.c.id)) - 1
+    )
 
 
 def check_offset(downsample: int, offset: int) -> None:
@@ -95,8 +97,11 @@ def kept_invocations(s: Schema, downsample: int, experiment: str | None = None, 
     return (
         sa.select(numbered.c.invocation_id)
         .join(run, run.c.id == numbered.c.run_id)
-        .where(numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer)
-               == sa.bindparam("offset", offset, type_=sa.Integer), counted_runs(s, experiment))
+        .where(
+            numbered.c.text_index % sa.bindparam("downsample", downsample, type_=sa.Integer)
+            == sa.bindparam("offset", offset, type_=sa.Integer),
+            counted_runs(s, experiment),
+        )
         .subquery("kept")
     )
 
@@ -121,13 +126,17 @@ def count_all_query(s: Schema, bound: SampleBound | None = None, experiment: str
     embedding = s.embedding
     query = sa.select(embedding.c.embedding_model, sa.func.count())
     if experiment is not None:
-        query = query.join(s.invocation, s.invocation.c.id == embedding.c.invocation_id).join(
-            s.run, s.run.c.id == s.invocation.c.run_id).where(of_experiment(s, experiment))
+        query = (
+            query.join(s.invocation, s.invocation.c.id == embedding.c.invocation_id)
+            .join(s.run, s.run.c.id == s.invocation.c.run_id)
+            .where(of_experiment(s, experiment))
+        )
     return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
-def count_sampled_query(s: Schema, downsample: int, bound: SampleBound | None = None,
-                        experiment: str | None = None, offset: int = 0) -> sa.Select:
+def count_sampled_query(
+    s: Schema, downsample: int, bound: SampleBound | None = None, experiment: str | None = None, offset: int = 0
+) -> sa.Select:
     """Per model after downsampling: count, and the sum of 32-bit hashes of the sampled ids (the digest)."""
     embedding = s.embedding
     kept = kept_invocations(s, downsample, experiment, offset)
@@ -137,8 +146,9 @@ def count_sampled_query(s: Schema, downsample: int, bound: SampleBound | None = 
     return _within(query, bound, s, covered=True).group_by(embedding.c.embedding_model)
 
 
-def sampled_vectors_query(s: Schema, model: str, downsample: int, bound: SampleBound | None = None,
-                          experiment: str | None = None, offset: int = 0) -> sa.Select:
+def sampled_vectors_query(
+    s: Schema, model: str, downsample: int, bound: SampleBound | None = None, experiment: str | None = None, offset: int = 0
+) -> sa.Select:
     """``(id, vector)`` of one model's sampled embeddings.
 
     The kept invocations drive the join (embedding looked up by ``invocation_id``);
@@ -207,7 +217,9 @@ def check_models(wanted: list[str] | tuple[str, ...], present: dict[str, int] | 
     """Every wanted embedding model is in the database: else one line naming the unknown ones and what is there."""
     unknown = [m for m in wanted if m not in present]
     if unknown:
-        raise ConfigError(f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(sorted(present)) or 'none'}")
+        raise ConfigError(
+            f"unknown embedding model(s): {', '.join(unknown)}; the database has: {', '.join(sorted(present)) or 'none'}"
+        )
 
 
 def calibration_runs(conn: sa.Connection) -> dict[str, int]:

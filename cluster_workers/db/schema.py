@@ -192,13 +192,17 @@ def _layer_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, 
 def tree_core_columns() -> list[sa.Column]:
     """The tree's core distances (added after the first trees: NULL in a tree made before; db/trees.py adds them
     to an older table): <f8 per row, the fit's (min_samples-th other point) and the prediction's (itself counted)."""
-    return [sa.Column("core_distances", sa.LargeBinary, nullable=True), sa.Column("prediction_core_distances", sa.LargeBinary, nullable=True)]
+    return [
+        sa.Column("core_distances", sa.LargeBinary, nullable=True),
+        sa.Column("prediction_core_distances", sa.LargeBinary, nullable=True),
+    ]
 
 
 def _legacy() -> Schema:
     md = sa.MetaData()
     run = sa.Table(
-        "run", md,
+        "run",
+        md,
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("network", sa.JSON),
         sa.Column("seed", sa.Integer),
@@ -207,7 +211,8 @@ def _legacy() -> Schema:
         sa.Column("experiment_id", sa.Uuid, nullable=True),
     )
     invocation = sa.Table(
-        "invocation", md,
+        "invocation",
+        md,
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("started_at", sa.DateTime),
         sa.Column("completed_at", sa.DateTime),
@@ -221,7 +226,8 @@ def _legacy() -> Schema:
         sa.Column("output_image_data", sa.LargeBinary, nullable=True),
     )
     embedding = sa.Table(
-        "embedding", md,
+        "embedding",
+        md,
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("started_at", sa.DateTime),
         sa.Column("completed_at", sa.DateTime),
@@ -230,7 +236,8 @@ def _legacy() -> Schema:
         sa.Column("vector", sa.LargeBinary),
     )
     result = sa.Table(
-        "clusteringresult", md,
+        "clusteringresult",
+        md,
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("created_at", sa.DateTime),
         sa.Column("started_at", sa.DateTime),
@@ -240,7 +247,8 @@ def _legacy() -> Schema:
         sa.Column("parameters", sa.JSON),
     )
     membership = sa.Table(
-        "embeddingcluster", md,
+        "embeddingcluster",
+        md,
         sa.Column("id", sa.Uuid, primary_key=True),
         sa.Column("embedding_id", sa.Uuid, sa.ForeignKey("embedding.id"), nullable=False),
         sa.Column("clustering_result_id", sa.Uuid, sa.ForeignKey("clusteringresult.id"), nullable=False, index=True),
@@ -254,15 +262,31 @@ def _legacy() -> Schema:
         "invocation": ("id", "run_id", "sequence_number", "type", "output_text"),
         "embedding": ("id", "invocation_id", "embedding_model", "vector"),
     }
-    return Schema(LEGACY, md, None, run, invocation, embedding, result, membership, tree, assignment,
-                  ours=(result, membership, tree), required=required, stamped=False, layered=False, dashed_ids=False,
-                  clustering_layer=_layer_table(md, sa.Uuid, "clusteringresult", "clusteringlayer"))
+    return Schema(
+        LEGACY,
+        md,
+        None,
+        run,
+        invocation,
+        embedding,
+        result,
+        membership,
+        tree,
+        assignment,
+        ours=(result, membership, tree),
+        required=required,
+        stamped=False,
+        layered=False,
+        dashed_ids=False,
+        clustering_layer=_layer_table(md, sa.Uuid, "clusteringresult", "clusteringlayer"),
+    )
 
 
 def _current() -> Schema:
     md = sa.MetaData()
     experiment = sa.Table(
-        "experiments", md,
+        "experiments",
+        md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("max_length", sa.Integer, nullable=False),
         sa.Column("embedding_models", sa.JSON, nullable=False),
@@ -274,7 +298,8 @@ def _current() -> Schema:
         *_stamps(IsoTimestamp),
     )
     run = sa.Table(
-        "runs", md,
+        "runs",
+        md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("experiment_id", DashedUuid, sa.ForeignKey("experiments.id"), nullable=False),
         sa.Column("initial_prompt", sa.String, nullable=False),
@@ -284,7 +309,8 @@ def _current() -> Schema:
         *_stamps(IsoTimestamp),
     )
     invocation = sa.Table(
-        "invocations", md,
+        "invocations",
+        md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("run_id", DashedUuid, sa.ForeignKey("runs.id"), nullable=False),
         sa.Column("input_invocation_id", DashedUuid, sa.ForeignKey("invocations.id"), nullable=True),
@@ -298,7 +324,8 @@ def _current() -> Schema:
         *_stamps(IsoTimestamp),
     )
     embedding = sa.Table(
-        "embeddings", md,
+        "embeddings",
+        md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("invocation_id", DashedUuid, sa.ForeignKey("invocations.id"), nullable=False),
         sa.Column("embedding_model", sa.String, nullable=False),
@@ -309,7 +336,8 @@ def _current() -> Schema:
     )
     application_result = _result_table(md, "clustering_results")
     application_membership = sa.Table(
-        "embedding_clusters", md,
+        "embedding_clusters",
+        md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("embedding_id", DashedUuid, sa.ForeignKey("embeddings.id"), nullable=False),
         sa.Column("clustering_result_id", DashedUuid, sa.ForeignKey("clustering_results.id"), nullable=False),
@@ -320,7 +348,8 @@ def _current() -> Schema:
     # they are), no UNIQUE (embedding_model, algorithm, layer), and no foreign key into any table of theirs
     result = _result_table(md, f"{OUR_PREFIX}results")
     membership = sa.Table(
-        f"{OUR_PREFIX}memberships", md,
+        f"{OUR_PREFIX}memberships",
+        md,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("embedding_id", DashedUuid, nullable=False),
         sa.Column("clustering_result_id", DashedUuid, nullable=False, index=True),
@@ -341,20 +370,47 @@ def _current() -> Schema:
         "runs": ("id", "experiment_id", "initial_prompt", "network", "run_number", "inserted_at", "updated_at"),
         "invocations": ("id", "run_id", "sequence_number", "type", "model", "output_text", "inserted_at", "updated_at"),
         "embeddings": ("id", "invocation_id", "embedding_model", "vector", "inserted_at", "updated_at"),
-        "clustering_results": ("id", "embedding_model", "algorithm", "parameters", "layer", "started_at",
-                               "completed_at", "inserted_at", "updated_at"),
+        "clustering_results": (
+            "id",
+            "embedding_model",
+            "algorithm",
+            "parameters",
+            "layer",
+            "started_at",
+            "completed_at",
+            "inserted_at",
+            "updated_at",
+        ),
         "embedding_clusters": ("id", "embedding_id", "clustering_result_id", "medoid_embedding_id", "inserted_at", "updated_at"),
     }
-    return Schema(CURRENT, md, experiment, run, invocation, embedding, result, membership, tree, assignment,
-                  ours=(result, membership, tree), required=required, stamped=True, layered=True, dashed_ids=True,
-                  clustering_layer=layer, application_result=application_result,
-                  application_membership=application_membership, former_side_tables=former_side_tables)
+    return Schema(
+        CURRENT,
+        md,
+        experiment,
+        run,
+        invocation,
+        embedding,
+        result,
+        membership,
+        tree,
+        assignment,
+        ours=(result, membership, tree),
+        required=required,
+        stamped=True,
+        layered=True,
+        dashed_ids=True,
+        clustering_layer=layer,
+        application_result=application_result,
+        application_membership=application_membership,
+        former_side_tables=former_side_tables,
+    )
 
 
 def _result_table(metadata: sa.MetaData, name: str) -> sa.Table:
     """The current schema's results: the application's ``clustering_results``, and ours with the same columns."""
     return sa.Table(
-        name, metadata,
+        name,
+        metadata,
         sa.Column("id", DashedUuid, primary_key=True),
         sa.Column("embedding_model", sa.String, nullable=False),
         sa.Column("algorithm", sa.String, nullable=False),
@@ -375,6 +431,9 @@ SCHEMAS = {LEGACY: LEGACY_SCHEMA, CURRENT: CURRENT_SCHEMA}
 metadata = LEGACY_SCHEMA.metadata
 run, invocation, embedding = LEGACY_SCHEMA.run, LEGACY_SCHEMA.invocation, LEGACY_SCHEMA.embedding
 clustering_result, embedding_cluster, clustering_tree = (
-    LEGACY_SCHEMA.clustering_result, LEGACY_SCHEMA.embedding_cluster, LEGACY_SCHEMA.clustering_tree)
+    LEGACY_SCHEMA.clustering_result,
+    LEGACY_SCHEMA.embedding_cluster,
+    LEGACY_SCHEMA.clustering_tree,
+)
 EXPERIMENT_TABLES = (run, invocation, embedding)
 RESULT_TABLES = (clustering_result, embedding_cluster, clustering_tree)

@@ -46,11 +46,15 @@ def no_tree_message(summary: ResultSummary) -> str:
                 "tool and has no stored tree: cluster the model here to get one (cluster-workers cluster --model "
                 f"{summary.model})")  # fmt: skip
     if p.get("engine") == "evoc":
-        return (f"result {summary.id.hex[:8]} ({summary.model}) is an evoc layer: it has layers, not an HDBSCAN tree to cut, "
-                f"predict from or read core distances of; cluster the model with --engine fast for one")
+        return (
+            f"result {summary.id.hex[:8]} ({summary.model}) is an evoc layer: it has layers, not an HDBSCAN tree to cut, "
+            f"predict from or read core distances of; cluster the model with --engine fast for one"
+        )
     if p.get("assigned_from"):
-        return (f"result {summary.id.hex[:8]} ({summary.model}) was made by assign and has no tree of its own: "
-                f"use its source {str(p['assigned_from'])[:8]}")
+        return (
+            f"result {summary.id.hex[:8]} ({summary.model}) was made by assign and has no tree of its own: "
+            f"use its source {str(p['assigned_from'])[:8]}"
+        )
     return (
         f"result {summary.id.hex[:8]} ({summary.model}) has no stored tree: it was made before trees were kept. "
         f"Cluster it again to make one: cluster-workers cluster --model {summary.model} --downsample {p.get('downsample', '?')} --force"
@@ -95,8 +99,15 @@ def member_vectors(conn: sa.Connection, source: Source, rows: np.ndarray) -> tup
     how = "primary key"
     downsample = source.parameters.get("downsample")
     if downsample and rows.size > max(SCAN_MIN_ROWS, source.n // SCAN_SHARE):
-        sample = fetch_vectors(conn, source.summary.model, int(downsample), expected=source.n, skip_bad=True,
-                               experiment=source.parameters.get("experiment"), offset=int(source.parameters.get("offset", 0)))
+        sample = fetch_vectors(
+            conn,
+            source.summary.model,
+            int(downsample),
+            expected=source.n,
+            skip_bad=True,
+            experiment=source.parameters.get("experiment"),
+            offset=int(source.parameters.get("offset", 0)),
+        )
         at = {sample.ids[i].tobytes(): i for i in range(len(sample.ids))}
         where = np.array([at.get(w.tobytes(), -1) for w in wanted], dtype=np.int64)
         found = where >= 0

@@ -32,6 +32,7 @@ def network_label(network: object) -> str | None:
         return "→".join(str(m) for m in network)
     return str(network)
 
+
 STREAM_ROWS = 20_000  # rows fetched at a time where millions are read
 
 
@@ -67,8 +68,12 @@ def text_positions(conn: sa.Connection) -> "TextPositions":
     function joined into each result's query took 10-20 s per result.
     """
     invocation = schema_of(conn).invocation
-    rows = driver_rows(conn, sa.select(raw_column(invocation.c.id), raw_column(invocation.c.run_id), invocation.c.sequence_number)
-                       .where(is_text(invocation)))
+    rows = driver_rows(
+        conn,
+        sa.select(raw_column(invocation.c.id), raw_column(invocation.c.run_id), invocation.c.sequence_number).where(
+            is_text(invocation)
+        ),
+    )
     if not rows:
         return _no_positions()
     ids, runs, seqs = zip(*rows)
@@ -164,8 +169,9 @@ class RunTexts:
     texts: list[str | None]
 
 
-def iter_run_texts(conn: sa.Connection, experiment: str | uuid.UUID | None = None, calibration: bool = False,
-                   batch: int = STREAM_ROWS) -> Iterator[RunTexts]:
+def iter_run_texts(
+    conn: sa.Connection, experiment: str | uuid.UUID | None = None, calibration: bool = False, batch: int = STREAM_ROWS
+) -> Iterator[RunTexts]:
     """Every run's texts in sequence order, streamed run by run (calibration runs left out unless asked)."""
     from cluster_workers.db.sampling import check_experiment, counted_runs, of_experiment
 

@@ -62,8 +62,13 @@ def byte_order(embedding_ids: np.ndarray) -> np.ndarray:
     return np.lexsort(np.ascontiguousarray(embedding_ids).T[::-1])
 
 
-def encode(tree: np.ndarray, positions: np.ndarray, probabilities: np.ndarray, outlier_scores: np.ndarray,
-           cores: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+def encode(
+    tree: np.ndarray,
+    positions: np.ndarray,
+    probabilities: np.ndarray,
+    outlier_scores: np.ndarray,
+    cores: tuple[np.ndarray, np.ndarray] | None = None,
+) -> dict:
     """The ``clusteringtree`` column values (no result id); ``cores``: (fit, prediction) core distances per row."""
     n = int(positions.size)
     if tree.shape != (max(n - 1, 0), 3) or probabilities.shape != (n,) or outlier_scores.shape != (n,):
@@ -155,10 +160,13 @@ def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.nda
     sorted by embedding id bytes: index ``positions[row]`` of a stored tree."""
     ec = memberships_of(conn, result_id)
     rows = conn.execute(
-        sa.select(sa.type_coerce(ec.c.embedding_id, sa.String), sa.type_coerce(ec.c.medoid_embedding_id, sa.String))
-        .where(ec.c.clustering_result_id == result_id)
+        sa.select(sa.type_coerce(ec.c.embedding_id, sa.String), sa.type_coerce(ec.c.medoid_embedding_id, sa.String)).where(
+            ec.c.clustering_result_id == result_id
+        )
     ).all()
     ids = np.frombuffer(b"".join(uuid_bytes(e) for e, _ in rows), dtype=np.uint8).reshape(len(rows), 16)
-    medoids = np.frombuffer(b"".join(uuid_bytes(m) if m is not None else bytes(16) for _, m in rows), dtype=np.uint8).reshape(len(rows), 16)
+    medoids = np.frombuffer(b"".join(uuid_bytes(m) if m is not None else bytes(16) for _, m in rows), dtype=np.uint8).reshape(
+        len(rows), 16
+    )
     order = byte_order(ids)
     return ids[order], medoids[order]

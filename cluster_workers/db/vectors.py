@@ -67,7 +67,9 @@ def _checked(model: str, batch: list, dim: int, skip_bad: bool) -> tuple[list, n
     if len(good) < len(batch) and not skip_bad:
         row = next(r for r in batch if r[1] is None or len(r[1]) != dim * 4)
         got = 0 if row[1] is None else len(row[1])
-        raise BadVectorError(f"model {model}: embedding {_named(row[0])} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)")
+        raise BadVectorError(
+            f"model {model}: embedding {_named(row[0])} has a vector of {got} bytes, expected {dim * 4} ({dim} float32)"
+        )
     left_out = len(batch) - len(good)
     chunk = np.frombuffer(b"".join(row[1] for row in good), dtype="<f4").reshape(len(good), dim)
     bad = ~np.isfinite(chunk).all(axis=1) | ~chunk.any(axis=1)  # NaN/inf, or all zero (no direction)
@@ -82,8 +84,14 @@ def _checked(model: str, batch: list, dim: int, skip_bad: bool) -> tuple[list, n
 
 
 def fetch_vectors(
-    conn: sa.Connection, model: str, downsample: int, expected: int, skip_bad: bool = False, bound: SampleBound | None = None,
-    experiment: str | None = None, offset: int = 0,
+    conn: sa.Connection,
+    model: str,
+    downsample: int,
+    expected: int,
+    skip_bad: bool = False,
+    bound: SampleBound | None = None,
+    experiment: str | None = None,
+    offset: int = 0,
 ) -> Vectors:
     """Read the model's sample into arrays, checking every vector.
 
@@ -128,11 +136,18 @@ def fetch_vectors(
 
 
 def iter_vector_blocks(
-    conn: sa.Connection, model: str, downsample: int, offset: int = 0, experiment: str | None = None,
-    block_rows: int = 65_536, skip_bad: bool = True,
+    conn: sa.Connection,
+    model: str,
+    downsample: int,
+    offset: int = 0,
+    experiment: str | None = None,
+    block_rows: int = 65_536,
+    skip_bad: bool = True,
 ) -> Iterator[Vectors]:
     """The model's sample at ``downsample``/``offset`` in blocks of about ``block_rows`` (memory of one block)."""
-    result = conn.execute(sampled_vectors_query(schema_of(conn), model, downsample, None, experiment, offset), execution_options=STREAM)
+    result = conn.execute(
+        sampled_vectors_query(schema_of(conn), model, downsample, None, experiment, offset), execution_options=STREAM
+    )
     dim, ids, chunks, held, skipped = 0, [], [], 0, 0
     for batch in result.partitions(BATCH_ROWS):
         dim = dim or _dimension(model, batch)

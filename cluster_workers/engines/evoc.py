@@ -193,7 +193,14 @@ def cluster_layers(data: np.ndarray, params: EVoCParams) -> Layers:
     strengths = [np.asarray(s, dtype=np.float64) for s in model.membership_strength_layers_]
     persistence = [float(p) for p in model.persistence_scores_]
     return Layers(
-        labels, strengths, persistence, layer_parents(model.cluster_tree_, labels),
-        info={"engine": "evoc", "threads": params.threads, "best_layer": int(np.argmax(persistence)) if persistence else 0,
-              "timings": {"evoc_fit_s": fit_s}},
+        labels,
+        strengths,
+        persistence,
+        layer_parents(model.cluster_tree_, labels),
+        info={
+            "engine": "evoc",
+            "threads": params.threads,
+            "best_layer": int(np.argmax(persistence)) if persistence else 0,
+            "timings": {"evoc_fit_s": fit_s},
+        },
     )

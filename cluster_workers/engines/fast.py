@@ -73,7 +73,11 @@ def cluster(
         raise ValueError(f"need at least 2 vectors to cluster, got {n}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    x_all = data if data.dtype == np.float32 and data.flags.c_contiguous and data.flags.writeable else np.array(data, dtype=np.float32)
+    x_all = (
+        data
+        if data.dtype == np.float32 and data.flags.c_contiguous and data.flags.writeable
+        else np.array(data, dtype=np.float32)
+    )
     if options.collapse_copies:
         first, inverse, counts = distinct_rows(x_all)
     else:

@@ -113,7 +113,9 @@ def _screened_member_sums(x: np.ndarray, members: np.ndarray, weights: np.ndarra
         for b in range(a + TILE, members.size, TILE):
             rb = slice(b, b + TILE)
             g = xa @ xm[rb].T
-            _sums_both_ways(g, sq[ra], sq[rb], weights[ra], weights[rb], slack[ra], norms[rb], low[ra], high[ra], low[rb], high[rb])
+            _sums_both_ways(
+                g, sq[ra], sq[rb], weights[ra], weights[rb], slack[ra], norms[rb], low[ra], high[ra], low[rb], high[rb]
+            )
     return low, high
 
 
@@ -130,7 +132,18 @@ def weighted_distance_sums(x: np.ndarray, rows: np.ndarray, cols: np.ndarray, we
         r = rows[s : s + step]
         xr = np.asarray(x[r], dtype=np.float64)
         sq_r = np.einsum("ij,ij->i", xr, xr)
-        _sums(xr @ xc.T, sq_r, sq_c, r, cols, weights, no_slack[: r.size], no_slack[: cols.size], sums[s : s + step], upper[s : s + step])
+        _sums(
+            xr @ xc.T,
+            sq_r,
+            sq_c,
+            r,
+            cols,
+            weights,
+            no_slack[: r.size],
+            no_slack[: cols.size],
+            sums[s : s + step],
+            upper[s : s + step],
+        )
     return sums
 
 

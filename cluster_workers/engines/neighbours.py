@@ -111,9 +111,7 @@ def nearest(
     list_len = min(list_len, n)
     m = heap_width(n, min_samples, list_len, tuning.margin)
     err = similarity_error(x)
-    graph = NeighbourGraph(
-        np.empty((n, list_len), dtype=np.int32), np.empty((n, list_len)), np.empty(n), np.empty(n)
-    )
+    graph = NeighbourGraph(np.empty((n, list_len), dtype=np.int32), np.empty((n, list_len)), np.empty(n), np.empty(n))
     floor = np.empty(n)  # distance below which the screen kept every row
     if maxima is None:
         maxima, group = np.empty((1, 1), dtype=np.float32), 0
@@ -216,7 +214,14 @@ def tick(on_block: Callable[[], object] | None) -> None:
 
 def _rerank(screen: _Screen, rows: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray) -> None:
     """Exact distances of the kept candidates of ``rows``: their lists, core distances and bounds."""
-    x, weights, min_samples, err, graph, floor = screen.x, screen.weights, screen.min_samples, screen.err, screen.graph, screen.floor
+    x, weights, min_samples, err, graph, floor = (
+        screen.x,
+        screen.weights,
+        screen.min_samples,
+        screen.err,
+        screen.graph,
+        screen.floor,
+    )
     cand = heap_ids
     dist = exact_distances(x, rows, cand)
     order = np.argsort(dist, axis=1, kind="stable")
@@ -248,7 +253,14 @@ def _recompute(screen: _Screen, rows: np.ndarray) -> None:
     upper bound) has a screened value at least ``1 - core[a]**2 / 2 - err``
     in any GEMM, and a group holding one has a kept maximum at least that.
     """
-    x, weights, min_samples, err, graph, floor = screen.x, screen.weights, screen.min_samples, screen.err, screen.graph, screen.floor
+    x, weights, min_samples, err, graph, floor = (
+        screen.x,
+        screen.weights,
+        screen.min_samples,
+        screen.err,
+        screen.graph,
+        screen.floor,
+    )
     maxima, group, on_block, tuning = screen.maxima, screen.group, screen.on_block, screen.tuning
     n = x.shape[0]
     cut = similarity_cuts32(graph.core, err)  # rounded down: it stays a bound
@@ -354,4 +366,3 @@ def brute_force_core_distances(data: np.ndarray, rows: np.ndarray, min_samples: 
             dist = np.sort(pair_distances(x, np.full(cand.size, a), cand))
             out[s + r] = dist[k - 1]
     return out
-

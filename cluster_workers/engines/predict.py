@@ -101,8 +101,14 @@ class Prediction:
 
 
 def approximate_predict(
-    queries: np.ndarray, sample: np.ndarray | SampleIndex, prediction_cores: np.ndarray, tree: PredictionTree,
-    min_samples: int, on_block: Callable[[], object] | None = None, tuning: ScreenTuning = ScreenTuning(), prune: bool = True,
+    queries: np.ndarray,
+    sample: np.ndarray | SampleIndex,
+    prediction_cores: np.ndarray,
+    tree: PredictionTree,
+    min_samples: int,
+    on_block: Callable[[], object] | None = None,
+    tuning: ScreenTuning = ScreenTuning(),
+    prune: bool = True,
 ) -> Prediction:
     """Labels and probabilities of ``queries`` against the clustered ``sample`` (both L2-normalised float32; an
     index of the sample, :func:`.query.sample_index`, when it is queried again and again)."""

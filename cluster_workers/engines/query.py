@@ -96,8 +96,12 @@ def _group_bounds(q: np.ndarray, index: SampleIndex) -> np.ndarray:
 
 
 def nearest_in(
-    queries: np.ndarray, index: SampleIndex, k: int, on_block: Callable[[], object] | None = None,
-    tuning: ScreenTuning = ScreenTuning(), prune: bool = True,
+    queries: np.ndarray,
+    index: SampleIndex,
+    k: int,
+    on_block: Callable[[], object] | None = None,
+    tuning: ScreenTuning = ScreenTuning(),
+    prune: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The ``k`` nearest sample rows of each query (float32 unit rows), certified.
 

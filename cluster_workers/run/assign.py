@@ -195,7 +195,11 @@ def assign(url: str, result_id: str, downsample: int = 1, offset: int = 0, exper
                 key = {"assigned_from": str(frozen.source.summary.id), **settings}
                 same = [rid for rid, _ in matching_results(conn, frozen.source.summary.model, key)]
                 if same and not force:
-                    logger.info("{}: an assignment with these settings exists: {} (use --force to replace)", frozen.source.summary.model, same[-1])
+                    logger.info(
+                        "{}: an assignment with these settings exists: {} (use --force to replace)",
+                        frozen.source.summary.model,
+                        same[-1],
+                    )
                     return AssignReport(frozen.source.summary, None, same[-1], frozen.source.n, 0, 0, 0, {}, peak_rss_mb())
                 freeze_s = time.perf_counter() - t0
                 t0 = time.perf_counter()

@@ -81,7 +81,11 @@ class Settings:
     @property
     def db_limits(self) -> dict[str, float]:
         """The bounded waits, as ``make_engine`` keyword arguments."""
-        return {"busy_timeout": self.busy_timeout, "statement_timeout": self.statement_timeout, "connect_timeout": self.connect_timeout}
+        return {
+            "busy_timeout": self.busy_timeout,
+            "statement_timeout": self.statement_timeout,
+            "connect_timeout": self.connect_timeout,
+        }
 
     def replace(self, **changes: Any) -> "Settings":
         """A copy with ``changes`` applied (and validated)."""

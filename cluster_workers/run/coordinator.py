@@ -45,8 +45,6 @@ class RunReport:
     dimensions: dict[str, int] = field(default_factory=dict)  # per model, from one stored vector
 
 
-
-
 def check_tables(conn: sa.Connection) -> None:
     """Recognise the schema (one line naming what is missing for each, if neither) and log which it is."""
     logger.info("database schema: {}", schema_of(conn).describe())
@@ -56,11 +54,15 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     """Counts per model (logged), skip rules applied; returns the models to cluster."""
     check_tables(conn)
     t0 = time.perf_counter()
-    report.before, report.after, report.fingerprints = sampling.counts(conn, settings.downsample, bound, settings.experiment or None,
-                                                                          settings.offset)
+    report.before, report.after, report.fingerprints = sampling.counts(
+        conn, settings.downsample, bound, settings.experiment or None, settings.offset
+    )
     calibration = sampling.calibration_runs(conn)
-    logger.info("calibration runs left out (initial prompt {}): {}", "/".join(sampling.CALIBRATION_PROMPTS),
-                ", ".join(f"{n} '{p}'" for p, n in sorted(calibration.items())) or "none found")
+    logger.info(
+        "calibration runs left out (initial prompt {}): {}",
+        "/".join(sampling.CALIBRATION_PROMPTS),
+        ", ".join(f"{n} '{p}'" for p, n in sorted(calibration.items())) or "none found",
+    )
     if settings.experiment:
         logger.info("experiment {}: only its runs are sampled", settings.experiment)
     report.timings["counts_s"] = time.perf_counter() - t0
@@ -70,17 +72,18 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
         models = [m for m in models if m in settings.models]
     logger.info("counts at downsample={} ({:.2f} s, in SQL):", settings.downsample, report.timings["counts_s"])
     if report.timings["counts_s"] > indexes.SLOW_COUNT_S and indexes.missing(conn):
-        logger.info("hint: counting took {:.0f} s; `cluster-workers index` adds covering indexes that make it fast "
-                    "on a cold cache (results do not change)", report.timings["counts_s"])
+        logger.info(
+            "hint: counting took {:.0f} s; `cluster-workers index` adds covering indexes that make it fast "
+            "on a cold cache (results do not change)",
+            report.timings["counts_s"],
+        )
     for model in models:
         logger.info("  {:<14} {:>10,} embeddings -> {:>10,} sampled", model, report.before[model], report.after.get(model, 0))
     orphans = sampling.orphan_embeddings(conn, models)
     if orphans:
         listed = ", ".join(f"{emb_id} ({model})" for emb_id, model in orphans)
         if not settings.skip_bad_vectors:
-            raise DatabaseError(
-                f"embeddings whose invocation is missing: {listed}; fix the data or pass --skip-bad-vectors"
-            )
+            raise DatabaseError(f"embeddings whose invocation is missing: {listed}; fix the data or pass --skip-bad-vectors")
         logger.warning("leaving out embeddings whose invocation is missing, e.g. {}", listed)
     key = run_key(settings)
     todo: list[str] = []
@@ -101,7 +104,10 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
             was = earlier[-1][1].get("sample") or {}
             logger.info(
                 "{}: sample changed since the last result with these parameters: {:,} -> {:,} embeddings{}; clustering again",
-                model, was.get("count", 0), n, "" if was.get("count") != n else " (same count, other embeddings)",
+                model,
+                was.get("count", 0),
+                n,
+                "" if was.get("count") != n else " (same count, other embeddings)",
             )
         todo.append(model)
     for model, reason in report.skipped.items():
@@ -184,4 +190,6 @@ def _run_locked(
     report.written = commit(engine, settings, report.results, report.fingerprints)
     report.timings["commit_s"] = time.perf_counter() - t0
     rows = report.written["memberships"]
-    logger.info("committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9))
+    logger.info(
+        "committed in {:.2f} s ({:,.0f} rows/s)", report.timings["commit_s"], rows / max(report.timings["commit_s"], 1e-9)
+    )

@@ -173,7 +173,9 @@ def dispatch(
             return_as = "generator_unordered" if backend == "loky" else "generator"
             if backend == "loky":
                 _quiet_resource_tracker()
-            threads_cap = parallel_config(backend="loky", inner_max_num_threads=cores) if backend == "loky" else contextlib.nullcontext()
+            threads_cap = (
+                parallel_config(backend="loky", inner_max_num_threads=cores) if backend == "loky" else contextlib.nullcontext()
+            )
             with threads_cap:
                 parallel = Parallel(n_jobs=n_jobs, return_as=return_as, **options)
             jobs = (delayed(cluster_model)(task) for task in tasks)
@@ -211,7 +213,9 @@ def _worker_failure(exc: Exception, monitor: WorkerMonitor) -> ClusterWorkersErr
     reason = monitor.failure_reason()
     monitor.kill_all("a worker failed")
     if stopped:
-        return Interrupted(f"{stopping.signal_name()}: interrupted while clustering {monitor.running_description()}; nothing was written")
+        return Interrupted(
+            f"{stopping.signal_name()}: interrupted while clustering {monitor.running_description()}; nothing was written"
+        )
     if reason:
         return WorkerFailed(reason)
     if type(exc).__name__ == "TerminatedWorkerError":  # killed before it reported which model it had
@@ -251,7 +255,10 @@ def cluster_models(
         tasks = make_tasks(models, settings, counts, threads, status_dir, bound)
         logger.info(
             "clustering {} model(s) with engine={} in {} worker process(es), {} thread(s) each",
-            len(tasks), settings.engine, n_jobs, threads,
+            len(tasks),
+            settings.engine,
+            n_jobs,
+            threads,
         )
         # each model may take ``timeout`` once it has started; the run as a whole never takes longer than the
         # rounds of models that implies, even if a worker dies before it could report (its model has no status)
@@ -263,8 +270,13 @@ def cluster_models(
         def _log_result(result: ModelResult) -> None:
             logger.info(
                 "{}: {:,} vectors, fetch {:.2f} s, clustering {:.2f} s, {} clusters, {:.1%} outliers, worker peak {:.0f} MiB",
-                result.model, result.n, result.timings["fetch_s"], result.timings["cluster_s"],
-                result.n_clusters, result.outlier_share, result.peak_rss_mb,
+                result.model,
+                result.n,
+                result.timings["fetch_s"],
+                result.timings["cluster_s"],
+                result.n_clusters,
+                result.outlier_share,
+                result.peak_rss_mb,
             )
             engine_info = result.parameters.get("engine_info") or {}
             certificate = engine_info.get("certificate")
@@ -272,14 +284,25 @@ def cluster_models(
                 logger.info(
                     "{}: {:,} exact copies clustered once; core distances certified for all {:,} distinct vectors "
                     "({:,} by the float32 screen, {:,} recomputed in float64)",
-                    result.model, engine_info.get("copies", 0), certificate["certified"],
-                    certificate["proven_by_screen"], certificate["recomputed"],
+                    result.model,
+                    engine_info.get("copies", 0),
+                    certificate["certified"],
+                    certificate["proven_by_screen"],
+                    certificate["recomputed"],
                 )
                 if certificate["certified"] < certificate["rows"]:
-                    logger.warning("{}: {:,} core distances are not certified", result.model, certificate["rows"] - certificate["certified"])
+                    logger.warning(
+                        "{}: {:,} core distances are not certified", result.model, certificate["rows"] - certificate["certified"]
+                    )
             for layer in result.more_layers:
-                logger.info("{}: evoc layer {}: {} clusters, {:.1%} outliers, persistence {:.1f}", result.model, layer.layer,
-                            layer.n_clusters, layer.outlier_share, layer.parameters.get("persistence", 0.0))
+                logger.info(
+                    "{}: evoc layer {}: {} clusters, {:.1%} outliers, persistence {:.1f}",
+                    result.model,
+                    layer.layer,
+                    layer.n_clusters,
+                    layer.outlier_share,
+                    layer.parameters.get("persistence", 0.0),
+                )
             if result.parameters.get("skipped_bad_vectors"):
                 logger.warning("{}: left out {} bad vector(s)", result.model, result.parameters["skipped_bad_vectors"])
             if on_result:
@@ -300,5 +323,7 @@ def _fit_memory(
     for line in memory.describe():
         logger.info(line)
     if memory.workers < n_jobs:
-        logger.warning("memory: {} worker(s) at once instead of {}, so that the largest models fit together", memory.workers, n_jobs)
+        logger.warning(
+            "memory: {} worker(s) at once instead of {}, so that the largest models fit together", memory.workers, n_jobs
+        )
     return memory.order, min(n_jobs, memory.workers)

@@ -50,9 +50,7 @@ def available_bytes(limit_mb: float = 0.0) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def plan_memory(
-    samples: dict[str, tuple[int, int, int]], engine: str, wanted_workers: int, available: int
-) -> MemoryPlan:
+def plan_memory(samples: dict[str, tuple[int, int, int]], engine: str, wanted_workers: int, available: int) -> MemoryPlan:
     """``samples``: model -> (n, dimension, min_samples in hdbscan's convention)."""
     estimates = {m: peak_bytes(engine, n, dim, ms) for m, (n, dim, ms) in samples.items()}
     planned = {m: int(HEADROOM * e) for m, e in estimates.items()}

@@ -63,7 +63,9 @@ def _kept_medoids(source: Source, labels: np.ndarray, probabilities: np.ndarray,
     return medoid_rows
 
 
-def _new_medoids(conn: sa.Connection, source: Source, rows: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, rule: str) -> tuple[np.ndarray, np.ndarray, str]:
+def _new_medoids(
+    conn: sa.Connection, source: Source, rows: np.ndarray, labels: np.ndarray, probabilities: np.ndarray, rule: str
+) -> tuple[np.ndarray, np.ndarray, str]:
     """Medoid rows of the clusters whose members are ``rows`` (row order kept: ties break as in the run)."""
     vectors, how = member_vectors(conn, source, rows)
     data = l2_normalise(vectors)
@@ -85,7 +87,9 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
     changed_rows = np.flatnonzero(np.isin(tree_cut.labels, np.flatnonzero(medoid_rows < 0)))
     vectors_read = "none"
     if changed_rows.size:
-        clusters, rows, vectors_read = _new_medoids(conn, source, changed_rows, tree_cut.labels, tree_cut.probabilities, wanted.medoid)
+        clusters, rows, vectors_read = _new_medoids(
+            conn, source, changed_rows, tree_cut.labels, tree_cut.probabilities, wanted.medoid
+        )
         medoid_rows[clusters] = rows
     medoid_s = time.perf_counter() - t0
     p = source.parameters
@@ -137,10 +141,15 @@ def recut(url: str, result_id: str, overrides: dict, db_limits: dict, force: boo
                 if source.parameters.get("experiment"):
                     key["experiment"] = source.parameters["experiment"]
                 sample = source.parameters.get("sample")
-                same = [rid for rid, params in matching_results(conn, source.summary.model, key) if params.get("sample") == sample]
+                same = [
+                    rid for rid, params in matching_results(conn, source.summary.model, key) if params.get("sample") == sample
+                ]
                 if same and not force:
-                    logger.info("{}: a result with these parameters on the same sample exists: {} (use --force to replace)",
-                                source.summary.model, same[-1])
+                    logger.info(
+                        "{}: a result with these parameters on the same sample exists: {} (use --force to replace)",
+                        source.summary.model,
+                        same[-1],
+                    )
                     return RecutReport(source.summary, None, same[-1], 0, 0.0, {})
                 result = recut_result(conn, source, wanted)
                 stopping.check("before the commit", "the transaction was rolled back, nothing was written")
@@ -153,5 +162,3 @@ def recut(url: str, result_id: str, overrides: dict, db_limits: dict, force: boo
     labels = result.labels
     return RecutReport(source.summary, new_id, None, int(labels.max()) + 1 if labels.size else 0,
                        float(np.mean(labels < 0)) if labels.size else 0.0, result.timings)  # fmt: skip
-
-

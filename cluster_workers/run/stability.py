@@ -81,8 +81,11 @@ def _cluster_offset(settings: Settings, model: str, offset: int, status_dir: str
                      offset=offset, experiment=settings.experiment or None, clustering=settings.clustering,
                      db_limits=settings.db_limits, threads=threads, status_dir=status_dir)  # fmt: skip
     result = cluster_model(task)
-    vectors = settings.database.read(lambda conn: fetch_vectors(
-        conn, model, settings.downsample, result.n, experiment=settings.experiment or None, offset=offset))
+    vectors = settings.database.read(
+        lambda conn: fetch_vectors(
+            conn, model, settings.downsample, result.n, experiment=settings.experiment or None, offset=offset
+        )
+    )
     if not np.array_equal(vectors.ids, result.embedding_ids):
         raise ConfigError(f"model {model}: the sample at offset {offset} changed while it was clustered; run stability again")
     return result, l2_normalise(vectors.data)
@@ -90,9 +93,12 @@ def _cluster_offset(settings: Settings, model: str, offset: int, status_dir: str
 
 def _check_samples(settings: Settings, models: list[str], offsets: int) -> None:
     """Every model exists and has enough sampled points at every offset: else one line naming what is missing."""
+
     def read(conn):  # type: ignore[no-untyped-def]
         before, first, _ = sampling.counts(conn, settings.downsample, None, settings.experiment or None, 0)
-        rest = [sampling.sampled_counts(conn, settings.downsample, None, settings.experiment or None, r)[0] for r in range(1, offsets)]
+        rest = [
+            sampling.sampled_counts(conn, settings.downsample, None, settings.experiment or None, r)[0] for r in range(1, offsets)
+        ]
         return before, [first, *rest]
 
     before, per_offset = settings.database.read(read)
@@ -101,18 +107,24 @@ def _check_samples(settings: Settings, models: list[str], offsets: int) -> None:
     for model in models:
         sizes = [after.get(model, 0) for after in per_offset]
         if min(sizes) < fewest:
-            raise ConfigError(f"model {model}: offsets 0..{offsets - 1} at downsample {settings.downsample} sample "
-                              f"{', '.join(f'{n:,}' for n in sizes)} points; each needs at least {fewest} "
-                              "(fewer offsets, or a smaller downsample)")
+            raise ConfigError(
+                f"model {model}: offsets 0..{offsets - 1} at downsample {settings.downsample} sample "
+                f"{', '.join(f'{n:,}' for n in sizes)} points; each needs at least {fewest} "
+                "(fewer offsets, or a smaller downsample)"
+            )
 
 
 def stability(settings: Settings, models: list[str], offsets: int, keep: bool = False, threads: int = 2) -> StabilityReport:
     """Cluster ``offsets`` disjoint samples of each model and assign every sample to every other clustering."""
     if offsets < 2 or offsets > settings.downsample:
         raise ConfigError(f"stability needs 2 to downsample ({settings.downsample}) offsets, got {offsets}")
-    if settings.engine == "evoc":  # assignment across samples is HDBSCAN's prediction rule; EVoC's across-run ARI: bench/engines.py
-        raise ConfigError("stability assigns by HDBSCAN's prediction rule: use --engine fast or reference (EVoC has no "
-                          "prediction data; its agreement across thread counts and row orders is in docs/evoc.md)")
+    if (
+        settings.engine == "evoc"
+    ):  # assignment across samples is HDBSCAN's prediction rule; EVoC's across-run ARI: bench/engines.py
+        raise ConfigError(
+            "stability assigns by HDBSCAN's prediction rule: use --engine fast or reference (EVoC has no "
+            "prediction data; its agreement across thread counts and row orders is in docs/evoc.md)"
+        )
     _check_samples(settings, models, offsets)
     out, kept = [], []
     with tempfile.TemporaryDirectory(prefix="cw-stability-") as status_dir:

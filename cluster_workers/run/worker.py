@@ -66,7 +66,9 @@ class ModelResult:
     tree: np.ndarray | None = None  # (n - 1, 3) the MST the labels were cut from (rows as in embedding_ids)
     cores: tuple[np.ndarray, np.ndarray] | None = None  # (n,) each: the fit's and the prediction's core distances
     layer: int = 0  # the evoc engine's layer (0 the finest); HDBSCAN results have one, layer 0
-    layer_values: "LayerValues | None" = None  # an evoc layer's persistence and place in the layer tree (strengths: probabilities)
+    layer_values: "LayerValues | None" = (
+        None  # an evoc layer's persistence and place in the layer tree (strengths: probabilities)
+    )
     more_layers: list["ModelResult"] = field(default_factory=list)  # layer 0 carries the run's coarser layers
 
     def all_layers(self) -> list["ModelResult"]:
@@ -183,8 +185,16 @@ def _fetch(task: ModelTask) -> Vectors:
         with engine.connect() as conn:
             faults.fetch_started(conn)
             conn = enter_snapshot(conn, task.bound)
-            return fetch_vectors(conn, task.model, task.downsample, task.expected_count, task.skip_bad_vectors, task.bound,
-                                 task.experiment, task.offset)
+            return fetch_vectors(
+                conn,
+                task.model,
+                task.downsample,
+                task.expected_count,
+                task.skip_bad_vectors,
+                task.bound,
+                task.experiment,
+                task.offset,
+            )
     finally:
         engine.dispose()
 
@@ -285,24 +295,27 @@ def _cluster_layers(task: ModelTask, vectors: Vectors, started: float, fetch_s: 
     for k, (labels, strengths) in enumerate(zip(layers.labels, layers.strengths)):
         rows, medoid_info = medoids[k]
         # a cluster and its parent named by their medoid rows: the same rows in every layer of the run
-        parents = np.array([(rows[c], pl, medoids[pl][0][pc] if pl >= 0 else -1) for c, (pl, pc) in enumerate(layers.parents[k])],
-                           dtype=np.int64).reshape(-1, 3)
+        parents = np.array(
+            [(rows[c], pl, medoids[pl][0][pc] if pl >= 0 else -1) for c, (pl, pc) in enumerate(layers.parents[k])], dtype=np.int64
+        ).reshape(-1, 3)
         parameters = _layer_parameters(task, vectors, layers, k, medoid_info)
-        results.append(ModelResult(
-            model=task.model,
-            embedding_ids=vectors.ids,
-            labels=labels,
-            medoid_rows=rows,
-            parameters=parameters,
-            started_at=started,
-            completed_at=completed - 1e-3 * k,  # layer 0 written last: the newest, listed first
-            timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s, **layers.info["timings"]},
-            peak_rss_mb=peak_rss_mb(),
-            pid=os.getpid(),
-            probabilities=strengths,
-            layer=k,
-            layer_values=LayerValues(len(layers), layers.persistence[k], parents),
-        ))
+        results.append(
+            ModelResult(
+                model=task.model,
+                embedding_ids=vectors.ids,
+                labels=labels,
+                medoid_rows=rows,
+                parameters=parameters,
+                started_at=started,
+                completed_at=completed - 1e-3 * k,  # layer 0 written last: the newest, listed first
+                timings={"fetch_s": fetch_s, "cluster_s": cluster_s, "medoid_s": medoid_s, **layers.info["timings"]},
+                peak_rss_mb=peak_rss_mb(),
+                pid=os.getpid(),
+                probabilities=strengths,
+                layer=k,
+                layer_values=LayerValues(len(layers), layers.persistence[k], parents),
+            )
+        )
     first = results[0]
     first.more_layers = results[1:]
     return first
@@ -329,8 +342,11 @@ def _layer_parameters(task: ModelTask, vectors: Vectors, layers, k: int, medoid_
         **{key: given[key] for key in ("noise_level", "base_min_cluster_size", "min_samples")},
         "metric": "cosine (EVoC on L2-normalised float32 vectors)",
         "engine_parameters": {**given, "threads": params.threads},
-        "reproducible": {"threads": params.threads, "random_state": params.random_state,
-                         "rule": "numba and BLAS threads fixed for the fit: the same count gives the same labels on any machine"},
+        "reproducible": {
+            "threads": params.threads,
+            "random_state": params.random_state,
+            "rule": "numba and BLAS threads fixed for the fit: the same count gives the same labels on any machine",
+        },
         "medoid": medoid_info,
         "sample_count": int(n),
         "skipped_bad_vectors": int(vectors.skipped),

@@ -90,8 +90,14 @@ class BenchResult:
                 "steps_s": {k: round(v, 3) for k, v in res.timings.items()},
                 "mst_searched_points": res.parameters.get("engine_info", {}).get("mst_searched_points"),
                 "plan_peak_mb": round(
-                    peak_bytes(res.parameters.get("engine") or "fast", res.n, res.parameters.get("dimension") or 0,
-                               (res.parameters.get("engine_parameters") or {}).get("min_samples", 1)) / 2**20, 1
+                    peak_bytes(
+                        res.parameters.get("engine") or "fast",
+                        res.n,
+                        res.parameters.get("dimension") or 0,
+                        (res.parameters.get("engine_parameters") or {}).get("min_samples", 1),
+                    )
+                    / 2**20,
+                    1,
                 ),
                 "certificate": (res.parameters.get("engine_info") or {}).get("certificate"),
                 "copies": (res.parameters.get("engine_info") or {}).get("copies"),
@@ -139,8 +145,10 @@ def format_table(data: dict) -> str:
     if "models" not in data:
         return "\n".join(lines)
     has_base = any("baseline_cluster_s" in m for m in data["models"])
-    head = (f"{'model':<12} {'sampled':>9} {'fetch s':>8} {'cluster s':>10} {'clusters':>8} {'outliers':>8} {'peak MiB':>9} "
-            f"{'plan MiB':>9} {'core=':>7} {'certified':>10}")
+    head = (
+        f"{'model':<12} {'sampled':>9} {'fetch s':>8} {'cluster s':>10} {'clusters':>8} {'outliers':>8} {'peak MiB':>9} "
+        f"{'plan MiB':>9} {'core=':>7} {'certified':>10}"
+    )
     if has_base:
         head += f" {'base s':>9} {'speedup':>8} {'ARI':>6}"
     lines += [head, "-" * len(head)]
@@ -149,7 +157,11 @@ def format_table(data: dict) -> str:
             f"{m['model']:<12} {m['sampled']:>9,} {m['fetch_s']:>8.2f} {m['cluster_s']:>10.2f} {m['clusters']:>8} "
             f"{m['outlier_share']:>8.1%} {m['worker_peak_rss_mb']:>9.0f} {m.get('plan_peak_mb', 0):>9.0f} "
             + (f"{m['fidelity']['exactly_equal']:>7.1%}" if m.get("fidelity") else f"{'-':>7}")
-            + (f" {m['certificate']['certified'] / max(m['certificate']['rows'], 1):>10.1%}" if m.get("certificate") else f" {'-':>10}")
+            + (
+                f" {m['certificate']['certified'] / max(m['certificate']['rows'], 1):>10.1%}"
+                if m.get("certificate")
+                else f" {'-':>10}"
+            )
         )
         if has_base:
             line += f" {m.get('baseline_cluster_s', float('nan')):>9.2f} {m.get('speedup', float('nan')):>7.1f}x {m.get('ari_vs_baseline', float('nan')):>6.3f}"
@@ -162,9 +174,11 @@ def format_table(data: dict) -> str:
         f"({t['rows_committed']:,} rows, {t['rows_per_s'] or 0:,} rows/s) | total {t['total_s']:.2f} s | "
         f"coordinator peak {t['coordinator_peak_rss_mb']:.0f} MiB | {t['threads_per_worker']} thread(s)/worker"
     )
-    lines.append("core= : share of 1,000 sampled core distances exactly equal to brute force (float64); certified: share of "
-                 "distinct vectors whose core distance is proven (screen or float64 recomputation); plan MiB: the memory "
-                 "plan's estimate of the worker's peak")
+    lines.append(
+        "core= : share of 1,000 sampled core distances exactly equal to brute force (float64); certified: share of "
+        "distinct vectors whose core distance is proven (screen or float64 recomputation); plan MiB: the memory "
+        "plan's estimate of the worker's peak"
+    )
     if "baseline_wall_s" in t:
         lines.append(
             f"baseline (one process, hdbscan, models in turn): {t['baseline_wall_s']:.2f} s "
@@ -180,7 +194,19 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
     settings = settings.replace(force=True, rollback=True, timeout=timeout)
     bench = BenchResult(
         status="ok",
-        settings={k: getattr(settings, k) for k in ("downsample", "engine", "workers", "timeout", "min_cluster_size", "min_samples", "epsilon", "allow_single_cluster")},
+        settings={
+            k: getattr(settings, k)
+            for k in (
+                "downsample",
+                "engine",
+                "workers",
+                "timeout",
+                "min_cluster_size",
+                "min_samples",
+                "epsilon",
+                "allow_single_cluster",
+            )
+        },
         machine=machine_info(),
         database=f"{make_url(normalise_url(settings.database_url)).get_backend_name()}: {describe(settings.database_url)}",
         started=dt.datetime.now().isoformat(timespec="seconds"),

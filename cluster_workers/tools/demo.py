@@ -67,10 +67,18 @@ def check_free_space(path: Path, shape: DemoShape) -> None:
         )
 
 
-def _embedding_rows(ids: list[uuid.UUID], invocation_ids: list[uuid.UUID], model: str, vecs: np.ndarray, when: dt.datetime) -> list[dict]:
+def _embedding_rows(
+    ids: list[uuid.UUID], invocation_ids: list[uuid.UUID], model: str, vecs: np.ndarray, when: dt.datetime
+) -> list[dict]:
     return [
-        {"id": ids[i], "started_at": when, "completed_at": when, "invocation_id": invocation_ids[i],
-         "embedding_model": model, "vector": vecs[i].tobytes()}
+        {
+            "id": ids[i],
+            "started_at": when,
+            "completed_at": when,
+            "invocation_id": invocation_ids[i],
+            "embedding_model": model,
+            "vector": vecs[i].tobytes(),
+        }
         for i in range(len(ids))
     ]
 
@@ -86,8 +94,9 @@ class Labels:
 
 
 # Longer than 50 lines on purpose: one generator of a run's rows, in the order they are written.
-def _rows(shape: DemoShape, seed: int, models: tuple[str, ...], dim: int, labels: Labels | None = None
-          ) -> Iterator[tuple[str, list[dict]]]:
+def _rows(
+    shape: DemoShape, seed: int, models: tuple[str, ...], dim: int, labels: Labels | None = None
+) -> Iterator[tuple[str, list[dict]]]:
     """Yield ``(table, rows)`` batches in insertion order (runs before invocations before embeddings), in the
     legacy schema's column keys (the current schema's writer adds what it needs)."""
     world = LatentWorld(shape, seed, models, dim)
@@ -97,16 +106,19 @@ def _rows(shape: DemoShape, seed: int, models: tuple[str, ...], dim: int, labels
     for r, length in enumerate(shape.run_lengths):
         run_id = _uuids(rng, 1)[0]
         prompt = CALIBRATION_PROMPTS[r - n_real] if r >= n_real else f"prompt {r}: {drift_text(rng)}"
-        yield "run", [
-            {
-                "id": run_id,
-                "network": list(NETWORKS[r % len(NETWORKS)]),
-                "seed": int(r),
-                "max_length": 2 * length,
-                "initial_prompt": prompt,
-                "experiment_id": None,
-            }
-        ]
+        yield (
+            "run",
+            [
+                {
+                    "id": run_id,
+                    "network": list(NETWORKS[r % len(NETWORKS)]),
+                    "seed": int(r),
+                    "max_length": 2 * length,
+                    "initial_prompt": prompt,
+                    "experiment_id": None,
+                }
+            ],
+        )
         latent, texts, dup, captured = world.chain(length, rng)
         inv_ids = _uuids(rng, 2 * length)
         t0 = BASE_TIME + dt.timedelta(hours=r)
@@ -172,10 +184,16 @@ def _current_rows(name: str, rows: list[dict], experiments: list[uuid.UUID], cou
 
 def _experiment_row(experiment_id: uuid.UUID, shape: DemoShape, models: tuple[str, ...], runs: int) -> dict:
     return {
-        "id": experiment_id, "max_length": 2 * max(shape.run_lengths), "embedding_models": list(models),
-        "prompts": [], "networks": [list(n) for n in NETWORKS], "num_runs": runs,
-        "started_at": BASE_TIME, "completed_at": BASE_TIME + dt.timedelta(hours=shape.runs),
-        "inserted_at": BASE_TIME, "updated_at": BASE_TIME,
+        "id": experiment_id,
+        "max_length": 2 * max(shape.run_lengths),
+        "embedding_models": list(models),
+        "prompts": [],
+        "networks": [list(n) for n in NETWORKS],
+        "num_runs": runs,
+        "started_at": BASE_TIME,
+        "completed_at": BASE_TIME + dt.timedelta(hours=shape.runs),
+        "inserted_at": BASE_TIME,
+        "updated_at": BASE_TIME,
     }
 
 
@@ -253,8 +271,13 @@ def build_demo_database(
                 raise DatabaseError(f"{describe(url)} already has experiment tables: {sorted(existing)}")
             if schema == CURRENT:
                 create_users_tables(conn)
-                conn.execute(sa.insert(s.experiment), [_experiment_row(e, shape, models, n) for e, n in
-                                                       zip(experiments, (shape.runs // 2, shape.runs - shape.runs // 2))])
+                conn.execute(
+                    sa.insert(s.experiment),
+                    [
+                        _experiment_row(e, shape, models, n)
+                        for e, n in zip(experiments, (shape.runs // 2, shape.runs - shape.runs // 2))
+                    ],
+                )
             else:
                 s.metadata.create_all(conn, tables=list(s.experiment_tables))
             for name, rows in _rows(shape, seed, models, dim, labels):
@@ -288,7 +311,13 @@ def build_demo_database(
         Path(str(sa.make_url(url).database)).rename(path)
     logger.info(
         "built {} ({} schema) with {:,} embeddings ({} runs, {:,} text invocations, {} attractors) in {:.1f} s",
-        describe(database), schema, shape.total, shape.runs, shape.text_invocations, shape.attractors, time.perf_counter() - started,
+        describe(database),
+        schema,
+        shape.total,
+        shape.runs,
+        shape.text_invocations,
+        shape.attractors,
+        time.perf_counter() - started,
     )
     return shape
 
@@ -319,18 +348,43 @@ def _write_user_layers(conn: sa.Connection, labels: Labels, theme_of: np.ndarray
             result_id = uuid.UUID(bytes=rng.bytes(16), version=4)
             when = BASE_TIME + dt.timedelta(days=30, minutes=layer)
             params = {**EVOC_PARAMETERS, "base_min_cluster_size": max(5, int(0.001 * len(ids)))}
-            conn.execute(sa.insert(s.application_result), [{
-                "id": result_id, "embedding_model": model, "algorithm": "evoc", "parameters": params, "layer": layer,
-                "started_at": when, "completed_at": when, "created_at": when, "updated_at": when}])
+            conn.execute(
+                sa.insert(s.application_result),
+                [
+                    {
+                        "id": result_id,
+                        "embedding_model": model,
+                        "algorithm": "evoc",
+                        "parameters": params,
+                        "layer": layer,
+                        "started_at": when,
+                        "completed_at": when,
+                        "created_at": when,
+                        "updated_at": when,
+                    }
+                ],
+            )
             medoid = _nearest_to_centroid(vectors, lab)
             stamp = iso_timestamp(when)
-            rows = [(str(uuid.UUID(bytes=rng.bytes(16), version=4)), str(ids[i]), str(result_id),
-                     str(ids[medoid[int(lab[i])]]) if lab[i] >= 0 else None, stamp, stamp) for i in range(len(ids))]
+            rows = [
+                (
+                    str(uuid.UUID(bytes=rng.bytes(16), version=4)),
+                    str(ids[i]),
+                    str(result_id),
+                    str(ids[medoid[int(lab[i])]]) if lab[i] >= 0 else None,
+                    stamp,
+                    stamp,
+                )
+                for i in range(len(ids))
+            ]
             conn.exec_driver_sql(
                 f"INSERT INTO {s.application_membership.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
-                "inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)" if conn.dialect.name == "sqlite" else
-                f"INSERT INTO {s.application_membership.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
-                "inserted_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)", rows)
+                "inserted_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+                if conn.dialect.name == "sqlite"
+                else f"INSERT INTO {s.application_membership.name} (id, embedding_id, clustering_result_id, medoid_embedding_id, "
+                "inserted_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s)",
+                rows,
+            )
 
 
 def _write_users_other_analyses(conn: sa.Connection, models: tuple[str, ...]) -> None:
@@ -339,18 +393,27 @@ def _write_users_other_analyses(conn: sa.Connection, models: tuple[str, ...]) ->
     run_id = conn.execute(sa.select(sa.type_coerce(CURRENT_SCHEMA.run.c.id, sa.String)).limit(1)).scalar()
     conn.exec_driver_sql(
         "INSERT INTO lyapunov_results (id, embedding_model, parameters, exponents, inserted_at, updated_at) "
-        f"VALUES ('{uuid.UUID(int=1)}', '{models[0]}', '{{}}', '[0.1]', '{stamp}', '{stamp}')")
+        f"VALUES ('{uuid.UUID(int=1)}', '{models[0]}', '{{}}', '[0.1]', '{stamp}', '{stamp}')"
+    )
     conn.exec_driver_sql(
         "INSERT INTO persistence_diagrams (id, run_id, embedding_model, diagram_data, inserted_at, updated_at) "
-        f"VALUES ('{uuid.UUID(int=2)}', '{run_id}', '{models[0]}', NULL, '{stamp}', '{stamp}')")
+        f"VALUES ('{uuid.UUID(int=2)}', '{run_id}', '{models[0]}', NULL, '{stamp}', '{stamp}')"
+    )
 
 
 def _pg_type(column: sa.Column) -> str:
     """The PostgreSQL type name binary COPY is told for a column (an enum travels as its label's text)."""
     kind = column.type
-    for cls, name in ((sa.Uuid, "uuid"), (sa.DateTime, "timestamp"), (sa.Enum, "text"), (sa.String, "text"),
-                      (sa.types.TypeDecorator, "text"),
-                      (sa.Integer, "int4"), (sa.JSON, "json"), (sa.LargeBinary, "bytea")):
+    for cls, name in (
+        (sa.Uuid, "uuid"),
+        (sa.DateTime, "timestamp"),
+        (sa.Enum, "text"),
+        (sa.String, "text"),
+        (sa.types.TypeDecorator, "text"),
+        (sa.Integer, "int4"),
+        (sa.JSON, "json"),
+        (sa.LargeBinary, "bytea"),
+    ):
         if isinstance(kind, cls):
             return name
     raise TypeError(f"no COPY type for {column}")

@@ -92,8 +92,16 @@ USERS_DDL = (
         "updated_at" TEXT NOT NULL)""",
 )
 
-USERS_TABLES = ("experiments", "runs", "invocations", "embeddings", "clustering_results", "embedding_clusters",
-                "lyapunov_results", "persistence_diagrams")
+USERS_TABLES = (
+    "experiments",
+    "runs",
+    "invocations",
+    "embeddings",
+    "clustering_results",
+    "embedding_clusters",
+    "lyapunov_results",
+    "persistence_diagrams",
+)
 EVOC_PARAMETERS = {"noise_level": 0.5, "min_samples": 5, "random_state": 42}  # plus base_min_cluster_size per run
 
 

@@ -50,7 +50,13 @@ class RunLengthReport:
 
     def rows(self) -> list[dict]:
         return [
-            {"run_id": _uuid_text(s.run_id), "network": s.network, "initial_prompt": s.initial_prompt, "cluster": s.cluster, "length": s.length}
+            {
+                "run_id": _uuid_text(s.run_id),
+                "network": s.network,
+                "initial_prompt": s.initial_prompt,
+                "cluster": s.cluster,
+                "length": s.length,
+            }
             for s in self.stretches
         ]
 
@@ -68,8 +74,9 @@ def _labels(conn: sa.Connection, medoids: dict) -> dict[int, str | None]:
     return {rank: texts.get(m) for rank, m in medoids.items()} | {-1: OUTLIER_LABEL}
 
 
-def load_transitions(db: str | Database, result_id: str, by: str | None = None, include_outliers: bool = False,
-                     experiment: str | None = None) -> TransitionReport:
+def load_transitions(
+    db: str | Database, result_id: str, by: str | None = None, include_outliers: bool = False, experiment: str | None = None
+) -> TransitionReport:
     if by is not None and by not in GROUPINGS:
         raise ConfigError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
 
@@ -81,13 +88,16 @@ def load_transitions(db: str | Database, result_id: str, by: str | None = None, 
             values = data.networks if by == "network" else data.prompts
             groups = dict(zip(data.run_ids.tolist(), values.tolist()))
         counts = transitions(data.run_ids, data.text_index, data.clusters, groups, include_outliers)
-        return TransitionReport(result, by, include_outliers, {g: dict(c) for g, c in counts.items()}, _labels(conn, data.medoids))
+        return TransitionReport(
+            result, by, include_outliers, {g: dict(c) for g, c in counts.items()}, _labels(conn, data.medoids)
+        )
 
     return as_database(db).read(fn)
 
 
-def load_run_lengths(db: str | Database, result_id: str, include_outliers: bool = False,
-                     experiment: str | None = None) -> RunLengthReport:
+def load_run_lengths(
+    db: str | Database, result_id: str, include_outliers: bool = False, experiment: str | None = None
+) -> RunLengthReport:
     def fn(conn: sa.Connection) -> RunLengthReport:
         result = find_result(conn, result_id)
         data = labelled(conn, result.id, experiment=experiment)
@@ -136,5 +146,9 @@ def run_lengths_table(report: RunLengthReport, limit: int = 20) -> str:
         [[_name(c), f"{k:,}", f"{med:g}", f"{top:,}", clip(report.labels.get(c), 50)] for c, k, med, top in shown],
         {0, 1, 2, 3},
     )
-    more = f"\n… {len(summary) - len(shown)} more cluster(s); --limit 0 shows all; --json lists every stretch" if len(summary) > len(shown) else ""
+    more = (
+        f"\n… {len(summary) - len(shown)} more cluster(s); --limit 0 shows all; --json lists every stretch"
+        if len(summary) > len(shown)
+        else ""
+    )
     return f"{head}\n\n{table}{more}"

@@ -148,15 +148,18 @@ def compare_in(
     if not groups:
         where = f"at downsample {downsample}" if downsample is not None else ""
         raise ClusterWorkersError(
-            f"nothing to compare: no two models have current results {where} with the same downsample, parameters and engine"
-            .replace("  ", " ")
+            f"nothing to compare: no two models have current results {where} with the same downsample, parameters and engine".replace(
+                "  ", " "
+            )
         )
     out = [_compare_pair(conn, a, b, get) for key in sorted(groups, key=str) for a, b in itertools.combinations(groups[key], 2)]
     return CompareReport(out, left_out)
 
 
 def compare(
-    db: str | Database, downsample: int | None = None, results: list[str] | None = None,
+    db: str | Database,
+    downsample: int | None = None,
+    results: list[str] | None = None,
     experiment: str | None = None,
 ) -> CompareReport:
     return as_database(db).read(lambda conn: compare_in(conn, downsample, results=results, experiment=experiment))
@@ -182,7 +185,9 @@ def compare_table(report: CompareReport) -> str:
             return [a, b, str(c.downsample), "0", "-", "-", c.note]
         return [a, b, str(c.downsample), f"{c.agreement.n:,}", f"{c.agreement.ari:.3f}", f"{c.agreement.ami:.3f}", c.note]
 
-    head = text_table(["result a", "result b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5})
+    head = text_table(
+        ["result a", "result b", "downsample", "n", "ARI", "AMI", "note"], [cells(c) for c in comparisons], {2, 3, 4, 5}
+    )
     parts = [head]
     for r, why in report.left_out:
         parts.append(f"left out: {r.id.hex[:8]} ({r.model}): {why}")
@@ -194,8 +199,14 @@ def compare_table(report: CompareReport) -> str:
             parts.append(f"\n{a} -> {b} (downsample {c.downsample}): {a} has no cluster among the shared invocations")
             continue
         rows = [
-            [str(m.cluster_a), f"{m.size_a:,}", "-" if m.cluster_b is None else str(m.cluster_b), f"{m.size_b:,}", f"{m.jaccard:.2f}",
-             clip(c.medoid_texts_a.get(m.cluster_a), 50)]
+            [
+                str(m.cluster_a),
+                f"{m.size_a:,}",
+                "-" if m.cluster_b is None else str(m.cluster_b),
+                f"{m.size_b:,}",
+                f"{m.jaccard:.2f}",
+                clip(c.medoid_texts_a.get(m.cluster_a), 50),
+            ]
             for m in c.agreement.matches
         ]
         parts.append(

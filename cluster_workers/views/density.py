@@ -25,8 +25,11 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
         raise ConfigError(no_tree_message(summary))
     if tree is None:
         source = (summary.parameters or {}).get("assigned_from")
-        why = (f"it was made by assign: run density on its source {source[:8]}" if source else
-               "a result this tool did not make, or made before trees were kept")
+        why = (
+            f"it was made by assign: run density on its source {source[:8]}"
+            if source
+            else "a result this tool did not make, or made before trees were kept"
+        )
         raise ConfigError(f"result {summary.id.hex[:8]} ({summary.model}) has no stored tree, so no core distances ({why})")
     min_samples = int((summary.parameters or {})["engine_parameters"]["min_samples"])
     core = tree.core_distances
@@ -55,7 +58,9 @@ def density_table(summary: ResultSummary, d: Density) -> str:
              f"nearest other point, k = {d.min_samples} (hdbscan's min_samples)"]  # fmt: skip
     lines.append("core distance quantiles: " + "  ".join(f"{k[1:]}%={v:.4g}" for k, v in q.items()))
     if d.dip is not None:
-        lines.append(f"dip test ({d.dip.library}, on the {d.dip.on}): D={d.dip.statistic:.4f}, p={d.dip.p_value:.3g}: {d.dip.verdict}")
+        lines.append(
+            f"dip test ({d.dip.library}, on the {d.dip.on}): D={d.dip.statistic:.4f}, p={d.dip.p_value:.3g}: {d.dip.verdict}"
+        )
     lines.append("")
     lines.append(text_table(["decile", "core distance", "points", "outliers"],
                             [[str(r["decile"]), f"{r['core_from']:.4g} - {r['core_to']:.4g}", f"{r['points']:,}",

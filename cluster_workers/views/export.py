@@ -100,7 +100,9 @@ def export_result(db: str | Database, result_id: str, output: Path) -> int:
     return rows
 
 
-def milestoned(conn: sa.Connection, result_id: uuid.UUID, core_probability: float = 0.5) -> dict[tuple[str, int], tuple[int, int]]:
+def milestoned(
+    conn: sa.Connection, result_id: uuid.UUID, core_probability: float = 0.5
+) -> dict[tuple[str, int], tuple[int, int]]:
     """``(run id hex, text step) -> (state, core 0/1)`` by core-set milestoning (``cluster-workers states``)."""
     data = labelled(conn, result_id, with_probabilities=True)
     out = {}

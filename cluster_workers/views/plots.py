@@ -110,11 +110,15 @@ def trajectory_panel(paths: list[RunPath], model: str) -> str:
     ax.set_ylabel("run")
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.set_yticks([])
-    ax.set_title(f"{model}: {len(paths)} runs, coloured by cluster (1-{TOP_COLOURS} in colour, grey other, pale outlier)", fontsize=9)
+    ax.set_title(
+        f"{model}: {len(paths)} runs, coloured by cluster (1-{TOP_COLOURS} in colour, grey other, pale outlier)", fontsize=9
+    )
     return _svg(fig)
 
 
-def cluster_map(points: np.ndarray, clusters: np.ndarray, medoids: dict[int, np.ndarray], axes: tuple[str, str], model: str) -> str:
+def cluster_map(
+    points: np.ndarray, clusters: np.ndarray, medoids: dict[int, np.ndarray], axes: tuple[str, str], model: str
+) -> str:
     """A 2-D map of a sample coloured by cluster, the top clusters' medoids marked with their rank."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
@@ -130,7 +134,9 @@ def cluster_map(points: np.ndarray, clusters: np.ndarray, medoids: dict[int, np.
     return _svg(fig)
 
 
-def sweep_panel(epsilons: list[float], clusters: list[int], outlier_shares: list[float], model: str, min_cluster_size: int) -> str:
+def sweep_panel(
+    epsilons: list[float], clusters: list[int], outlier_shares: list[float], model: str, min_cluster_size: int
+) -> str:
     """Clusters and outlier share against epsilon, from the result's stored tree (no reclustering)."""
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(8, 2.6))
@@ -327,9 +333,20 @@ def state_graph(jumps: dict[tuple[int, int], int], model: str, top: int = 8) -> 
     most = max(n for (a, b), n in jumps.items() if a in at and b in at) if any(a in at and b in at for a, b in jumps) else 1
     for (a, b), n in jumps.items():
         if a in at and b in at:
-            ax.annotate("", xy=at[b], xytext=at[a], arrowprops={
-                "arrowstyle": "-|>", "lw": 0.5 + 3.5 * n / most, "color": "#3b75af", "alpha": 0.7,
-                "connectionstyle": "arc3,rad=0.15", "shrinkA": 12, "shrinkB": 12})
+            ax.annotate(
+                "",
+                xy=at[b],
+                xytext=at[a],
+                arrowprops={
+                    "arrowstyle": "-|>",
+                    "lw": 0.5 + 3.5 * n / most,
+                    "color": "#3b75af",
+                    "alpha": 0.7,
+                    "connectionstyle": "arc3,rad=0.15",
+                    "shrinkA": 12,
+                    "shrinkB": 12,
+                },
+            )
     for s, (x, y) in at.items():
         ax.scatter([x], [y], s=420, color="#f4f4f4", edgecolors="#333", zorder=3)
         ax.text(x, y, str(s), ha="center", va="center", fontsize=9, zorder=4)

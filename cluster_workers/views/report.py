@@ -38,8 +38,11 @@ def _dynamics_section(detail: Detail, model: str) -> list[str]:
     for k in detail.kinetics:
         for pair, n in k.jumps.items():
             jumps[pair] = jumps.get(pair, 0) + n
-    note = (f" At downsample {detail.downsample} a step is {detail.downsample} texts apart: shorter stays are invisible."
-            if detail.downsample > 1 else "")
+    note = (
+        f" At downsample {detail.downsample} a step is {detail.downsample} texts apart: shorter stays are invisible."
+        if detail.downsample > 1
+        else ""
+    )
     return [
         "<h3>States and dwell times</h3><p class='params'>Core-set milestoning (core: membership probability &ge; "
         f"{CORE_PROBABILITY:g}; <code>cluster-workers kinetics</code>), times in text steps of the run.{note}</p>",
@@ -53,14 +56,18 @@ def _fixed_points_section(report) -> list[str]:  # type: ignore[no-untyped-def]
     e = html.escape
     if report is None or not report.groups:
         return []
-    parts = [f"<h2>Fixed points</h2><p class='params'>The caption constant to the end of the run for at least {report.min_repeats} "
-             "texts, every text step, no clustering (<code>cluster-workers fixed-points</code>).</p><table class='fixed-points'>"
-             "<tr><th>network</th><th>runs</th><th>absorbed</th><th>absorbed at step (median)</th><th>most common fixed point</th></tr>"]
+    parts = [
+        f"<h2>Fixed points</h2><p class='params'>The caption constant to the end of the run for at least {report.min_repeats} "
+        "texts, every text step, no clustering (<code>cluster-workers fixed-points</code>).</p><table class='fixed-points'>"
+        "<tr><th>network</th><th>runs</th><th>absorbed</th><th>absorbed at step (median)</th><th>most common fixed point</th></tr>"
+    ]
     for g in report.groups:
         top = f"{e(g.top_captions[0][0])} &times;{g.top_captions[0][1]}" if g.top_captions else ""
         median = "" if g.time_to_absorption["median"] is None else f"{g.time_to_absorption['median']:g}"
-        parts.append(f"<tr><td>{e(str(g.group))}</td><td class='num'>{g.runs}</td><td class='num'>{g.absorbed} "
-                     f"({g.absorbed_share:.0%})</td><td class='num'>{median}</td><td>{top}</td></tr>")
+        parts.append(
+            f"<tr><td>{e(str(g.group))}</td><td class='num'>{g.runs}</td><td class='num'>{g.absorbed} "
+            f"({g.absorbed_share:.0%})</td><td class='num'>{median}</td><td>{top}</td></tr>"
+        )
     parts.append("</table>")
     return parts
 
@@ -78,21 +85,31 @@ def _agreement_section(comparisons: dict[int | None, list[Comparison]], left_out
     e = html.escape
     if not comparisons:
         return []
-    parts = ["<h2 id='agreement'>Do the models agree?</h2><p class='params'>Each model's newest current result, paired only "
-             "with results of the same downsample, parameters and engine, on the invocations both clustered; outliers "
-             "count as one group.</p>"]
+    parts = [
+        "<h2 id='agreement'>Do the models agree?</h2><p class='params'>Each model's newest current result, paired only "
+        "with results of the same downsample, parameters and engine, on the invocations both clustered; outliers "
+        "count as one group.</p>"
+    ]
     if left_out:
-        parts.append("<p class='params'>Not compared: " + "; ".join(f"{e(r.model)} {r.id.hex[:8]} ({e(why)})" for r, why in left_out) + "</p>")
+        parts.append(
+            "<p class='params'>Not compared: "
+            + "; ".join(f"{e(r.model)} {r.id.hex[:8]} ({e(why)})" for r, why in left_out)
+            + "</p>"
+        )
     for downsample, comps in comparisons.items():
         parts.append("<table><tr><th>model a</th><th>model b</th><th>downsample</th><th>shared</th><th>ARI</th><th>AMI</th></tr>")
         for c in comps:
             if c.agreement is None:
-                parts.append(f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
-                             f"<td colspan='3'>{e(c.note)}</td></tr>")
+                parts.append(
+                    f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
+                    f"<td colspan='3'>{e(c.note)}</td></tr>"
+                )
                 continue
-            parts.append(f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
-                         f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>"
-                         f"<td class='num'>{c.agreement.ami:.3f}</td></tr>")
+            parts.append(
+                f"<tr><td>{e(c.a.model)}</td><td>{e(c.b.model)}</td><td class='num'>{downsample}</td>"
+                f"<td class='num'>{c.agreement.n:,}</td><td class='num'>{c.agreement.ari:.3f}</td>"
+                f"<td class='num'>{c.agreement.ami:.3f}</td></tr>"
+            )
         parts.append(f"</table><figure>{_heatmap(downsample, comps)}</figure>")
     return parts
 
@@ -100,15 +117,21 @@ def _agreement_section(comparisons: dict[int | None, list[Comparison]], left_out
 def _chains_section(c: Chains, model: str) -> list[str]:
     parts = []
     if c.transitions.any():
-        parts.append("<h3>Transitions</h3><p class='params'>Consecutive sampled texts of each run, outliers dropped first "
-                     "(<code>cluster-workers transitions</code>).</p>"
-                     f"<figure class='transitions'>{plots.transition_heatmap(c.transitions, c.ranks, model)}</figure>")
+        parts.append(
+            "<h3>Transitions</h3><p class='params'>Consecutive sampled texts of each run, outliers dropped first "
+            "(<code>cluster-workers transitions</code>).</p>"
+            f"<figure class='transitions'>{plots.transition_heatmap(c.transitions, c.ranks, model)}</figure>"
+        )
     if c.stretch_lengths.size:
-        parts.append("<h3>Run lengths</h3><p class='params'>How long a run stays in one cluster "
-                     "(<code>cluster-workers run-lengths</code>).</p>"
-                     f"<figure class='run-lengths'>{plots.run_length_histogram(c.stretch_lengths, model)}</figure>")
+        parts.append(
+            "<h3>Run lengths</h3><p class='params'>How long a run stays in one cluster "
+            "(<code>cluster-workers run-lengths</code>).</p>"
+            f"<figure class='run-lengths'>{plots.run_length_histogram(c.stretch_lengths, model)}</figure>"
+        )
     if c.networks and c.grid.any():
-        parts.append(f"<h3>Networks</h3><figure class='networks'>{plots.network_grid(c.networks, c.grid_columns, c.grid, model)}</figure>")
+        parts.append(
+            f"<h3>Networks</h3><figure class='networks'>{plots.network_grid(c.networks, c.grid_columns, c.grid, model)}</figure>"
+        )
     return parts
 
 
@@ -126,37 +149,57 @@ def _detail_section(detail: Detail, model: str, library: dict | None = None) -> 
     t = detail.trajectories
     o = t.trajectories.overall
     share = "-" if o.unsettled_share is None else f"{o.unsettled_share:.0%}"
-    parts = [f"<h3>Where runs end</h3><p>{o.runs:,} runs; {share} never settle (their last {t.trajectories.last_k} sampled "
-             f"texts span more than one cluster; {o.short:,} shorter runs not judged).</p>"
-             "<table class='ends'><tr><th>cluster</th><th>runs ending</th><th>unsettled</th><th>median entry step</th>"
-             "<th>medoid text</th></tr>"]
+    parts = [
+        f"<h3>Where runs end</h3><p>{o.runs:,} runs; {share} never settle (their last {t.trajectories.last_k} sampled "
+        f"texts span more than one cluster; {o.short:,} shorter runs not judged).</p>"
+        "<table class='ends'><tr><th>cluster</th><th>runs ending</th><th>unsettled</th><th>median entry step</th>"
+        "<th>medoid text</th></tr>"
+    ]
     for row in t.trajectories.by_cluster[:TOP_CLUSTERS]:
         unsettled = "-" if row.unsettled_share is None else f"{row.unsettled_share:.0%}"
         step = "-" if row.median_entry_step is None else f"{row.median_entry_step:g}"
         name = "outliers" if row.key == -1 else str(row.key)
-        parts.append(f"<tr><td class='num'>{name}</td><td class='num'>{row.runs:,}</td><td class='num'>{unsettled}</td>"
-                     f"<td class='num'>{step}</td><td>{e(t.medoid_texts.get(row.key) or '')}</td></tr>")
+        parts.append(
+            f"<tr><td class='num'>{name}</td><td class='num'>{row.runs:,}</td><td class='num'>{unsettled}</td>"
+            f"<td class='num'>{step}</td><td>{e(t.medoid_texts.get(row.key) or '')}</td></tr>"
+        )
     parts.append("</table>")
     if detail.panel_runs:
         parts.append(f"<figure class='trajectories'>{plots.trajectory_panel(detail.panel_runs, model)}</figure>")
     if detail.sweep:
         rows = detail.sweep
-        parts.append("<h3>Other epsilons, from the stored tree</h3><p class='params'>Re-cut without reclustering "
-                     "(<code>cluster-workers sweep</code> / <code>recut</code>).</p>"
-                     f"<figure class='sweep'>{plots.sweep_panel([r.cluster_selection_epsilon for r in rows], [r.clusters for r in rows], [r.outlier_share for r in rows], model, rows[0].min_cluster_size)}</figure>")
+        parts.append(
+            "<h3>Other epsilons, from the stored tree</h3><p class='params'>Re-cut without reclustering "
+            "(<code>cluster-workers sweep</code> / <code>recut</code>).</p>"
+            f"<figure class='sweep'>{plots.sweep_panel([r.cluster_selection_epsilon for r in rows], [r.clusters for r in rows], [r.outlier_share for r in rows], model, rows[0].min_cluster_size)}</figure>"
+        )
     if detail.size_sweep:
         rows, flat = detail.size_sweep, detail.plateaus[0] if detail.plateaus else None
-        where = (f" Flattest: min_cluster_size {flat.min_cluster_size_from}-{flat.min_cluster_size_to} "
-                 f"({flat.clusters[0]}-{flat.clusters[1]} clusters, {flat.outlier_share[0]:.0%}-{flat.outlier_share[1]:.0%} outliers).") if flat else ""
-        parts.append(f"<h3>Outliers against min_cluster_size, from the stored tree</h3><p class='params'>At epsilon "
-                     f"{rows[0].cluster_selection_epsilon:g} (<code>cluster-workers sweep --min-cluster-size A:B:logK</code>).{where}</p>"
-                     f"<figure class='size-sweep'>{plots.size_sweep_panel(rows, flat, model)}</figure>")
+        where = (
+            (
+                f" Flattest: min_cluster_size {flat.min_cluster_size_from}-{flat.min_cluster_size_to} "
+                f"({flat.clusters[0]}-{flat.clusters[1]} clusters, {flat.outlier_share[0]:.0%}-{flat.outlier_share[1]:.0%} outliers)."
+            )
+            if flat
+            else ""
+        )
+        parts.append(
+            f"<h3>Outliers against min_cluster_size, from the stored tree</h3><p class='params'>At epsilon "
+            f"{rows[0].cluster_selection_epsilon:g} (<code>cluster-workers sweep --min-cluster-size A:B:logK</code>).{where}</p>"
+            f"<figure class='size-sweep'>{plots.size_sweep_panel(rows, flat, model)}</figure>"
+        )
     if detail.density is not None:
         d = detail.density
-        dip = f"Hartigan's dip test ({d.dip.library}) on the log core distance: D = {d.dip.statistic:.4f}, p = {d.dip.p_value:.3g}: {d.dip.verdict}." if d.dip else ""
-        parts.append(f"<h3>Density</h3><p class='params'>Core distance = distance to the k-th nearest other point, "
-                     f"k = {d.min_samples} (hdbscan's min_samples); small is dense (<code>cluster-workers density</code>). {html.escape(dip)}</p>"
-                     f"<figure class='density'>{plots.density_panel(d, model)}</figure>")
+        dip = (
+            f"Hartigan's dip test ({d.dip.library}) on the log core distance: D = {d.dip.statistic:.4f}, p = {d.dip.p_value:.3g}: {d.dip.verdict}."
+            if d.dip
+            else ""
+        )
+        parts.append(
+            f"<h3>Density</h3><p class='params'>Core distance = distance to the k-th nearest other point, "
+            f"k = {d.min_samples} (hdbscan's min_samples); small is dense (<code>cluster-workers density</code>). {html.escape(dip)}</p>"
+            f"<figure class='density'>{plots.density_panel(d, model)}</figure>"
+        )
     if detail.chains is not None:
         parts.extend(_chains_section(detail.chains, model))
     parts.extend(_dynamics_section(detail, model))
@@ -183,8 +226,10 @@ def render(data: ReportData, source: str) -> str:
     if not entries:
         parts.append("<p>No clustering results yet.</p></body></html>")
         return "".join(parts)
-    parts.append("<h2>Models side by side (latest result each)</h2><table><tr><th>model</th><th>samples</th>"
-                 "<th>clusters</th><th>outliers</th><th>largest cluster</th><th>duration</th><th>downsample</th></tr>")
+    parts.append(
+        "<h2>Models side by side (latest result each)</h2><table><tr><th>model</th><th>samples</th>"
+        "<th>clusters</th><th>outliers</th><th>largest cluster</th><th>duration</th><th>downsample</th></tr>"
+    )
     for summary, clusters in entries:
         if latest.get(summary.model) is not summary:
             continue
@@ -201,10 +246,12 @@ def render(data: ReportData, source: str) -> str:
     parts.extend(_agreement_section(data.comparisons, data.left_out))
     parts.extend(_fixed_points_section(data.fixed_points))
     for summary, clusters in entries:
-        params = ", ".join(
-            f"{k}={v}" for k, v in summary.parameters.items() if not isinstance(v, dict) and k != "run_key"
+        params = ", ".join(f"{k}={v}" for k, v in summary.parameters.items() if not isinstance(v, dict) and k != "run_key")
+        sizes = (
+            f"<figure>{plots.size_plot(summary, clusters)}</figure>"
+            if summary.clusters
+            else "<p>No clusters: every embedding is an outlier.</p>"
         )
-        sizes = f"<figure>{plots.size_plot(summary, clusters)}</figure>" if summary.clusters else "<p>No clusters: every embedding is an outlier.</p>"
         parts.append(
             f"<h2 id='r{summary.id.hex}'>{e(summary.model)} &middot; result {summary.id.hex[:8]}</h2>"
             f"<p>{summary.sample_count:,} embeddings, {summary.clusters} clusters, "

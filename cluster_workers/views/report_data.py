@@ -33,8 +33,6 @@ SWEEP_EPSILONS = [0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]  # the sweep panel's x axi
 SWEEP_SIZES = 20  # min_cluster_size settings of the size panel
 
 
-
-
 @dataclass(frozen=True)
 class ClusterMap:
     points: np.ndarray  # (n, 2)
@@ -110,8 +108,13 @@ def _cluster_map(conn: sa.Connection, result_id: uuid.UUID, medoid_ids: dict[int
         axes = ("UMAP 1", "UMAP 2")
     n = len(rows)
     hover = [_hover(rank, details.get(emb)) for emb, rank in rows]
-    return ClusterMap(points[:n], np.array([r for _, r in rows], dtype=np.int64),
-                      {rank: points[n + i] for i, (rank, _) in enumerate(tops)}, axes, hover)
+    return ClusterMap(
+        points[:n],
+        np.array([r for _, r in rows], dtype=np.int64),
+        {rank: points[n + i] for i, (rank, _) in enumerate(tops)},
+        axes,
+        hover,
+    )
 
 
 def _hover(rank: int, detail: tuple | None) -> str:
@@ -190,9 +193,16 @@ def report_data(conn: sa.Connection) -> ReportData:
             if r.id not in cache:
                 cache[r.id] = labelled(conn, r.id, positions)
             traj = trajectories_in(conn, r, data=cache[r.id])
-            data.details[r.id] = Detail(traj, _panel_runs(traj), _cluster_map(conn, r.id, cache[r.id].medoids), _sweep(conn, r),
-                                        _chains(cache[r.id], traj.trajectories.runs), *_kinetics(conn, r, positions),
-                                        *_size_sweep(conn, r), _density(conn, r))
+            data.details[r.id] = Detail(
+                traj,
+                _panel_runs(traj),
+                _cluster_map(conn, r.id, cache[r.id].medoids),
+                _sweep(conn, r),
+                _chains(cache[r.id], traj.trajectories.runs),
+                *_kinetics(conn, r, positions),
+                *_size_sweep(conn, r),
+                _density(conn, r),
+            )
     if data.entries:
         data.fixed_points = fixed_points_in(conn)
     return data

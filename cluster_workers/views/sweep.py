@@ -105,7 +105,9 @@ def flattest(rows: list[SweepRow], window: int | None = None) -> list[Plateau]:
     clusters are left out (one cluster of everything is trivially flat)."""
     out = []
     for eps in sorted({r.cluster_selection_epsilon for r in rows}):
-        line = sorted((r for r in rows if r.cluster_selection_epsilon == eps and r.clusters >= 2), key=lambda r: r.min_cluster_size)
+        line = sorted(
+            (r for r in rows if r.cluster_selection_epsilon == eps and r.clusters >= 2), key=lambda r: r.min_cluster_size
+        )
         w = window or max(3, -(-len(line) // 4))
         if len(line) < max(3, w):
             continue

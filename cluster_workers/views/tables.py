@@ -79,12 +79,23 @@ def text_table(headers: list[str], rows: list[list[str]], right: set[int]) -> st
 
 
 def _params_brief(p: dict) -> str:
-    keys = ("downsample", "offset", "min_cluster_size", "min_samples", "cluster_selection_epsilon", "engine",
-            "base_min_cluster_size", "noise_level", "layers", "persistence")  # the last four: EVoC layers (theirs, ours)
+    keys = (
+        "downsample",
+        "offset",
+        "min_cluster_size",
+        "min_samples",
+        "cluster_selection_epsilon",
+        "engine",
+        "base_min_cluster_size",
+        "noise_level",
+        "layers",
+        "persistence",
+    )  # the last four: EVoC layers (theirs, ours)
     recut = f" recut_from={str((p.get('recut') or {}).get('from', ''))[:8]}" if p.get("recut") else ""
     a = p.get("assign") or {}
     assigned = (f" assigned_from={str(p['assigned_from'])[:8]} frozen={a.get('frozen', 0):,} assigned={a.get('assigned', 0):,}"
                 if p.get("assigned_from") else "")  # fmt: skip
+
     def value(v: object) -> str:
         return f"{v:.5g}" if isinstance(v, float) else str(v)
 
@@ -134,14 +145,30 @@ def results_table(rows: list[ResultSummary]) -> str:
         for r in rows
     ]
     table = text_table(
-        ["id", "model", "algorithm", "layer", "made by", "created", "samples", "clusters", "outliers", "duration", "sample", "parameters"],
-        body, {3, 6, 7, 8, 9},
+        [
+            "id",
+            "model",
+            "algorithm",
+            "layer",
+            "made by",
+            "created",
+            "samples",
+            "clusters",
+            "outliers",
+            "duration",
+            "sample",
+            "parameters",
+        ],
+        body,
+        {3, 6, 7, 8, 9},
     )
     if not all(r.ours for r in rows):
-        table += ("\nmade by application: the experiment application's own results, in its own tables (read like any "
-                  "other; changed only by `delete ID` and `publish`)")
+        table += (
+            "\nmade by application: the experiment application's own results, in its own tables (read like any "
+            "other; changed only by `delete ID` and `publish`)"
+        )
     if any(r.gone for r in rows):
-        table += ("\ngone: members whose embeddings the application has deleted since; commands use the rest")
+        table += "\ngone: members whose embeddings the application has deleted since; commands use the rest"
     if any(r.stale for r in rows):
         table += "\nSTALE: the database's sample for these parameters has changed since (cluster again to update)"
     return table
@@ -155,8 +182,13 @@ def clusters_json(summary: ResultSummary, clusters: list[ClusterSummary], limit:
         "result": results_json([summary])[0],
         "outliers": outliers,
         "clusters": [
-            {"rank": i + 1, "size": c.size, "medoid_embedding_id": str(c.medoid_embedding_id), "medoid_text": c.medoid_text,
-             **({"parent": {"layer": c.parent[0], "rank": c.parent[1]}} if c.parent else {})}
+            {
+                "rank": i + 1,
+                "size": c.size,
+                "medoid_embedding_id": str(c.medoid_embedding_id),
+                "medoid_text": c.medoid_text,
+                **({"parent": {"layer": c.parent[0], "rank": c.parent[1]}} if c.parent else {}),
+            }
             for i, c in enumerate(shown)
         ],
     }
@@ -169,7 +201,10 @@ def clusters_table(summary: ResultSummary, clusters: list[ClusterSummary], limit
         f"{summary.clusters} clusters, {data['outliers']:,} outliers ({summary.outlier_share:.1%})"
     )
     layered = any(c.parent for c in clusters)
-    body = [[str(c["rank"]), f"{c['size']:,}", *([_parent_cell(c)] if layered else []), clip(c["medoid_text"])] for c in data["clusters"]]
+    body = [
+        [str(c["rank"]), f"{c['size']:,}", *([_parent_cell(c)] if layered else []), clip(c["medoid_text"])]
+        for c in data["clusters"]
+    ]
     more = summary.clusters - len(body)
     tail = f"\n… {more} more cluster(s); use --limit 0 to see all" if more > 0 else ""
     if layered:
@@ -188,10 +223,20 @@ def sweep_table(summary: ResultSummary, rows: list, plateaus: list | None = None
     head = f"sweep of {summary.id.hex[:8]} ({summary.model}, {summary.sample_count:,} points, min_samples {summary.parameters.get('min_samples')})"
     body = [[str(r.min_cluster_size), f"{r.cluster_selection_epsilon:g}", r.cluster_selection_method, str(r.clusters),
              f"{r.outlier_share:.1%}", f"{r.largest_share:.1%}", f"{r.ari_vs_stored:.3f}"] for r in rows]  # fmt: skip
-    table = head + "\n" + text_table(["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"], body, {0, 1, 3, 4, 5, 6})
+    table = (
+        head
+        + "\n"
+        + text_table(
+            ["min_cluster_size", "epsilon", "method", "clusters", "outliers", "largest", "ARI vs stored"],
+            body,
+            {0, 1, 3, 4, 5, 6},
+        )
+    )
     for p in plateaus or []:
-        table += (f"\nflattest at epsilon {p.epsilon:g}: min_cluster_size {p.min_cluster_size_from}-{p.min_cluster_size_to} "
-                  f"({p.clusters[0]}-{p.clusters[1]} clusters, {p.outlier_share[0]:.1%}-{p.outlier_share[1]:.1%} outliers)")
+        table += (
+            f"\nflattest at epsilon {p.epsilon:g}: min_cluster_size {p.min_cluster_size_from}-{p.min_cluster_size_to} "
+            f"({p.clusters[0]}-{p.clusters[1]} clusters, {p.outlier_share[0]:.1%}-{p.outlier_share[1]:.1%} outliers)"
+        )
     return table
 
 

@@ -43,7 +43,11 @@ GROUPS = {"prompt": ("prompts", "initial_prompt", "per initial prompt"), "networ
 
 
 def trajectories_in(
-    conn: sa.Connection, result: ResultSummary, last_k: int = LAST_K, data: Labelled | None = None, by: str = "prompt",
+    conn: sa.Connection,
+    result: ResultSummary,
+    last_k: int = LAST_K,
+    data: Labelled | None = None,
+    by: str = "prompt",
     experiment: str | None = None,
 ) -> TrajectoryReport:
     """Where the result's runs end and when they settle; runs grouped ``by`` initial prompt or network."""
@@ -56,13 +60,16 @@ def trajectories_in(
     return TrajectoryReport(result, t, {k: texts.get(data.medoids[k]) for k in ranks}, by)
 
 
-def load_trajectories(db: str | Database, result_id: str, last_k: int = LAST_K, by: str = "prompt",
-                      experiment: str | None = None) -> TrajectoryReport:
+def load_trajectories(
+    db: str | Database, result_id: str, last_k: int = LAST_K, by: str = "prompt", experiment: str | None = None
+) -> TrajectoryReport:
     if last_k < 1:
         raise ClusterWorkersError("--last-k must be at least 1")
     if by not in GROUPS:
         raise ClusterWorkersError(f"--by must be prompt or network, got {by!r}")
-    return as_database(db).read(lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by, experiment=experiment))
+    return as_database(db).read(
+        lambda conn: trajectories_in(conn, find_result(conn, result_id), last_k, by=by, experiment=experiment)
+    )
 
 
 def _share(x: float | None) -> str:
@@ -86,8 +93,14 @@ def trajectories_table(report: TrajectoryReport, limit: int = 20) -> str:
     clusters = text_table(
         ["cluster", "runs ending", "settled", "unsettled", "median entry step", "medoid text"],
         [
-            ["outliers" if r.key == -1 else str(r.key), f"{r.runs:,}", f"{r.settled:,}", _share(r.unsettled_share),
-             _step(r.median_entry_step), clip(report.medoid_texts.get(r.key), 50)]
+            [
+                "outliers" if r.key == -1 else str(r.key),
+                f"{r.runs:,}",
+                f"{r.settled:,}",
+                _share(r.unsettled_share),
+                _step(r.median_entry_step),
+                clip(report.medoid_texts.get(r.key), 50),
+            ]
             for r in by_cluster
         ],
         {0, 1, 2, 3, 4},
@@ -95,8 +108,14 @@ def trajectories_table(report: TrajectoryReport, limit: int = 20) -> str:
     prompts = text_table(
         [label, "runs", "unsettled", "most runs end in", "share", "median entry step"],
         [
-            [clip(str(r.key), 40), f"{r.runs:,}", _share(r.unsettled_share), "outliers" if r.top_end == -1 else str(r.top_end),
-             _share(r.top_end_share), _step(r.median_entry_step)]
+            [
+                clip(str(r.key), 40),
+                f"{r.runs:,}",
+                _share(r.unsettled_share),
+                "outliers" if r.top_end == -1 else str(r.top_end),
+                _share(r.top_end_share),
+                _step(r.median_entry_step),
+            ]
             for r in by_group
         ],
         {1, 2, 3, 4, 5},
@@ -104,4 +123,3 @@ def trajectories_table(report: TrajectoryReport, limit: int = 20) -> str:
     more = len(t.by_cluster) - limit
     tail = f"\n… {more} more end cluster(s); --limit 0 shows all" if limit and more > 0 else ""
     return f"{head}\n\nwhere runs end\n{clusters}{tail}\n\n{heading}\n{prompts}"
-

@@ -41,8 +41,13 @@ def test_identical_labels_agree_fully_and_nothing_shared_is_an_error():
 
 def test_run_paths_use_steps_not_positions():
     # one run sampled at steps 0, 10, 20, 30 (downsample 10), given out of order
-    paths = run_paths(np.array(["r"] * 4, dtype=object), np.array(["p"] * 4, dtype=object),
-                      np.array([30, 0, 20, 10]), np.array([5, 1, 5, 2]), last_k=2)
+    paths = run_paths(
+        np.array(["r"] * 4, dtype=object),
+        np.array(["p"] * 4, dtype=object),
+        np.array([30, 0, 20, 10]),
+        np.array([5, 1, 5, 2]),
+        last_k=2,
+    )
     (p,) = paths
     assert p.steps.tolist() == [0, 10, 20, 30] and p.clusters.tolist() == [1, 2, 5, 5]
     assert (p.end, p.entry_step, p.settled) == (5, 20, True)

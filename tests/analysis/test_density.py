@@ -33,5 +33,7 @@ def test_deciles_and_caption_lengths():
     assert d.quantiles["q50"] == np.quantile(core, 0.5) and sum(d.histogram["counts"]) == 2000
     words = next(t for t in d.lengths if t.text_model == "A" and t.unit == "words")
     mine = models == "A"
-    u, p = mannwhitneyu([len(t.split()) for t in texts[mine & (labels < 0)]], [len(t.split()) for t in texts[mine & (labels >= 0)]])
+    u, p = mannwhitneyu(
+        [len(t.split()) for t in texts[mine & (labels < 0)]], [len(t.split()) for t in texts[mine & (labels >= 0)]]
+    )
     assert (words.u_statistic, words.p_value) == (u, p) and words.rank_biserial > 0.9 and words.p_value < 1e-10

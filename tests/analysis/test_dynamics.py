@@ -46,9 +46,16 @@ def test_probabilities_decide_which_members_are_core():
 
 def test_stays_are_in_text_steps_and_the_last_is_censored():
     got = by_run(milestone(*arrays()))
-    assert [(s.state, s.start, s.length, s.samples, s.censored) for s in stays(got["r0"])] == [(2, 1, 2, 2, False), (1, 3, 3, 3, True)]
+    assert [(s.state, s.start, s.length, s.samples, s.censored) for s in stays(got["r0"])] == [
+        (2, 1, 2, 2, False),
+        (1, 3, 3, 3, True),
+    ]
     assert [(s.state, s.start, s.length, s.censored) for s in stays(got["r1"])] == [
-        (2, 0, 2, False), (1, 2, 2, False), (2, 4, 1, False), (1, 5, 1, True)]
+        (2, 0, 2, False),
+        (1, 2, 2, False),
+        (2, 4, 1, False),
+        (1, 5, 1, True),
+    ]
     assert stays(got["r2"]) == []
     # at downsample 10 the same sequence is 10 texts a step: every time scales, the censored end included
     run_ids, steps, clusters, _ = arrays({"r0": RUNS["r0"]})
@@ -74,7 +81,9 @@ def test_kinetics_per_network_known_answers():
     assert chain.states == [1, 2] and chain.counts.tolist() == [[3, 1], [3, 2]]
     assert np.allclose(chain.matrix, [[0.75, 0.25], [0.6, 0.4]], atol=1e-15, rtol=0)
     assert chain.closed_classes == [[1, 2]] and chain.transient == []
-    assert chain.stationary[0][1] == pytest.approx(2.4 / 3.4, abs=1e-12) and chain.stationary[0][2] == pytest.approx(1 / 3.4, abs=1e-12)
+    assert chain.stationary[0][1] == pytest.approx(2.4 / 3.4, abs=1e-12) and chain.stationary[0][2] == pytest.approx(
+        1 / 3.4, abs=1e-12
+    )
     assert chain.timescales == [pytest.approx(-1 / np.log(0.15), abs=1e-12)]
     y = kinetics([runs["r2"], runs["r3"]], "Y", tail_test=False)
     assert (y.runs, y.steps, y.core_steps, y.initial_transit_steps, y.runs_without_core) == (2, 9, 5, 4, 1)

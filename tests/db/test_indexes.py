@@ -28,8 +28,10 @@ def _labels(url: str) -> dict[str, tuple[dict, list]]:
         out = {}
         for rid, model, params in rows:
             params = json.loads(params) if isinstance(params, str) else params
-            members = conn.execute(sa.text("SELECT embedding_id, medoid_embedding_id FROM embeddingcluster WHERE clustering_result_id = :r"),
-                                   {"r": rid}).all()
+            members = conn.execute(
+                sa.text("SELECT embedding_id, medoid_embedding_id FROM embeddingcluster WHERE clustering_result_id = :r"),
+                {"r": rid},
+            ).all()
             out[model] = (params["sample"], sorted((str(e), str(m)) for e, m in members))
     engine.dispose()
     return out
@@ -92,17 +94,26 @@ def test_postgres_builds_concurrently_so_inserts_go_on(pg_demo):
     engine = make_engine(pg_demo)
     holder = engine.connect()
     # an open writer on the table: the concurrent build waits for it to finish before it starts building
-    holder.execute(sa.text("UPDATE embedding SET embedding_model = embedding_model WHERE id = (SELECT id FROM embedding LIMIT 1)"))
-    proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", "index", "-d", pg_demo], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    holder.execute(
+        sa.text("UPDATE embedding SET embedding_model = embedding_model WHERE id = (SELECT id FROM embedding LIMIT 1)")
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cluster_workers", "index", "-d", pg_demo],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(3)  # the build has started and waits for the holder's transaction
         assert proc.poll() is None, proc.communicate()
         with engine.connect() as writer:
             writer.execute(sa.text("SET lock_timeout = '2s'"))
             inv = writer.execute(sa.text("SELECT id FROM invocation LIMIT 1")).scalar_one()
-            writer.execute(sa.text("INSERT INTO embedding (id, invocation_id, embedding_model, vector) VALUES (:i, :v, 'Late', :b)"),
-                           {"i": uuid.uuid4(), "v": inv, "b": b"\0" * 16})
+            writer.execute(
+                sa.text("INSERT INTO embedding (id, invocation_id, embedding_model, vector) VALUES (:i, :v, 'Late', :b)"),
+                {"i": uuid.uuid4(), "v": inv, "b": b"\0" * 16},
+            )
             writer.commit()  # not blocked by the index build
     finally:
         holder.rollback()
@@ -124,7 +135,9 @@ def test_postgres_rebuilds_an_index_left_invalid(pg_demo):
     assert out.returncode == 0, out.stderr
     assert "invalid" in out.stderr and "ix_cw_embedding_invocation: created" in out.stdout
     with engine.connect() as conn:
-        valid = conn.execute(sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_cw_embedding_invocation'::regclass")).scalar_one()
+        valid = conn.execute(
+            sa.text("SELECT indisvalid FROM pg_index WHERE indexrelid = 'ix_cw_embedding_invocation'::regclass")
+        ).scalar_one()
     engine.dispose()
     assert valid
 

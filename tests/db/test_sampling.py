@@ -56,7 +56,11 @@ def test_calibration_runs_are_excluded(demo_db):
         before, after, _ = sampling.counts(conn, 1)
         calib = conn.execute(
             sa.select(sa.func.count())
-            .select_from(embedding.join(invocation, invocation.c.id == embedding.c.invocation_id).join(run, run.c.id == invocation.c.run_id))
+            .select_from(
+                embedding.join(invocation, invocation.c.id == embedding.c.invocation_id).join(
+                    run, run.c.id == invocation.c.run_id
+                )
+            )
             .where(run.c.initial_prompt.in_(["yeah", "nah"]), embedding.c.embedding_model == "Nomic")
         ).scalar_one()
     assert calib > 0

@@ -47,8 +47,14 @@ def users_ddl_db(tmp_path):
 
 def test_the_mapping_matches_the_users_tables(users_ddl_db):
     con = sqlite3.connect(users_ddl_db)
-    for table in (CURRENT_SCHEMA.experiment, CURRENT_SCHEMA.run, CURRENT_SCHEMA.invocation, CURRENT_SCHEMA.embedding,
-                  CURRENT_SCHEMA.application_result, CURRENT_SCHEMA.application_membership):
+    for table in (
+        CURRENT_SCHEMA.experiment,
+        CURRENT_SCHEMA.run,
+        CURRENT_SCHEMA.invocation,
+        CURRENT_SCHEMA.embedding,
+        CURRENT_SCHEMA.application_result,
+        CURRENT_SCHEMA.application_membership,
+    ):
         theirs = {row[1]: bool(row[3]) for row in con.execute(f'PRAGMA table_info("{table.name}")')}
         ours = {c.name: not c.nullable for c in table.columns}
         assert set(ours) == set(theirs), table.name
@@ -102,7 +108,9 @@ def test_the_current_schema_missing_a_column_is_named(current_db):
         assert out.returncode == 1, out.stderr
         lines = [line for line in out.stderr.splitlines() if line.startswith("error")]
         assert len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
-        assert lines[0].startswith("error: not an experiment database: current schema: missing column(s) invocations.output_text"), lines[0]
+        assert lines[0].startswith(
+            "error: not an experiment database: current schema: missing column(s) invocations.output_text"
+        ), lines[0]
     assert file_hash(current_db) == digest
 
 

@@ -36,9 +36,7 @@ def diffuse_data(n: int = 2000, dim: int = 64, seed: int = 0) -> np.ndarray:
     return l2_normalise(data.astype(np.float32))
 
 
-def near_copy_data(
-    n: int = 3500, dim: int = 384, blobs: int = 40, exact_share: float = 0.2, seed: int = 0
-) -> np.ndarray:
+def near_copy_data(n: int = 3500, dim: int = 384, blobs: int = 40, exact_share: float = 0.2, seed: int = 0) -> np.ndarray:
     """Blobs of near-identical vectors (pairwise distances 1e-6 to 1e-3), a share of each blob exact copies,
     each blob with a looser halo, plus background noise; rows shuffled.
 

@@ -43,7 +43,12 @@ def test_the_data_has_blobs_larger_than_any_kept_list(blobs):
 @pytest.mark.parametrize("min_samples", [2, 25])
 @pytest.mark.parametrize("heap_bytes", [1 << 30, 0], ids=["symmetric", "row-blocks"])
 def test_core_distances_equal_brute_force(blobs, min_samples, heap_bytes):
-    graph = nearest(blobs, min_samples, min_samples + 17, tuning=ScreenTuning(heap_bytes=heap_bytes, heap_data_ratio=1.0 if heap_bytes else 0.0, block_rows=256, block_cols=512))
+    graph = nearest(
+        blobs,
+        min_samples,
+        min_samples + 17,
+        tuning=ScreenTuning(heap_bytes=heap_bytes, heap_data_ratio=1.0 if heap_bytes else 0.0, block_rows=256, block_cols=512),
+    )
     want, full = brute_core(blobs, min_samples)
     np.testing.assert_allclose(graph.core, want, rtol=1e-12, atol=0)
     assert graph.stats["recomputed"] > 0 and graph.stats["certified"] == blobs.shape[0]

@@ -33,8 +33,9 @@ def test_layers_equal_the_package_called_directly(kind):
     ours = cluster_layers(data, params)
     numba.set_num_threads(1)  # the package as the users call it, at the thread count the engine fixes
     try:
-        theirs = evoc.EVoC(noise_level=0.5, base_min_cluster_size=auto_base_size(len(data)), min_samples=5,
-                           random_state=42).fit(data)
+        theirs = evoc.EVoC(noise_level=0.5, base_min_cluster_size=auto_base_size(len(data)), min_samples=5, random_state=42).fit(
+            data
+        )
     finally:
         numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     assert len(ours) == len(theirs.cluster_layers_) >= 1

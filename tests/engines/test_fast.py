@@ -93,7 +93,9 @@ def mst_by_path(data: np.ndarray, k: int, min_samples: int, path: str) -> tuple[
 
 def check_search_path(stats: dict, path: str, n: int) -> None:
     assert (stats["symmetric_searches"] > 0) == path.startswith("symmetric"), stats
-    assert (stats["group_searches"] > 0) == (path in ("group-maxima", "group-maxima-two-slots", "group-maxima-wide-groups")), stats
+    assert (stats["group_searches"] > 0) == (path in ("group-maxima", "group-maxima-two-slots", "group-maxima-wide-groups")), (
+        stats
+    )
     assert stats["searched_points"] > 0, stats
     assert stats["searched_pair_share"] > 0, stats
 
@@ -146,7 +148,9 @@ def test_mst_weights_are_hdbscans(make, path):
 @pytest.mark.parametrize("group", [16, 64])
 @pytest.mark.parametrize("heap_bytes", [1 << 30, 0], ids=["symmetric", "row-blocks"])
 def test_group_maxima_are_the_largest_inner_products(blocks, group, heap_bytes):
-    tuning = ScreenTuning(block_rows=blocks[0], block_cols=blocks[1], heap_bytes=heap_bytes, heap_data_ratio=1.0 if heap_bytes else 0.0)
+    tuning = ScreenTuning(
+        block_rows=blocks[0], block_cols=blocks[1], heap_bytes=heap_bytes, heap_data_ratio=1.0 if heap_bytes else 0.0
+    )
     data = diffuse_data(n=1000, seed=2)  # 1000 is no multiple of either group: the last group is short
     maxima = np.full((1000, -(-1000 // group)), -np.inf, dtype=np.float32)
     neighbours.nearest(data, 9, 10, maxima=maxima, group=group, tuning=tuning)
@@ -175,7 +179,9 @@ def test_group_size_fits_the_budget():
 @pytest.mark.parametrize("blocks", [(2048, 8192), (64, 192)], ids=["one-block", "many-blocks"])
 @pytest.mark.parametrize("heap_bytes", [1 << 30, 0], ids=["symmetric", "row-blocks"])
 def test_knn_is_exact_in_float64(blocks, heap_bytes):
-    tuning = ScreenTuning(block_rows=blocks[0], block_cols=blocks[1], heap_bytes=heap_bytes, heap_data_ratio=1.0 if heap_bytes else 0.0)
+    tuning = ScreenTuning(
+        block_rows=blocks[0], block_cols=blocks[1], heap_bytes=heap_bytes, heap_data_ratio=1.0 if heap_bytes else 0.0
+    )
     data = diffuse_data(n=1500, seed=5)
     graph = neighbours.nearest(data, 19, 20, tuning=tuning)
     x = data.astype(np.float64)
