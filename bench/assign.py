@@ -34,7 +34,7 @@ def baseline_ratio(url: str, result_id: str, rows: int) -> dict:
     import numpy as np
 
     from cluster_workers.db.connect import read_with
-    from cluster_workers.db.vectors import iter_vector_blocks
+    from cluster_workers.db.experiment import iter_vector_blocks
     from cluster_workers.engines import l2_normalise
     from cluster_workers.engines.predict import approximate_predict
     from cluster_workers.run.assign import freeze

@@ -22,7 +22,14 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import enable_wal, make_engine
 from cluster_workers.db.results import write_results
-from cluster_workers.db.schema import EXPERIMENT_TABLES, RESULT_TABLES, clustering_result, embedding, embedding_cluster, metadata
+from cluster_workers.db.schema import LEGACY_SCHEMA
+
+EXPERIMENT_TABLES = (LEGACY_SCHEMA.run, LEGACY_SCHEMA.invocation, LEGACY_SCHEMA.embedding)
+RESULT_TABLES = (LEGACY_SCHEMA.clustering_result, LEGACY_SCHEMA.embedding_cluster, LEGACY_SCHEMA.clustering_tree)
+clustering_result = LEGACY_SCHEMA.clustering_result
+embedding = LEGACY_SCHEMA.embedding
+embedding_cluster = LEGACY_SCHEMA.embedding_cluster
+metadata = LEGACY_SCHEMA.metadata
 
 
 @dataclass

@@ -30,10 +30,12 @@ def main() -> None:
     import numpy as np
     import sqlalchemy as sa
 
+    from cluster_workers.db.attached import load_source
     from cluster_workers.db.catalog import list_results
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.db.schema import clustering_tree
-    from cluster_workers.db.sources import load_source
+    from cluster_workers.db.schema import LEGACY_SCHEMA
+
+    clustering_tree = LEGACY_SCHEMA.clustering_tree
     from cluster_workers.run.params import requested_params
     from cluster_workers.run.recut import recut_result
     from cluster_workers.tools.provenance import machine_info, source_commit

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster, invocation, run
+from tests.legacy_tables import clustering_result, embedding, embedding_cluster, invocation, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL = 3 * 420 + 25  # 420 text invocations per real model, Dummy with 25
@@ -165,7 +165,7 @@ def write_experiment(path: Path, model: str, texts: list[str], vectors, run_leng
     """A real SQLite experiment database holding ``texts`` as runs of ``run_length`` text outputs, one model."""
     import datetime as dt
 
-    from cluster_workers.db.schema import EXPERIMENT_TABLES, metadata
+    from tests.legacy_tables import EXPERIMENT_TABLES, metadata
 
     engine = make_engine(f"sqlite:///{path}", create=True)
     when = dt.datetime(2026, 1, 1)
@@ -222,12 +222,12 @@ def application_rows(path: Path) -> str:
     byte-identical after this tool's commands."""
     import sqlite3
 
-    from cluster_workers.tools.users_schema import USERS_TABLES
+    from cluster_workers.tools.application_schema import APPLICATION_TABLES
 
     con = sqlite3.connect(path)
     h = hashlib.sha256()
     assert con.execute("SELECT count(*) FROM clustering_results").fetchone()[0], "no results of the application's to guard"
-    for table in USERS_TABLES:
+    for table in APPLICATION_TABLES:
         h.update(table.encode())
         h.update(repr(con.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()).encode())
     con.close()

@@ -17,7 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import (
+from tests.legacy_tables import (
     EXPERIMENT_TABLES,
     RESULT_TABLES,
     clustering_result,

@@ -13,12 +13,11 @@ import sqlalchemy as sa
 from hdbscan.prediction import approximate_predict
 from sklearn.metrics import adjusted_rand_score
 
-from cluster_workers.db.assignments import read_assignment
+from cluster_workers.db.attached import read_assignment, read_tree, sorted_member_ids
 from cluster_workers.db.catalog import find_result
 from cluster_workers.db.connect import read_with
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.texts import vectors_of
-from cluster_workers.db.trees import read_tree, sorted_member_ids
+from cluster_workers.db.experiment import vectors_of
 from cluster_workers.engines import l2_normalise
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering

@@ -45,7 +45,7 @@ def _all_results(url: str) -> dict[str, list[tuple]]:
     import sqlalchemy as sa
 
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.db.schema import RESULT_TABLES
+    from tests.legacy_tables import RESULT_TABLES
 
     engine = make_engine(url)
     with engine.connect() as conn:

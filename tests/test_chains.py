@@ -10,9 +10,9 @@ import sqlalchemy as sa
 
 from cluster_workers.analysis.sequences import run_lengths, transitions
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding_cluster
 from tests.helpers import file_hash, run_cli
 from tests.known_results import B_RUNS, _id, build_known
+from tests.legacy_tables import clustering_result, embedding_cluster
 
 # model A (tests/known_results.py), outliers dropped first: run 0 -> [3,1,1,1,1,1,1], run 1 -> [2,2,1,2,1,1,1,1],
 # run 2 -> [2]*8, run 3 -> [1,2]*4, run 4 -> [3,3,3], run 5 -> [1]

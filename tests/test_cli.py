@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from cluster_workers import __version__
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding
 from tests.helpers import file_hash, run_cli
+from tests.legacy_tables import clustering_result, embedding
 
 
 def test_help_and_version():

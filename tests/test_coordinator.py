@@ -10,14 +10,14 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import embedding
-from cluster_workers.db.vectors import fetch_vectors
+from cluster_workers.db.experiment import fetch_vectors
 from cluster_workers.engines import l2_normalise
 from cluster_workers.errors import WorkerFailed
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.run.params import ClusteringParams
 from tests.helpers import expected_sample, file_hash, stored
+from tests.legacy_tables import embedding
 
 MODELS = {"STSBMpnet", "STSBRoberta", "Nomic", "Dummy"}
 

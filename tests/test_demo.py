@@ -9,10 +9,10 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import embedding, invocation, run
 from cluster_workers.errors import ConfigError
 from cluster_workers.tools.demo import DemoShape, build_demo_database, check_free_space
 from tests.helpers import SMALL
+from tests.legacy_tables import embedding, invocation, run
 
 
 def test_layout_parity_and_counts(demo_template):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import SCHEMAS
-from cluster_workers.tools.users_schema import create_users_tables
+from cluster_workers.tools.application_schema import create_application_tables
 from tests.helpers import RUNS, run_cli
 
 WHEN = dt.datetime(2026, 3, 1, 12, 0, 0)
@@ -28,7 +28,7 @@ def build(path, schema: str) -> str:
     result_id = uuid.uuid5(uuid.NAMESPACE_URL, "result")
     with engine.begin() as conn:
         if schema == "current":
-            create_users_tables(conn)
+            create_application_tables(conn)
             conn.execute(
                 sa.insert(s.experiment),
                 [
@@ -177,11 +177,11 @@ def test_known_answers_through_the_cli(tmp_path, schema):
 
 def test_states_read_each_members_stored_probability(current_db):
     """The probabilities the states use are the tree's, row for row (matched in numpy, checked here by id)."""
+    from cluster_workers.db.attached import point_scores
     from cluster_workers.db.catalog import list_results
     from cluster_workers.db.connect import read_with
+    from cluster_workers.db.experiment import uuid_bytes
     from cluster_workers.db.memberships import labelled
-    from cluster_workers.db.points import point_scores
-    from cluster_workers.db.vectors import uuid_bytes
     from cluster_workers.run.config import Settings
     from cluster_workers.run.coordinator import run_clustering
 

@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.vectors import fetch_vectors
+from cluster_workers.db.experiment import fetch_vectors
 from cluster_workers.engines.evoc import EVoCParams, auto_base_size
 from tests.helpers import application_rows, file_hash, memberships, ok, ours, partition, run_cli, start_cli
 

@@ -181,7 +181,7 @@ def _set_parameters(url: str, result_id, parameters: dict) -> None:
     import sqlalchemy as sa
 
     from cluster_workers.db.connect import make_engine
-    from cluster_workers.db.schema import clustering_result
+    from tests.legacy_tables import clustering_result
 
     engine = make_engine(url)
     with engine.begin() as conn:

@@ -16,9 +16,9 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster
 from cluster_workers.views.tables import load_results
 from tests.helpers import ROOT, SLOW, expected_sample, file_hash, run_cli, start_cli, wait_for_workers
+from tests.legacy_tables import clustering_result, embedding, embedding_cluster
 
 
 def assert_gone(processes: list[psutil.Process], within: float = 15) -> None:

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import sqlalchemy as sa
 
+from cluster_workers.db.attached import read_tree, sorted_member_ids
 from cluster_workers.db.catalog import find_result
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, clustering_tree, embedding_cluster
-from cluster_workers.db.trees import read_tree, sorted_member_ids
 from cluster_workers.engines import HDBSCANParams, l2_normalise
 from cluster_workers.engines.fast import cluster as fast_cluster
 from cluster_workers.engines.reference import cluster as reference_cluster
@@ -24,6 +23,7 @@ from cluster_workers.run.recut import recut
 from cluster_workers.views.sweep import sweep
 from tests.engines.datasets import attractor_data, near_copy_data
 from tests.helpers import file_hash, run_cli, write_experiment
+from tests.legacy_tables import clustering_result, clustering_tree, embedding_cluster
 
 MODEL = "MiniLM"
 
@@ -109,8 +109,8 @@ def test_recut_equals_fresh_cluster_on_generated_data(tmp_path, kind):
 def test_medoid_vectors_read_by_one_pass_over_the_sample(tmp_path, monkeypatch, drop_every):
     """Many changed medoids: the members' vectors come from one pass over the sample (and by primary key for any
     row that pass no longer finds, e.g. the database changed); the medoids are those of a fresh `cluster`."""
-    import cluster_workers.db.sources as sources
-    from cluster_workers.db.vectors import Vectors
+    import cluster_workers.db.attached as sources
+    from cluster_workers.db.experiment import Vectors
 
     data = attractor_data(n=1500, dim=48, seed=4)
     path = tmp_path / "experiments.db"

@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding, embedding_cluster, invocation, run
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
 from cluster_workers.views.tables import load_results
 from tests.helpers import expected_sample, run_cli
+from tests.legacy_tables import clustering_result, embedding, embedding_cluster, invocation, run
 
 REAL = ("Nomic", "STSBMpnet", "STSBRoberta")
 
@@ -112,7 +112,7 @@ def test_a_changed_database_is_clustered_again_and_old_results_show_stale(databa
     assert {r.model for r in second.results} == set(REAL)  # the sample changed: clustered again, not skipped
     err = "\n".join(log_lines)
     for model in REAL:
-        n = first.after[model]
+        n = first.sampled[model]
         assert f"{model}: sample changed since the last result with these parameters: {n:,} -> {n + added:,} embeddings" in err
     rows = load_results(database)
     assert len(rows) == 6
@@ -143,7 +143,7 @@ def test_the_workers_read_what_the_coordinator_counted(database):
     stored = stored_samples(database)
     for model in REAL:
         assert stored[model] == before[model]  # none of the 24 late texts got in
-        assert len(stored[model]) == report.after[model]
+        assert len(stored[model]) == report.sampled[model]
     after = expected_sample(database, 1)
     assert all(len(after[m]) == len(before[m]) + 24 for m in REAL)  # the writer really wrote
 

@@ -12,10 +12,10 @@ from sklearn.cluster import HDBSCAN
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import clustering_result, embedding_cluster
-from cluster_workers.db.vectors import fetch_vectors
+from cluster_workers.db.experiment import fetch_vectors
 from cluster_workers.run.config import Settings
 from cluster_workers.run.coordinator import run_clustering
+from tests.legacy_tables import clustering_result, embedding_cluster
 
 
 def stored_result(url: str, model: str) -> tuple[dict, dict[uuid.UUID, uuid.UUID | None]]:

@@ -4,7 +4,7 @@ Arrays in, plain values out; no database.
 
 - **Core steps.** A sampled text is a *core* step of cluster ``c`` when it is a member of ``c``
   with membership probability >= ``core_probability``. (A result without probabilities -- the
-  users' EVoC layers store none -- counts every member as core.)
+  the application's EVoC layers store none -- counts every member as core.)
 - **Milestoning.** Every other step takes the state of the last core visited in its run; the
   steps before a run's first core are its *initial transit* and take no state (``-1``), unless
   ``fill_initial="first"`` gives them the first core's state.
@@ -236,7 +236,7 @@ def stationary_of(matrix: np.ndarray) -> np.ndarray:
     return pi / pi.sum()
 
 
-# Longer than 50 lines on purpose: the chain's estimate and every quantity derived from it, in order.
+# Reads in one piece: the chain's estimate and every quantity derived from it, in order.
 def markov_chain(runs: list[RunStates], lag: int = 1, downsample: int = 1) -> Chain:
     """The non-reversible maximum-likelihood chain at ``lag`` and what follows from it."""
     from scipy.sparse.csgraph import connected_components

@@ -68,7 +68,7 @@ def stability(
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
 ) -> None:
-    """Are cluster assignments stable under subsampling? Clusters K disjoint samples (offsets) with the users'
+    """Are cluster assignments stable under subsampling? Clusters K disjoint samples (offsets) with the application's
     parameters, assigns each to every other clustering by HDBSCAN's prediction rule, and reports the agreement
     (ARI on the same points) of every pair and each model's worst. Writes nothing without --keep."""
     from cluster_workers.run.stability import stability as run_stability
@@ -81,9 +81,12 @@ def stability(
 
 
 def _sampled_models(settings) -> list[str]:  # type: ignore[no-untyped-def]
-    from cluster_workers.db import sampling
 
-    after = settings.database.read(lambda conn: sampling.counts(conn, settings.downsample, None, settings.experiment or None)[1])
+    from cluster_workers.db import experiment
+
+    after = settings.database.read(
+        lambda conn: experiment.counts(conn, settings.downsample, None, settings.experiment or None)[1]
+    )
     return sorted(m for m, n in after.items() if n >= settings.min_samples_to_cluster)
 
 

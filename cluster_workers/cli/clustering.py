@@ -15,7 +15,7 @@ from cluster_workers.run.config import BACKENDS  # the choices the help strings 
 from cluster_workers.run.params import ENGINES, MEDOID_RULES, SELECTION_METHODS
 
 
-# Longer than 50 lines on purpose: the command's options are its documentation (typer); the body is one call and its printing.
+# Reads in one piece: the command's options are its documentation (typer); the body is one call and its printing.
 @app.command()
 def cluster(
     downsample: Optional[int] = typer.Option(None, "--downsample", "-n", min=1, help="Keep every N-th text output of every run."),
@@ -41,7 +41,7 @@ def cluster(
     medoid: Optional[str] = typer.Option(
         None,
         "--medoid",
-        help=f"{' or '.join(MEDOID_RULES)}: {MEDOID_RULES[0]} is scikit-learn's store_centers='medoid' (default), mean the member nearest the centroid (the users' EVoC rows).",
+        help=f"{' or '.join(MEDOID_RULES)}: {MEDOID_RULES[0]} is scikit-learn's store_centers='medoid' (default), mean the member nearest the centroid (the application's EVoC rows).",
     ),
     min_samples_to_cluster: Optional[int] = typer.Option(
         None, "--min-samples-to-cluster", min=2, help="Skip models with fewer sampled embeddings."
@@ -53,7 +53,7 @@ def cluster(
     engine: Optional[str] = typer.Option(
         None,
         "--engine",
-        help=f"One of {', '.join(ENGINES)}: fast = exact HDBSCAN (default), reference = the hdbscan package, evoc = the users' EVoC (every layer a result).",
+        help=f"One of {', '.join(ENGINES)}: fast = exact HDBSCAN (default), reference = the hdbscan package, evoc = the application's EVoC (every layer a result).",
     ),
     engine_param: Optional[List[str]] = typer.Option(
         None,
@@ -211,7 +211,7 @@ def delete(
         None, "--model", "-m", help="Delete every result of this embedding model that this tool made."
     ),
     all_results: bool = typer.Option(
-        False, "--all", help="Delete every clustering result this tool made (the users' own only by id)."
+        False, "--all", help="Delete every clustering result this tool made (the application's own only by id)."
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
     database_url: Optional[str] = DatabaseUrl,
@@ -227,7 +227,9 @@ def delete(
     chosen = removal.chosen_results(settings.database, result_id, model)
     theirs = removal.left_alone(settings.database, result_id, model)
     if theirs:
-        typer.echo(f"leaving {theirs} result(s) this tool did not make (the users' own); delete one by naming its id", err=True)
+        typer.echo(
+            f"leaving {theirs} result(s) this tool did not make (the application's own); delete one by naming its id", err=True
+        )
     if not chosen:
         typer.echo("no clustering results to delete")
         return

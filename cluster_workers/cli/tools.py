@@ -29,14 +29,16 @@ def demo_db(
         "legacy",
         "--schema",
         help="legacy (run/invocation/embedding, three 768-d models) or current "
-        "(the users' schema today: one 256-d model and their own EVoC layers).",
+        "(the application's schema today: one 256-d model and their own EVoC layers).",
     ),
     models: Optional[str] = typer.Option(
         None, "--models", help="Comma-separated embedding models instead of the schema's default."
     ),
     dim: Optional[int] = typer.Option(None, "--dim", min=2, max=768, help="Vector dimension (default: 768 legacy, 256 current)."),
     user_results: Optional[bool] = typer.Option(
-        None, "--user-results/--no-user-results", help="Write the users' own EVoC layers (default: with the current schema)."
+        None,
+        "--user-results/--no-user-results",
+        help="Write the application's own EVoC layers (default: with the current schema).",
     ),
 ) -> None:
     """Build a synthetic experiment database (small demo up to the production shape), in either schema."""

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.sampling import is_text
+from cluster_workers.db.experiment import is_text
 from cluster_workers.db.schema import SCHEMAS, Schema
 
 
@@ -45,7 +45,7 @@ def _covering(s: Schema) -> tuple[sa.Index, ...]:
             "ix_cw_invocation_text", inv.c.run_id, inv.c.sequence_number, inv.c.id, inv.c.type, sqlite_where=is_text(inv)
         ),  # PostgreSQL refuses the enum cast in a predicate: a full index there
     ]
-    if s.layered:  # the users' migrations index embedding_clusters on (embedding_id, clustering_result_id) only
+    if s.layered:  # the application's migrations index embedding_clusters on (embedding_id, clustering_result_id) only
         ec = s.application_membership.to_metadata(own)
         found.append(sa.Index("ix_cw_embedding_clusters_result", ec.c.clustering_result_id))
     return tuple(found)

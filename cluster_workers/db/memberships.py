@@ -15,13 +15,22 @@ from typing import Iterator
 import numpy as np
 import sqlalchemy as sa
 
+from cluster_workers.db.attached import point_scores
 from cluster_workers.db.catalog import memberships_of
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.points import point_scores
-from cluster_workers.db.sampling import is_text, text_index
+from cluster_workers.db.experiment import (
+    STREAM_ROWS,
+    TextPositions,
+    driver_rows,
+    id_hex,
+    is_text,
+    network_label,
+    raw_column,
+    text_index,
+    text_positions,
+    uuid_bytes,
+)
 from cluster_workers.db.schema import Schema
-from cluster_workers.db.texts import STREAM_ROWS, TextPositions, driver_rows, id_hex, network_label, raw_column, text_positions
-from cluster_workers.db.vectors import uuid_bytes
 
 OUTLIER = -1
 EXPORT_COLUMNS = (
@@ -138,7 +147,7 @@ class Labelled:
     invocation_ids: np.ndarray  # (n,) object: uuid.UUID
     run_ids: np.ndarray  # (n,) object: uuid.UUID
     prompts: np.ndarray  # (n,) object: the run's initial prompt
-    networks: np.ndarray  # (n,) object: the run's network, its models joined by "→" (the users' label)
+    networks: np.ndarray  # (n,) object: the run's network, its models joined by "→" (the application's label)
     text_index: np.ndarray  # (n,) int64
     clusters: np.ndarray  # (n,) int64 rank, -1 outlier
     medoids: dict[int, uuid.UUID]  # rank -> medoid embedding id
@@ -146,7 +155,7 @@ class Labelled:
 
     @property
     def stored_probabilities(self) -> np.ndarray | None:
-        """The probabilities when the result stores any (a tree), else None (e.g. the users' EVoC layers)."""
+        """The probabilities when the result stores any (a tree), else None (e.g. the application's EVoC layers)."""
         if self.probabilities is None or np.isnan(self.probabilities).all():
             return None
         return self.probabilities
@@ -161,7 +170,7 @@ def labelled(
 ) -> Labelled:
     """The whole result in memory as arrays (no texts). ``positions`` from :func:`text_positions` (reused if given).
 
-    ``experiment``: only the rows of that experiment's runs (the users cluster globally and analyse per
+    ``experiment``: only the rows of that experiment's runs (the application clusters globally and analyses per
     experiment); clusters keep the ranks of the whole result, so they are named as ``show`` names them.
     """
     positions = text_positions(conn) if positions is None else positions
@@ -204,8 +213,7 @@ def labelled(
 def _probabilities(conn: sa.Connection, result_id: uuid.UUID, embedding_ids: list) -> np.ndarray:
     """Each embedding's membership probability from the result's stored tree (NaN without one), matched in numpy:
     the tree's ``positions`` index the result's ids sorted by bytes, which these ids sort to as well."""
-    from cluster_workers.db.points import read_points
-    from cluster_workers.db.trees import byte_order
+    from cluster_workers.db.attached import byte_order, read_points
 
     tree = read_points(conn, result_id)
     n = len(embedding_ids)
@@ -224,7 +232,7 @@ def _probabilities(conn: sa.Connection, result_id: uuid.UUID, embedding_ids: lis
 
 def _of_experiment(conn: sa.Connection, data: Labelled, experiment: str | uuid.UUID) -> Labelled:
     """``data``'s rows of one experiment's runs."""
-    from cluster_workers.db.sampling import check_experiment, of_experiment
+    from cluster_workers.db.experiment import check_experiment, of_experiment
 
     s = schema_of(conn)
     check_experiment(conn, experiment)
@@ -272,7 +280,7 @@ class Captions:
 def captions(conn: sa.Connection, result_id: uuid.UUID) -> Captions:
     """Each member's outlier status, caption and captioning model, in sorted-id order; every member of the result,
     those whose embedding is gone with ``present`` False."""
-    from cluster_workers.db.trees import byte_order
+    from cluster_workers.db.attached import byte_order
 
     s = schema_of(conn)
     ec, embedding, invocation = memberships_of(conn, result_id), s.embedding, s.invocation

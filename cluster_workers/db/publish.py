@@ -22,8 +22,8 @@ import sqlalchemy as sa
 
 from cluster_workers.db.catalog import ResultSummary, memberships_of
 from cluster_workers.db.detect import schema_of
+from cluster_workers.db.experiment import id_hex, raw_column
 from cluster_workers.db.results import hex_rows, insert_membership_rows, time_ordered_ids
-from cluster_workers.db.texts import id_hex, raw_column
 from cluster_workers.errors import DatabaseError
 
 
@@ -109,7 +109,7 @@ def applications_results(conn: sa.Connection, model: str) -> list[ReplacedResult
 def model_embeddings(conn: sa.Connection, model: str) -> int:
     """The model's embeddings a whole result holds: every text step's of every run but the calibration runs (the
     sample of ``--downsample 1``)."""
-    from cluster_workers.db.sampling import sampled_counts
+    from cluster_workers.db.experiment import sampled_counts
 
     after, _ = sampled_counts(conn, 1)
     return after.get(model, 0)

@@ -11,13 +11,21 @@ from typing import Any, Callable, Protocol, Sequence
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.assignments import delete_assignments
+from cluster_workers.db.attached import (
+    add_core_columns,
+    byte_order,
+    delete_assignments,
+    delete_layers,
+    delete_trees,
+    encode_layer,
+    encode_tree,
+    sorted_positions,
+    write_layer,
+    write_tree,
+)
 from cluster_workers.db.catalog import result_stores
 from cluster_workers.db.detect import schema_of
-from cluster_workers.db.layers import delete_layers, write_layer
-from cluster_workers.db.layers import encode as encode_layer
 from cluster_workers.db.schema import Schema
-from cluster_workers.db.trees import add_core_columns, byte_order, delete_trees, encode, sorted_positions, write_tree
 
 INSERT_CHUNK = 50_000  # rows between progress calls (and stop checks) inside the commit
 NULL_TEXT = "\\N"  # NULL in COPY's text format
@@ -282,7 +290,9 @@ def write_results(
                 rows = positions[id(result.embedding_ids)] = sorted_positions(result.embedding_ids)
         if tree is not None:
             write_tree(
-                conn, result_id, encode(tree, rows, result.probabilities, result.outlier_scores, getattr(result, "cores", None))
+                conn,
+                result_id,
+                encode_tree(tree, rows, result.probabilities, result.outlier_scores, getattr(result, "cores", None)),
             )
         if values is not None:
             write_layer(

@@ -147,7 +147,7 @@ def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, n
         name,  # ours: what re-cutting a result needs, per result one row
         metadata,
         _result_key(id_type, result_table),
-        sa.Column("format", sa.Integer, nullable=False),  # layout of the blobs (db/trees.py)
+        sa.Column("format", sa.Integer, nullable=False),  # layout of the blobs (db/attached.py)
         sa.Column("points", sa.Integer, nullable=False),
         sa.Column("edges", sa.LargeBinary, nullable=False),  # (points - 1) x (<i4 row, <i4 row, <f8 weight), by weight
         sa.Column("positions", sa.LargeBinary, nullable=False),  # <i4 per row: its place among the result's ids, sorted
@@ -159,7 +159,7 @@ def _tree_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, n
 
 def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, name: str) -> sa.Table:
     return sa.Table(
-        name,  # ours: per result made by `assign`, one row (db/assignments.py)
+        name,  # ours: per result made by `assign`, one row (db/attached.py)
         metadata,
         _result_key(id_type, result_table),
         sa.Column("assigned_from", id_type, nullable=False),  # the frozen result (never changed by assign)
@@ -174,7 +174,7 @@ def _assignment_table(metadata: sa.MetaData, id_type: Any, result_table: str | N
 
 def _layer_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, name: str) -> sa.Table:
     return sa.Table(
-        name,  # ours: per result made by the evoc engine, one row (db/layers.py)
+        name,  # ours: per result made by the evoc engine, one row (db/attached.py)
         metadata,
         _result_key(id_type, result_table),
         sa.Column("run_id", id_type, nullable=False),  # the run's finest layer: every layer of one run shares it
@@ -190,7 +190,7 @@ def _layer_table(metadata: sa.MetaData, id_type: Any, result_table: str | None, 
 
 
 def tree_core_columns() -> list[sa.Column]:
-    """The tree's core distances (added after the first trees: NULL in a tree made before; db/trees.py adds them
+    """The tree's core distances (added after the first trees: NULL in a tree made before; db/attached.py adds them
     to an older table): <f8 per row, the fit's (min_samples-th other point) and the prediction's (itself counted)."""
     return [
         sa.Column("core_distances", sa.LargeBinary, nullable=True),
@@ -426,14 +426,3 @@ def _result_table(metadata: sa.MetaData, name: str) -> sa.Table:
 LEGACY_SCHEMA = _legacy()
 CURRENT_SCHEMA = _current()
 SCHEMAS = {LEGACY: LEGACY_SCHEMA, CURRENT: CURRENT_SCHEMA}
-
-# The legacy schema's tables under their historical names (tests and benchmarks of the legacy layout use them).
-metadata = LEGACY_SCHEMA.metadata
-run, invocation, embedding = LEGACY_SCHEMA.run, LEGACY_SCHEMA.invocation, LEGACY_SCHEMA.embedding
-clustering_result, embedding_cluster, clustering_tree = (
-    LEGACY_SCHEMA.clustering_result,
-    LEGACY_SCHEMA.embedding_cluster,
-    LEGACY_SCHEMA.clustering_tree,
-)
-EXPERIMENT_TABLES = (run, invocation, embedding)
-RESULT_TABLES = (clustering_result, embedding_cluster, clustering_tree)

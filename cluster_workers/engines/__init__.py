@@ -7,7 +7,7 @@ Every engine is ``cluster(data, params) -> Clustering`` on L2-normalised rows:
   (see :mod:`cluster_workers.engines.fast`).
 
 ``params`` are in the ``hdbscan`` package's convention (``min_samples`` does not
-count the point itself); :mod:`cluster_workers.run.params` converts the users' values.
+count the point itself); :mod:`cluster_workers.run.params` converts the application's values.
 """
 
 from __future__ import annotations

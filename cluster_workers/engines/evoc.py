@@ -1,7 +1,7 @@
-"""EVoC, the users' current algorithm, as an engine: every layer, made to repeat exactly.
+"""EVoC, the application's current algorithm, as an engine: every layer, made to repeat exactly.
 
 The ``evoc`` package (a kNN graph, a node embedding of it, HDBSCAN-style layers) is
-called as the users call it -- ``noise_level=0.5``, ``base_min_cluster_size =
+called as the application calls it -- ``noise_level=0.5``, ``base_min_cluster_size =
 max(5, int(0.001·n))``, ``min_samples=5``, ``random_state=42`` on L2-normalised
 rows -- with every parameter of ``evoc.EVoC`` settable.
 
@@ -33,16 +33,16 @@ SUPPORTED = (">=0.3", "<0.4")  # the tested range; pyproject's `evoc` extra pins
 
 
 def auto_base_size(n: int) -> int:
-    """The users' rule: ``max(5, int(0.001·n))``."""
+    """The application's rule: ``max(5, int(0.001·n))``."""
     return max(5, int(0.001 * n))
 
 
 @dataclass(frozen=True)
 class EVoCParams:
-    """``evoc.EVoC``'s parameters (the users' values as defaults) and the thread count of the fit."""
+    """``evoc.EVoC``'s parameters (the application's values as defaults) and the thread count of the fit."""
 
     noise_level: float = 0.5
-    base_min_cluster_size: int = 0  # 0 = the users' rule, max(5, int(0.001·n))
+    base_min_cluster_size: int = 0  # 0 = the application's rule, max(5, int(0.001·n))
     base_n_clusters: int | None = None
     approx_n_clusters: int | None = None
     n_neighbors: int = 15

@@ -55,7 +55,7 @@ class FastOptions:
         return min(min_samples + 1 + self.list_extra, max(self.list_cap, 2))
 
 
-# Longer than 50 lines on purpose: the engine's steps in order (the module docstring), each a call.
+# Reads in one piece: the engine's steps in order (the module docstring), each a call.
 def cluster(
     data: np.ndarray,
     params: HDBSCANParams,

@@ -101,7 +101,7 @@ def push_rows(
                     threshold = vals[0]
 
 
-# Longer than 50 lines on purpose: a numba kernel: one loop nest, split it and the compiler loses the fusion.
+# Reads in one piece: a numba kernel: one loop nest, split it and the compiler loses the fusion.
 @njit(parallel=True, cache=True, nogil=True, fastmath=True)
 def push_columns(
     sims: np.ndarray, rows: np.ndarray, cols: np.ndarray, heap_vals: np.ndarray, heap_ids: np.ndarray,

@@ -1,4 +1,4 @@
-"""One medoid per cluster, the users' rule by default.
+"""One medoid per cluster, the application's rule by default.
 
 ``weighted`` (default) is scikit-learn's ``HDBSCAN(store_centers="medoid")``:
 the member ``i`` minimising ``sum_j d(i, j) * p_j`` over the cluster's members

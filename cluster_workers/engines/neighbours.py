@@ -87,7 +87,7 @@ def uses_row_blocks(n: int, m: int, dim: int, tuning: ScreenTuning) -> bool:
     return n * m * 8 > max(tuning.heap_bytes, tuning.heap_data_ratio * 4 * n * dim)
 
 
-# Longer than 50 lines on purpose: the screen's phases in order (blocks, rerank, certificate, recompute), each a call.
+# Reads in one piece: the screen's phases in order (blocks, rerank, certificate, recompute), each a call.
 def nearest(
     x: np.ndarray,
     min_samples: int,

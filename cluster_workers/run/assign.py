@@ -22,14 +22,21 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers import stopping
-from cluster_workers.db.assignments import encode, read_assignment, write_assignment
+from cluster_workers.db.attached import (
+    Source,
+    encode_assignment,
+    load_source,
+    member_vectors,
+    old_cluster_codes,
+    read_assignment,
+    sorted_positions,
+    write_assignment,
+)
 from cluster_workers.db.catalog import ResultSummary
 from cluster_workers.db.connect import db_error, make_engine
+from cluster_workers.db.experiment import iter_vector_blocks
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_results, write_results
-from cluster_workers.db.sources import Source, load_source, member_vectors, old_cluster_codes
-from cluster_workers.db.trees import sorted_positions
-from cluster_workers.db.vectors import iter_vector_blocks
 from cluster_workers.engines import HDBSCANParams, l2_normalise
 from cluster_workers.engines.cores import core_distances
 from cluster_workers.engines.predict import approximate_predict, prediction_tree
@@ -156,7 +163,7 @@ def assigned_result(frozen: Frozen, got: Assigned, settings: dict, timings: dict
     result = ModelResult(source.summary.model, all_ids, all_labels, medoid_rows, parameters, started, time.time(),
                          probabilities=np.concatenate([source.tree.probabilities, probabilities]))  # fmt: skip
     assigned = np.r_[np.zeros(source.n, dtype=bool), np.ones(labels.size, dtype=bool)]
-    values = encode(source.summary.id, sorted_positions(all_ids), assigned, result.probabilities,
+    values = encode_assignment(source.summary.id, sorted_positions(all_ids), assigned, result.probabilities,
                     np.concatenate([sample_cores, cores]), np.r_[np.full(source.n, -1), nearest])  # fmt: skip
     return result, values
 

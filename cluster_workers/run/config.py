@@ -40,7 +40,7 @@ class Settings:
     engine: str = _DEFAULTS.engine
     medoid: str = _DEFAULTS.medoid
     engine_params: tuple[str, ...] = ()  # KEY=VALUE for the evoc engine (engines/evoc.py), e.g. ("threads=2", "noise_level=0.3")
-    min_samples_to_cluster: int = 2  # HDBSCAN needs 2; the users asked that only smaller models be skipped
+    min_samples_to_cluster: int = 2  # HDBSCAN needs 2; the application's owners asked that only smaller models be skipped
     models: tuple[str, ...] = ()  # empty = every model in the database
     experiment: str = ""  # cluster only this experiment's runs (an experiment id); empty = every run
     force: bool = False

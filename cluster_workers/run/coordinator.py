@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers import stopping
-from cluster_workers.db import indexes, sampling
+from cluster_workers.db import experiment, indexes
 from cluster_workers.db.connect import db_error, describe, make_engine
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.lock import run_lock
@@ -33,8 +33,8 @@ from cluster_workers.run.worker import ModelResult, peak_rss_mb
 class RunReport:
     """What a run did, for the log, the CLI and the benchmark."""
 
-    before: dict[str, int] = field(default_factory=dict)
-    after: dict[str, int] = field(default_factory=dict)
+    embeddings: dict[str, int] = field(default_factory=dict)  # per model: every embedding, before downsampling
+    sampled: dict[str, int] = field(default_factory=dict)  # per model: the embeddings the sample holds
     skipped: dict[str, str] = field(default_factory=dict)
     fingerprints: dict[str, dict] = field(default_factory=dict)  # per model: the counted sample's count and digest
     results: list[ModelResult] = field(default_factory=list)
@@ -54,21 +54,21 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     """Counts per model (logged), skip rules applied; returns the models to cluster."""
     check_tables(conn)
     t0 = time.perf_counter()
-    report.before, report.after, report.fingerprints = sampling.counts(
+    report.embeddings, report.sampled, report.fingerprints = experiment.counts(
         conn, settings.downsample, bound, settings.experiment or None, settings.offset
     )
-    calibration = sampling.calibration_runs(conn)
+    calibration = experiment.calibration_runs(conn)
     logger.info(
         "calibration runs left out (initial prompt {}): {}",
-        "/".join(sampling.CALIBRATION_PROMPTS),
+        "/".join(experiment.CALIBRATION_PROMPTS),
         ", ".join(f"{n} '{p}'" for p, n in sorted(calibration.items())) or "none found",
     )
     if settings.experiment:
         logger.info("experiment {}: only its runs are sampled", settings.experiment)
     report.timings["counts_s"] = time.perf_counter() - t0
-    models = sorted(report.before)
+    models = sorted(report.embeddings)
     if settings.models:
-        sampling.check_models(settings.models, report.before)
+        experiment.check_models(settings.models, report.embeddings)
         models = [m for m in models if m in settings.models]
     logger.info("counts at downsample={} ({:.2f} s, in SQL):", settings.downsample, report.timings["counts_s"])
     if report.timings["counts_s"] > indexes.SLOW_COUNT_S and indexes.missing(conn):
@@ -78,41 +78,43 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
             report.timings["counts_s"],
         )
     for model in models:
-        logger.info("  {:<14} {:>10,} embeddings -> {:>10,} sampled", model, report.before[model], report.after.get(model, 0))
-    orphans = sampling.orphan_embeddings(conn, models)
+        logger.info(
+            "  {:<14} {:>10,} embeddings -> {:>10,} sampled", model, report.embeddings[model], report.sampled.get(model, 0)
+        )
+    orphans = experiment.orphan_embeddings(conn, models)
     if orphans:
         listed = ", ".join(f"{emb_id} ({model})" for emb_id, model in orphans)
         if not settings.skip_bad_vectors:
             raise DatabaseError(f"embeddings whose invocation is missing: {listed}; fix the data or pass --skip-bad-vectors")
         logger.warning("leaving out embeddings whose invocation is missing, e.g. {}", listed)
     key = run_key(settings)
-    todo: list[str] = []
+    to_cluster: list[str] = []
     fewest, rule = settings.min_samples_to_cluster, f"min_samples_to_cluster={settings.min_samples_to_cluster}"
-    needs = settings.clustering.evoc_params().n_neighbors + 1 if settings.engine == "evoc" else 0
-    if needs > fewest:
-        fewest, rule = needs, f"the n_neighbors + 1 = {needs} the evoc engine needs"
+    evoc_needs = settings.clustering.evoc_params().n_neighbors + 1 if settings.engine == "evoc" else 0
+    if evoc_needs > fewest:
+        fewest, rule = evoc_needs, f"the n_neighbors + 1 = {evoc_needs} the evoc engine needs"
     for model in models:
-        n = report.after.get(model, 0)
+        n = report.sampled.get(model, 0)
         if n < fewest:
             report.skipped[model] = f"{n} sampled embeddings, fewer than {rule}"
             continue
-        earlier = [] if settings.force else matching_results(conn, model, key)
-        if any(params.get("sample") == report.fingerprints[model] for _, params in earlier):
+        same_settings = [] if settings.force else matching_results(conn, model, key)
+        if any(params.get("sample") == report.fingerprints[model] for _, params in same_settings):
             report.skipped[model] = "already clustered with the same parameters on the same sample (use --force to replace)"
             continue
-        if earlier:
-            was = earlier[-1][1].get("sample") or {}
+        if same_settings:
+            last_sample = same_settings[-1][1].get("sample") or {}
             logger.info(
                 "{}: sample changed since the last result with these parameters: {:,} -> {:,} embeddings{}; clustering again",
                 model,
-                was.get("count", 0),
+                last_sample.get("count", 0),
                 n,
-                "" if was.get("count") != n else " (same count, other embeddings)",
+                "" if last_sample.get("count") != n else " (same count, other embeddings)",
             )
-        todo.append(model)
+        to_cluster.append(model)
     for model, reason in report.skipped.items():
         logger.info("skip {}: {}", model, reason)
-    return todo
+    return to_cluster
 
 
 def run_clustering(
@@ -161,7 +163,7 @@ def _run_locked(
         with run_snapshot(engine) as snapshot:
             conn, bound = snapshot.conn, snapshot.bound
             models = plan(conn, settings, report, bound)
-            report.dimensions = sampling.vector_dimensions(conn, models)
+            report.dimensions = experiment.vector_dimensions(conn, models)
             stopping.check("while counting")
             if bound.pg_snapshot is None:
                 conn.rollback()  # SQLite: the rowid bound is enough; hold no lock while the workers run
@@ -181,7 +183,7 @@ def _run_locked(
 
             t0 = time.perf_counter()
             report.results, report.threads_per_worker = cluster_models(
-                settings, models, report.after, deadline, heartbeat_s, on_result, bound, report.dimensions, release_snapshot
+                settings, models, report.sampled, deadline, heartbeat_s, on_result, bound, report.dimensions, release_snapshot
             )
             report.timings["clustering_wall_s"] = time.perf_counter() - t0
     except sa.exc.SQLAlchemyError as exc:

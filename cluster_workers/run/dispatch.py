@@ -144,7 +144,7 @@ def _bounded(
         yield value
 
 
-# Longer than 50 lines on purpose: the backend set-up and the result loop in one place; failures are translated in _worker_failure.
+# Reads in one piece: the backend set-up and the result loop in one place; failures are translated in _worker_failure.
 def dispatch(
     tasks: list[ModelTask],
     n_jobs: int,
@@ -227,7 +227,7 @@ def _worker_failure(exc: Exception, monitor: WorkerMonitor) -> ClusterWorkersErr
     return WorkerFailed(f"worker for {monitor.running_description()} failed: {type(exc).__name__}: {detail}; nothing was written")
 
 
-# Longer than 50 lines on purpose: plan, tasks, monitor and dispatch in order; each step is a call.
+# Reads in one piece: plan, tasks, monitor and dispatch in order; each step is a call.
 def cluster_models(
     settings: Settings,
     models: list[str],

@@ -1,14 +1,14 @@
-"""The clustering parameters, defined once: the users' values and what each engine is given.
+"""The clustering parameters, defined once: the application's values and what each engine is given.
 
-The users' workflow is scikit-learn's ``HDBSCAN`` with ``min_cluster_size =
+The application's workflow is scikit-learn's ``HDBSCAN`` with ``min_cluster_size =
 min_samples = max(2, int(n * 0.001))``, ``cluster_selection_epsilon = 0.5`` and
 ``allow_single_cluster = True``, euclidean on L2-normalised vectors.
 
 **The min_samples convention.** scikit-learn counts the point itself among its
 ``min_samples`` neighbours; the ``hdbscan`` package (and the fast engine) does
-not. So the users' ``min_samples = m`` is passed to the engines as ``m - 1``
+not. So the application's ``min_samples = m`` is passed to the engines as ``m - 1``
 (never less than 1). Both values are recorded in every result's ``parameters``:
-the users' at the top level, the engine's under ``engine_parameters``.
+the application's at the top level, the engine's under ``engine_parameters``.
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ from cluster_workers.engines import HDBSCANParams
 from cluster_workers.errors import ConfigError
 
 if TYPE_CHECKING:
-    from cluster_workers.db.sources import Source
+    from cluster_workers.db.attached import Source
 
-ENGINES = ("fast", "reference", "evoc")  # evoc: the users' current algorithm (extra `evoc`), every layer a result
+ENGINES = ("fast", "reference", "evoc")  # evoc: the application's current algorithm (extra `evoc`), every layer a result
 SELECTION_METHODS = ("eom", "leaf")
 MEDOID_RULES = ("weighted", "mean")
 
 
 def auto_size(n: int) -> int:
-    """The users' rule: ``max(2, int(n * 0.001))``."""
+    """The application's rule: ``max(2, int(n * 0.001))``."""
     return max(2, int(n * 0.001))
 
 
 @dataclass(frozen=True)
 class ClusteringParams:
-    """What a user asks for; ``0`` sizes mean "the users' rule for this sample size"."""
+    """What a user asks for; ``0`` sizes mean "the application's rule for this sample size"."""
 
     min_cluster_size: int = 0
     min_samples: int = 0  # scikit-learn's convention: the point itself counts
@@ -64,13 +64,13 @@ class ClusteringParams:
             self.evoc_params()  # validates them
 
     def evoc_params(self):  # type: ignore[no-untyped-def]
-        """The evoc engine's parameters (the users' values unless set)."""
+        """The evoc engine's parameters (the application's values unless set)."""
         from cluster_workers.engines.evoc import EVoCParams
 
         return EVoCParams.from_options(dict(self.engine_options))
 
-    def users_values(self, n: int) -> dict:
-        """The values as the users' own code reads them (scikit-learn's convention), resolved for ``n`` points."""
+    def sklearn_values(self, n: int) -> dict:
+        """The values as the application's own code reads them (scikit-learn's convention), resolved for ``n`` points."""
         if n < 2:
             raise ValueError(f"need at least 2 vectors to cluster, got {n}")
         mcs = min(self.min_cluster_size or auto_size(n), n)
@@ -85,13 +85,13 @@ class ClusteringParams:
 
     def engine_params(self, n: int) -> HDBSCANParams:
         """What the engines get (the ``hdbscan`` package's convention: ``min_samples - 1``, at least 1)."""
-        users = self.users_values(n)
+        values = self.sklearn_values(n)
         return HDBSCANParams(
-            min_cluster_size=users["min_cluster_size"],
-            min_samples=max(1, min(users["min_samples"] - 1, n - 1)),
-            cluster_selection_epsilon=users["cluster_selection_epsilon"],
-            allow_single_cluster=users["allow_single_cluster"],
-            cluster_selection_method=users["cluster_selection_method"],
+            min_cluster_size=values["min_cluster_size"],
+            min_samples=max(1, min(values["min_samples"] - 1, n - 1)),
+            cluster_selection_epsilon=values["cluster_selection_epsilon"],
+            allow_single_cluster=values["allow_single_cluster"],
+            cluster_selection_method=values["cluster_selection_method"],
         )
 
     def key(self) -> dict:
@@ -124,6 +124,6 @@ def requested_params(source: Source, overrides: dict) -> ClusteringParams:
             f"cluster-workers cluster --model {source.summary.model} --downsample {source.parameters.get('downsample', '?')} "
             f"--min-samples {asked_ms}"
         )
-    if wanted.users_values(source.n)["min_samples"] != had:
+    if wanted.sklearn_values(source.n)["min_samples"] != had:
         wanted = replace(wanted, min_samples=had)  # "auto" would follow the new min_cluster_size: keep the tree's
     return wanted

@@ -13,9 +13,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cluster_workers import __version__, stopping
+from cluster_workers.db.attached import load_source, read_layer, run_layers
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.connect import Database, as_database, db_error, make_engine
-from cluster_workers.db.layers import read_layer, run_layers
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.publish import (
     PublishedLayer,
@@ -28,7 +28,6 @@ from cluster_workers.db.publish import (
     write_published,
 )  # fmt: skip
 from cluster_workers.db.repair import repair
-from cluster_workers.db.sources import load_source
 from cluster_workers.errors import ClusterWorkersError, ConfigError, DatabaseError
 from cluster_workers.run import faults
 from cluster_workers.run.params import requested_params

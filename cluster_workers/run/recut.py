@@ -3,7 +3,7 @@
 For a fixed ``min_samples`` the mutual-reachability MST does not change; the
 condensed tree (``min_cluster_size``), the selection method, epsilon and
 ``allow_single_cluster`` all act on it. So a result's stored tree
-(:mod:`cluster_workers.db.trees`) gives exactly what a fresh ``cluster`` of the
+(:mod:`cluster_workers.db.attached`) gives exactly what a fresh ``cluster`` of the
 same sample with the new values gives: labels, probabilities and GLOSH scores
 from the same code (:func:`cluster_workers.engines.tree.cut_tree`), and medoids
 by the same rule -- a cluster whose members and probabilities did not change
@@ -28,11 +28,11 @@ import sqlalchemy as sa
 from loguru import logger
 
 from cluster_workers import stopping
+from cluster_workers.db.attached import Source, load_source, member_vectors, old_cluster_codes
 from cluster_workers.db.catalog import ResultSummary
 from cluster_workers.db.connect import db_error, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_results, write_results
-from cluster_workers.db.sources import Source, load_source, member_vectors, old_cluster_codes
 from cluster_workers.engines import l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.engines.tree import cut_tree
@@ -95,7 +95,7 @@ def recut_result(conn: sa.Connection, source: Source, wanted: ClusteringParams) 
     p = source.parameters
     parameters = {
         **p,
-        **wanted.users_values(source.n),
+        **wanted.sklearn_values(source.n),
         "engine_parameters": wanted.engine_params(source.n).as_dict(),
         "requested": wanted.key(),
         "medoid": {**(p.get("medoid") or {}), "rule": wanted.medoid},

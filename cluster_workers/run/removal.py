@@ -23,7 +23,7 @@ def chosen_results(db: str | Database, result_id: str | None, model: str | None)
 
 
 def left_alone(db: str | Database, result_id: str | None, model: str | None) -> int:
-    """How many of the users' own results ``delete --all`` / ``--model`` leaves (0 when one id is named)."""
+    """How many of the application's own results ``delete --all`` / ``--model`` leaves (0 when one id is named)."""
     if result_id is not None:
         return 0
     return as_database(db).read(lambda conn: foreign_results(conn, model))

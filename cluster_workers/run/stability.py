@@ -1,7 +1,7 @@
 """``stability``: are assignments stable under subsampling? Disjoint samples clustered, each assigned to the others.
 
 At ``downsample N`` the offsets ``0 .. K-1`` are disjoint samples of the same
-runs (:mod:`cluster_workers.db.sampling`). Each is clustered (the worker's own
+runs (:mod:`cluster_workers.db.experiment`). Each is clustered (the worker's own
 code, in this process), and for every ordered pair ``(i, j)`` the points of
 sample ``i`` are assigned to clustering ``j`` by HDBSCAN's prediction rule
 (:mod:`cluster_workers.engines.predict`). The agreement of the pair is the ARI
@@ -22,10 +22,10 @@ from loguru import logger
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers import stopping
-from cluster_workers.db import sampling
+from cluster_workers.db import experiment
 from cluster_workers.db.connect import make_engine
+from cluster_workers.db.experiment import fetch_vectors
 from cluster_workers.db.lock import run_lock
-from cluster_workers.db.vectors import fetch_vectors
 from cluster_workers.engines import l2_normalise
 from cluster_workers.engines.predict import approximate_predict, prediction_tree
 from cluster_workers.engines.query import sample_index
@@ -95,14 +95,15 @@ def _check_samples(settings: Settings, models: list[str], offsets: int) -> None:
     """Every model exists and has enough sampled points at every offset: else one line naming what is missing."""
 
     def read(conn):  # type: ignore[no-untyped-def]
-        before, first, _ = sampling.counts(conn, settings.downsample, None, settings.experiment or None, 0)
+        before, first, _ = experiment.counts(conn, settings.downsample, None, settings.experiment or None, 0)
         rest = [
-            sampling.sampled_counts(conn, settings.downsample, None, settings.experiment or None, r)[0] for r in range(1, offsets)
+            experiment.sampled_counts(conn, settings.downsample, None, settings.experiment or None, r)[0]
+            for r in range(1, offsets)
         ]
         return before, [first, *rest]
 
     before, per_offset = settings.database.read(read)
-    sampling.check_models(models, before)
+    experiment.check_models(models, before)
     fewest = settings.min_samples_to_cluster
     for model in models:
         sizes = [after.get(model, 0) for after in per_offset]
@@ -172,7 +173,7 @@ def _keep(settings: Settings, made: list[tuple[int, ModelResult]]) -> list[str]:
             for offset, result in made:
                 at = replace(settings, offset=offset)
                 with engine.connect() as conn:
-                    fingerprints = sampling.counts(conn, at.downsample, None, at.experiment or None, offset)[2]
+                    fingerprints = experiment.counts(conn, at.downsample, None, at.experiment or None, offset)[2]
                     earlier = matching_results(conn, result.model, run_key(at))
                 if any(p.get("sample") == fingerprints.get(result.model) for _, p in earlier) and not settings.force:
                     logger.info("{} offset {}: a result with these parameters on the same sample exists: not written again",

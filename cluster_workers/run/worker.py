@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from cluster_workers.db.connect import make_engine
+from cluster_workers.db.experiment import Vectors, fetch_vectors
 from cluster_workers.db.snapshot import SampleBound, enter_snapshot
-from cluster_workers.db.vectors import Vectors, fetch_vectors
 from cluster_workers.engines import HDBSCANParams, l2_normalise
 from cluster_workers.engines.medoids import medoid_indices
 from cluster_workers.engines.registry import engine_versions, get_engine
@@ -208,7 +208,7 @@ def _parameters(task: ModelTask, vectors: Vectors, params: HDBSCANParams, info: 
         "downsample": task.downsample,
         **({"offset": task.offset} if task.offset else {}),
         **({"experiment": task.experiment} if task.experiment else {}),
-        **wanted.users_values(n),
+        **wanted.sklearn_values(n),
         "metric": "euclidean on L2-normalised vectors",
         "min_samples_convention": "scikit-learn (the point itself counts); engine_parameters hold hdbscan's",
         "engine": wanted.engine,

@@ -3,7 +3,7 @@
 ``run_benchmark`` runs counts -> workers -> one commit exactly as ``cluster``
 does (with ``force``, so it always does the work), bounded by ``timeout``
 seconds. The commit writes every row and is then rolled back: a bench never
-changes the database's results, so it is safe on the users' own database (the
+changes the database's results, so it is safe on the application's own database (the
 measured commit leaves out only the final COMMIT's flush). On expiry every worker is killed, nothing is written, and the error
 names the model and phase still running. With ``baseline`` it then clusters
 the same samples the straightforward way -- one process, models one after
@@ -58,7 +58,7 @@ class BenchResult:
     error: str = ""
     started: str = ""
 
-    # Longer than 50 lines on purpose: one flat JSON record, field by field.
+    # Reads in one piece: one flat JSON record, field by field.
     def as_json(self) -> dict:
         out: dict = {
             "status": self.status,
@@ -72,7 +72,7 @@ class BenchResult:
         if self.report is None:
             return out
         r = self.report
-        out["counts"] = {"before": r.before, "after": r.after}
+        out["counts"] = {"before": r.embeddings, "after": r.sampled}
         out["skipped"] = r.skipped
         out["models"] = []
         for res in sorted(r.results, key=lambda x: x.model):
@@ -227,7 +227,7 @@ def run_benchmark(settings: Settings, timeout: float, baseline: bool = False, he
             results, _ = cluster_models(
                 base_settings,
                 [r.model for r in bench.report.results],
-                bench.report.after,
+                bench.report.sampled,
                 deadline=time.monotonic() + timeout,
                 heartbeat_s=heartbeat_s,
             )

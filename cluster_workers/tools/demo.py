@@ -9,10 +9,10 @@ The vectors come from :mod:`.demo_world` (attractors, themes, drifting chains,
 per-model rotations and noise); everything derives from ``seed``; generation
 streams in batches.
 
-``schema="current"`` writes the same kind of data in the users' current schema
-(:mod:`cluster_workers.tools.users_schema`): by default one 256-d model (the 768-d
-vectors truncated and renormalised, as the users' model is), an ``experiments`` row,
-and the users' own clustering as their application writes it -- EVoC-style layers
+``schema="current"`` writes the same kind of data in the application's current schema
+(:mod:`cluster_workers.tools.application_schema`): by default one 256-d model (the 768-d
+vectors truncated and renormalised, as the application's model is), an ``experiments`` row,
+and the application's own clustering as their application writes it -- EVoC-style layers
 (``algorithm = 'evoc'``, layer 0 the finest), one membership row per embedding per
 layer, each cluster named by its member nearest the centroid.
 """
@@ -33,9 +33,10 @@ from loguru import logger
 
 from cluster_workers import stopping
 from cluster_workers.db.connect import describe, enable_wal, make_engine, normalise_url, sqlite_path, sqlite_pragma
-from cluster_workers.db.sampling import CALIBRATION_PROMPTS
+from cluster_workers.db.experiment import CALIBRATION_PROMPTS
 from cluster_workers.db.schema import CURRENT, CURRENT_SCHEMA, LEGACY, LEGACY_SCHEMA, SCHEMA_NAMES, iso_timestamp
 from cluster_workers.errors import ConfigError, DatabaseError
+from cluster_workers.tools.application_schema import APPLICATION_TABLES, EVOC_PARAMETERS, create_application_tables
 from cluster_workers.tools.demo_world import (
     BASE_TIME,
     CURRENT_DIM,
@@ -49,7 +50,6 @@ from cluster_workers.tools.demo_world import (
     drift_text,
     unit,
 )
-from cluster_workers.tools.users_schema import EVOC_PARAMETERS, USERS_TABLES, create_users_tables
 
 
 def _uuids(rng: np.random.Generator, n: int) -> list[uuid.UUID]:
@@ -85,7 +85,7 @@ def _embedding_rows(
 
 @dataclass
 class Labels:
-    """What the generator knows of each embedding, for the users' own (EVoC-style) layers: per model, ids,
+    """What the generator knows of each embedding, for the application's own (EVoC-style) layers: per model, ids,
     vectors and the attractor each text was captured by (-1: not yet, or never)."""
 
     ids: dict[str, list[uuid.UUID]]
@@ -93,7 +93,7 @@ class Labels:
     attractor: dict[str, list[np.ndarray]]
 
 
-# Longer than 50 lines on purpose: one generator of a run's rows, in the order they are written.
+# Reads in one piece: one generator of a run's rows, in the order they are written.
 def _rows(
     shape: DemoShape, seed: int, models: tuple[str, ...], dim: int, labels: Labels | None = None
 ) -> Iterator[tuple[str, list[dict]]]:
@@ -163,7 +163,7 @@ def _rows(
 
 
 def _current_rows(name: str, rows: list[dict], experiments: list[uuid.UUID], counter: dict[str, int], runs: int) -> list[dict]:
-    """Legacy-keyed rows as the users' current application writes them: no seeds, lower-case types,
+    """Legacy-keyed rows as the experiment application today writes them: no seeds, lower-case types,
     ``experiment_id`` and ``run_number`` on runs (the first half of the runs in the first experiment, the rest
     in the second), ``inserted_at`` / ``updated_at`` on every row."""
     out = []
@@ -208,7 +208,7 @@ def schema_defaults(schema: str, models: tuple[str, ...] | None, dim: int | None
     return REAL_MODELS, int(dim or DIM), True
 
 
-# Longer than 50 lines on purpose: one streamed build with its progress, free-space check and atomic rename; the rows come from _rows.
+# Reads in one piece: one streamed build with its progress, free-space check and atomic rename; the rows come from _rows.
 def build_demo_database(
     database: str,
     embeddings: int = 9_025,
@@ -225,17 +225,17 @@ def build_demo_database(
     ``database`` is a SQLite path or a database URL. A SQLite file is written
     to a temporary name and renamed at the end, so an interrupted build leaves
     nothing half-made. ``progress`` is called with each batch's embedding count.
-    ``schema``: ``legacy`` or ``current`` (the users' schema today); ``models`` and ``dim``
+    ``schema``: ``legacy`` or ``current`` (the application's schema today); ``models`` and ``dim``
     override the schema's default models (the same seed, models and dim give the same
     ids, texts and vectors in either schema). ``user_results`` (default: on for the current
-    schema) also writes the users' own EVoC-style layers.
+    schema) also writes the application's own EVoC-style layers.
     """
     models, dim, with_dummy = schema_defaults(schema, models, dim)
     if DUMMY_MODEL in models:
         raise ConfigError(f"{DUMMY_MODEL} is the demo's own small model; name the models to embed with another name")
     user_results = (schema == CURRENT) if user_results is None else user_results
     if user_results and schema != CURRENT:
-        raise ConfigError("the users' own results exist only in the current schema")
+        raise ConfigError("the application's own results exist only in the current schema")
     s = CURRENT_SCHEMA if schema == CURRENT else LEGACY_SCHEMA
     shape = DemoShape.for_total(embeddings, seed, models=len(models), with_dummy=with_dummy)
     url = normalise_url(database)
@@ -266,11 +266,11 @@ def build_demo_database(
             sqlite_pragma(conn, "synchronous=OFF")
             conn.begin()
             names = set(sa.inspect(conn).get_table_names())
-            existing = names & ({t.name for t in s.experiment_tables} | (set(USERS_TABLES) if schema == CURRENT else set()))
+            existing = names & ({t.name for t in s.experiment_tables} | (set(APPLICATION_TABLES) if schema == CURRENT else set()))
             if existing:
                 raise DatabaseError(f"{describe(url)} already has experiment tables: {sorted(existing)}")
             if schema == CURRENT:
-                create_users_tables(conn)
+                create_application_tables(conn)
                 conn.execute(
                     sa.insert(s.experiment),
                     [
@@ -323,7 +323,7 @@ def build_demo_database(
 
 
 def _nearest_to_centroid(vectors: np.ndarray, labels: np.ndarray) -> dict[int, int]:
-    """``label -> row`` of the member nearest its cluster's centroid (the users' medoid rule)."""
+    """``label -> row`` of the member nearest its cluster's centroid (the application's medoid rule)."""
     out = {}
     for label in np.unique(labels[labels >= 0]):
         rows = np.flatnonzero(labels == label)
@@ -333,7 +333,7 @@ def _nearest_to_centroid(vectors: np.ndarray, labels: np.ndarray) -> dict[int, i
 
 
 def _write_user_layers(conn: sa.Connection, labels: Labels, theme_of: np.ndarray) -> None:
-    """The users' own clustering as their application writes it: per model three EVoC-style layers (0 the
+    """The application's own clustering as their application writes it: per model three EVoC-style layers (0 the
     finest: the attractor; 1: its theme; 2: pairs of themes), a captured text's first steps and every text not
     captured as noise, one membership row per embedding per layer, the cluster named by its medoid."""
     s = CURRENT_SCHEMA
@@ -388,7 +388,7 @@ def _write_user_layers(conn: sa.Connection, labels: Labels, theme_of: np.ndarray
 
 
 def _write_users_other_analyses(conn: sa.Connection, models: tuple[str, ...]) -> None:
-    """One row in each of the users' other analysis tables (never ours to touch)."""
+    """One row in each of the application's other analysis tables (never ours to touch)."""
     stamp = iso_timestamp(BASE_TIME)
     run_id = conn.execute(sa.select(sa.type_coerce(CURRENT_SCHEMA.run.c.id, sa.String)).limit(1)).scalar()
     conn.exec_driver_sql(

@@ -19,7 +19,7 @@ import numpy as np
 from cluster_workers.errors import ConfigError
 
 REAL_MODELS = ("STSBMpnet", "STSBRoberta", "Nomic")
-CURRENT_MODELS = ("Nomic256",)  # the users' current data: one model, 256-d (truncated and renormalised)
+CURRENT_MODELS = ("Nomic256",)  # the application's current data: one model, 256-d (truncated and renormalised)
 CURRENT_DIM = 256
 DUMMY_MODEL = "Dummy"
 DUMMY_EMBEDDINGS = 25

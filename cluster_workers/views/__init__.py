@@ -1,1 +1,1 @@
-"""Showing results: tables, exports, comparisons, the users' chain measures and the HTML report. Read-only."""
+"""Showing results: tables, exports, comparisons, the application's chain measures and the HTML report. Read-only."""

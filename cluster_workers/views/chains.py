@@ -1,8 +1,8 @@
 """Transitions and run lengths of one result, read from the database, as tables and JSON.
 
-The arithmetic is :mod:`cluster_workers.analysis.sequences` (the users' own
+The arithmetic is :mod:`cluster_workers.analysis.sequences` (the application's own
 definitions); clusters are named by rank (1 = largest, -1 = outliers), with the
-medoid's text beside them as the users label them (``OUTLIER`` for outliers).
+medoid's text beside them as the application labels them (``OUTLIER`` for outliers).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from cluster_workers.analysis.sequences import Stretch, run_lengths, stretch_summary, transitions
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.connect import Database, as_database
+from cluster_workers.db.experiment import texts_of
 from cluster_workers.db.memberships import labelled
-from cluster_workers.db.texts import texts_of
 from cluster_workers.errors import ConfigError
 from cluster_workers.views.tables import clip, text_table
 

@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from cluster_workers.analysis.agreement import Agreement, NoSharedInvocations, agreement, align
 from cluster_workers.db.catalog import ResultSummary, find_result, list_results
 from cluster_workers.db.connect import Database, as_database
+from cluster_workers.db.experiment import text_positions, texts_of
 from cluster_workers.db.memberships import Labelled, labelled
-from cluster_workers.db.texts import text_positions, texts_of
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.tables import clip, text_table
 

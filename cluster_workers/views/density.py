@@ -6,10 +6,10 @@ import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.analysis.density import Density, density
+from cluster_workers.db.attached import read_tree
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.memberships import captions
-from cluster_workers.db.trees import read_tree
 from cluster_workers.errors import ConfigError
 from cluster_workers.views.tables import text_table
 
@@ -20,7 +20,7 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     summary = find_result(conn, result_id)
     tree = read_tree(conn, summary.id)
     if tree is None and (summary.parameters or {}).get("engine") == "evoc":
-        from cluster_workers.db.sources import no_tree_message
+        from cluster_workers.db.attached import no_tree_message
 
         raise ConfigError(no_tree_message(summary))
     if tree is None:
@@ -34,7 +34,7 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
     min_samples = int((summary.parameters or {})["engine_parameters"]["min_samples"])
     core = tree.core_distances
     if core is None:
-        from cluster_workers.db.sources import load_source, member_vectors
+        from cluster_workers.db.attached import load_source, member_vectors
         from cluster_workers.engines import l2_normalise
         from cluster_workers.engines.cores import core_distances
 

@@ -10,8 +10,8 @@ from cluster_workers.analysis.dynamics import FILL_INITIAL, Kinetics, RunStates,
 from cluster_workers.analysis.fixed_points import NORMALISATIONS, FixedPointGroup, RunFixedPoint, run_fixed_point, summarise
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.connect import Database, as_database
+from cluster_workers.db.experiment import iter_run_texts
 from cluster_workers.db.memberships import Labelled, labelled
-from cluster_workers.db.texts import iter_run_texts
 from cluster_workers.errors import ConfigError
 from cluster_workers.views.tables import clip, text_table
 

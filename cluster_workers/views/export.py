@@ -18,8 +18,8 @@ from cluster_workers import stopping
 from cluster_workers.analysis.dynamics import milestone
 from cluster_workers.db.catalog import find_result
 from cluster_workers.db.connect import Database, as_database
+from cluster_workers.db.experiment import id_hex
 from cluster_workers.db.memberships import EXPORT_COLUMNS, FLOAT_COLUMNS, iter_memberships, labelled
-from cluster_workers.db.texts import id_hex
 from cluster_workers.errors import ClusterWorkersError
 
 INTEGER_COLUMNS = ("sequence_number", "text_index", "cluster", "state", "core")

@@ -13,9 +13,9 @@ import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
 from cluster_workers import stopping
+from cluster_workers.db.attached import Source, load_source, old_cluster_codes
 from cluster_workers.db.catalog import ResultSummary
 from cluster_workers.db.connect import Database, as_database
-from cluster_workers.db.sources import Source, load_source, old_cluster_codes
 from cluster_workers.engines.tree import cut_tree
 from cluster_workers.errors import ConfigError
 from cluster_workers.run.params import requested_params
@@ -48,9 +48,9 @@ def sweep_source(source: Source, epsilons: list[float], sizes: list[int], method
             wanted = requested_params(source, {"min_cluster_size": size, "cluster_selection_epsilon": eps,
                                                "cluster_selection_method": base.cluster_selection_method})  # fmt: skip
             labels = cut_tree(source.tree.edges, wanted.engine_params(source.n)).labels
-            users = wanted.users_values(source.n)
+            values = wanted.sklearn_values(source.n)
             counts = np.bincount(labels[labels >= 0]) if np.any(labels >= 0) else np.zeros(1, dtype=np.int64)
-            rows.append(SweepRow(users["min_cluster_size"], users["cluster_selection_epsilon"], users["cluster_selection_method"],
+            rows.append(SweepRow(values["min_cluster_size"], values["cluster_selection_epsilon"], values["cluster_selection_method"],
                                  int(labels.max()) + 1, float(np.mean(labels < 0)), float(counts.max() / labels.size),
                                  float(adjusted_rand_score(stored, labels))))  # fmt: skip
     return rows

@@ -6,7 +6,7 @@ import dataclasses
 
 import sqlalchemy as sa
 
-from cluster_workers.db import sampling
+from cluster_workers.db import experiment
 from cluster_workers.db.catalog import ClusterSummary, ResultSummary, cluster_summaries, find_result, list_results
 from cluster_workers.db.connect import Database, as_database
 
@@ -26,7 +26,7 @@ def mark_stale(conn: sa.Connection, rows: list[ResultSummary]) -> list[ResultSum
             continue
         rule = (downsample, int(p.get("offset", 0)), p.get("experiment"))
         if rule not in current:
-            current[rule] = sampling.counts(conn, downsample, None, rule[2], rule[1])[2]
+            current[rule] = experiment.counts(conn, downsample, None, rule[2], rule[1])[2]
         marked.append(dataclasses.replace(r, stale=current[rule].get(r.model) != sample))
     return marked
 
@@ -45,7 +45,7 @@ def load_clusters(db: str | Database, result_id: str) -> tuple[ResultSummary, li
 
 def with_parents(conn: sa.Connection, result_id, clusters: list[ClusterSummary]) -> list[ClusterSummary]:  # type: ignore[no-untyped-def]
     """An evoc layer's clusters with their place in the layer tree: (layer, rank) of the coarser cluster holding each."""
-    from cluster_workers.db.layers import layer_tree
+    from cluster_workers.db.attached import layer_tree
 
     tree = layer_tree(conn, result_id)
     if tree is None:

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from cluster_workers.analysis.trajectories import LAST_K, Trajectories, trajectories
 from cluster_workers.db.catalog import ResultSummary, find_result
 from cluster_workers.db.connect import Database, as_database
+from cluster_workers.db.experiment import texts_of
 from cluster_workers.db.memberships import Labelled, labelled
-from cluster_workers.db.texts import texts_of
 from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.views.tables import clip, text_table
 

@@ -60,7 +60,7 @@ def test_index_is_idempotent_and_changes_no_result(target, request):
 
 def test_counts_within_a_snapshot_read_only_the_covering_index(demo_db):
     """The run's rowid bound must not steer SQLite to the embedding rows (3 KB vectors each) on a cold cache."""
-    from cluster_workers.db import sampling
+    from cluster_workers.db import experiment
     from cluster_workers.db.schema import LEGACY_SCHEMA
     from cluster_workers.db.snapshot import SampleBound
 
@@ -69,14 +69,14 @@ def test_counts_within_a_snapshot_read_only_the_covering_index(demo_db):
     engine = make_engine(url)
     with engine.connect() as conn:
         bound = SampleBound(max_rowid=int(conn.execute(sa.text("SELECT max(rowid) FROM embedding")).scalar_one()))
-        for query in (sampling.count_all_query(LEGACY_SCHEMA, bound), sampling.count_sampled_query(LEGACY_SCHEMA, 3, bound)):
+        for query in (experiment.count_all_query(LEGACY_SCHEMA, bound), experiment.count_sampled_query(LEGACY_SCHEMA, 3, bound)):
             sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
             plan = " | ".join(row[-1] for row in conn.execute(sa.text("EXPLAIN QUERY PLAN " + sql)))
             assert "USING COVERING INDEX" in plan and "SEARCH embedding USING INDEX" not in plan, plan
         # and the bound still bounds: a count within a smaller rowid sees fewer embeddings
         half = SampleBound(max_rowid=bound.max_rowid // 2)
-        assert sum(n for _, n in conn.execute(sampling.count_all_query(LEGACY_SCHEMA, half))) < sum(
-            n for _, n in conn.execute(sampling.count_all_query(LEGACY_SCHEMA, bound))
+        assert sum(n for _, n in conn.execute(experiment.count_all_query(LEGACY_SCHEMA, half))) < sum(
+            n for _, n in conn.execute(experiment.count_all_query(LEGACY_SCHEMA, bound))
         )
     engine.dispose()
 

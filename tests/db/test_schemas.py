@@ -10,7 +10,7 @@ from cluster_workers.db.connect import make_engine
 from cluster_workers.db.detect import detect
 from cluster_workers.db.schema import CURRENT_SCHEMA, DashedUuid, IsoTimestamp, parse_timestamp
 from cluster_workers.errors import DatabaseError
-from cluster_workers.tools.users_schema import create_users_tables
+from cluster_workers.tools.application_schema import create_application_tables
 from tests.helpers import file_hash, run_cli
 
 
@@ -40,7 +40,7 @@ def users_ddl_db(tmp_path):
     path = tmp_path / "users.db"
     engine = make_engine(f"sqlite:///{path}", create=True)
     with engine.begin() as conn:
-        create_users_tables(conn)
+        create_application_tables(conn)
     engine.dispose()
     return path
 
@@ -117,7 +117,7 @@ def test_the_current_schema_missing_a_column_is_named(current_db):
 def test_both_schemas_at_once_ask_for_the_override(demo_db):
     engine = make_engine(f"sqlite:///{demo_db}")
     with engine.begin() as conn:
-        create_users_tables(conn)
+        create_application_tables(conn)
     with engine.connect() as conn:
         with pytest.raises(DatabaseError, match="CLUSTER_WORKERS_SCHEMA"):
             detect(conn)

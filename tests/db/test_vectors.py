@@ -7,9 +7,9 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
-from cluster_workers.db.schema import embedding
-from cluster_workers.db.vectors import fetch_vectors
+from cluster_workers.db.experiment import fetch_vectors
 from cluster_workers.errors import BadVectorError
+from tests.legacy_tables import embedding
 
 
 def _first_id(conn, model):

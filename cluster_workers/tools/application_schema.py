@@ -1,4 +1,4 @@
-"""The current schema's DDL as the users' application migrations create it on SQLite (from their table of
+"""The current schema's DDL as the experiment application's migrations create it on SQLite (from their table of
 columns and constraints), and how their application fills a row: dashed UUID text, ISO 8601 ``Z`` text
 timestamps, JSON as text. Used to build demo and test databases that look like theirs -- our own
 mapping of it lives in :mod:`cluster_workers.db.schema` and is checked against this.
@@ -6,7 +6,7 @@ mapping of it lives in :mod:`cluster_workers.db.schema` and is checked against t
 
 from __future__ import annotations
 
-USERS_DDL = (
+APPLICATION_DDL = (
     """CREATE TABLE "experiments" (
         "id" TEXT NOT NULL PRIMARY KEY,
         "max_length" INTEGER NOT NULL,
@@ -92,7 +92,7 @@ USERS_DDL = (
         "updated_at" TEXT NOT NULL)""",
 )
 
-USERS_TABLES = (
+APPLICATION_TABLES = (
     "experiments",
     "runs",
     "invocations",
@@ -105,8 +105,8 @@ USERS_TABLES = (
 EVOC_PARAMETERS = {"noise_level": 0.5, "min_samples": 5, "random_state": 42}  # plus base_min_cluster_size per run
 
 
-def create_users_tables(conn) -> None:  # type: ignore[no-untyped-def]
-    """Create the current schema's tables as the users' migrations do (SQLite DDL; PostgreSQL accepts it too)."""
-    for statement in USERS_DDL:
+def create_application_tables(conn) -> None:  # type: ignore[no-untyped-def]
+    """Create the current schema's tables as the application's migrations do (SQLite DDL; PostgreSQL accepts it too)."""
+    for statement in APPLICATION_DDL:
         ddl = statement if conn.dialect.name == "sqlite" else statement.replace(" BLOB", " BYTEA")
         conn.exec_driver_sql(ddl)
