@@ -24,6 +24,9 @@ def cluster(
     ),
     database_url: Optional[str] = DatabaseUrl,
     force: bool = typer.Option(False, "--force", help="Replace results already made with the same parameters."),
+    cascade: bool = typer.Option(
+        False, "--cascade", help="With --force: also delete the results made from those replaced (assigned or recut from them)."
+    ),
     epsilon: Optional[float] = typer.Option(None, "--epsilon", min=0.0, help="HDBSCAN cluster_selection_epsilon (default 0.5)."),
     min_cluster_size: Optional[int] = typer.Option(
         None, "--min-cluster-size", min=0, help="0 = max(2, int(n * 0.001)) (the default)."
@@ -96,6 +99,7 @@ def cluster(
         offset=offset,
         database_url=database_url,
         force=force or None,
+        cascade=cascade or None,
         epsilon=epsilon,
         min_cluster_size=min_cluster_size,
         min_samples=min_samples,
@@ -214,6 +218,9 @@ def delete(
         False, "--all", help="Delete every clustering result this tool made (the application's own only by id)."
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed when stdin is not a terminal)."),
+    cascade: bool = typer.Option(
+        False, "--cascade", help="Also delete the results made from these (assigned or recut from them)."
+    ),
     database_url: Optional[str] = DatabaseUrl,
     config: Optional[Path] = ConfigFile,
 ) -> None:
@@ -224,7 +231,7 @@ def delete(
     if sum([result_id is not None, model is not None, all_results]) != 1:
         raise ConfigError("delete takes exactly one of: RESULT_ID, --model NAME, --all")
     settings = settings_for(config, database_url=database_url)
-    chosen = removal.chosen_results(settings.database, result_id, model)
+    chosen = removal.chosen_results(settings.database, result_id, model, cascade)
     theirs = removal.left_alone(settings.database, result_id, model)
     if theirs:
         typer.echo(

@@ -53,16 +53,19 @@ def show(
 @app.command()
 def export(
     result_id: str = ResultId,
-    output: Path = typer.Option(..., "--output", "-o", help="File to write: CSV, or Parquet when it ends in .parquet."),
+    output: str = typer.Option(
+        ..., "--output", "-o", help="File to write, its format by its extension (.csv, .parquet, .json/.jsonl); - for stdout."
+    ),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv, parquet or jsonl, whatever the file is called."),
     database_url: Optional[str] = DatabaseUrl,
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Write one result as a table: one row per sampled embedding with its run, step, cluster rank and text."""
-    from cluster_workers.views.export import export_result
+    from cluster_workers.views.export import STDOUT, export_result
 
     settings = settings_for(config, database_url=database_url)
-    rows = export_result(settings.database, result_id, output)
-    typer.echo(f"wrote {rows:,} rows to {output}")
+    rows = export_result(settings.database, result_id, output, fmt)
+    typer.echo(f"wrote {rows:,} rows to {output}", err=output == STDOUT)
 
 
 @app.command()
@@ -185,7 +188,9 @@ def sweep(
 @app.command()
 def report(
     database_url: Optional[str] = DatabaseUrl,
-    output: Path = typer.Option(Path("report"), "--output", "-o", help="Directory for report.html."),
+    output: Path = typer.Option(
+        Path("report"), "--output", "-o", help="The HTML file to write (a name ending in .html), or a directory for report.html."
+    ),
     config: Optional[Path] = ConfigFile,
 ) -> None:
     """Write a self-contained HTML report: per result the size distribution and top clusters; models compared."""

@@ -230,6 +230,7 @@ def sorted_member_ids(conn: sa.Connection, result_id: uuid.UUID) -> tuple[np.nda
 # bytes a row.
 
 
+@dataclass
 class StoredAssignment:
     """An assigned result's per-row values, rows as written."""
 
@@ -296,6 +297,7 @@ def delete_assignments(conn: sa.Connection, result_ids: list[uuid.UUID]) -> None
 # Storage: 12 bytes a row and 12 a cluster.
 
 
+@dataclass
 class StoredLayer:
     """One evoc layer's row."""
 
@@ -388,6 +390,7 @@ def layer_tree(conn: sa.Connection, result_id: uuid.UUID) -> dict[uuid.UUID, tup
 # its layer row (the evoc engine's membership strengths).
 
 
+@dataclass
 class PointValues:
     """What a result stores per point, from its tree or (a result made by ``assign``) its assignment row."""
 
@@ -442,6 +445,7 @@ def point_scores(conn: sa.Connection, result_id: uuid.UUID) -> dict[bytes, tuple
 # them. Read only; knows nothing of HDBSCAN beyond the stored edges.
 
 
+@dataclass(frozen=True)
 class Source:
     """A stored result and its tree, rows in the clustered sample's order."""
 

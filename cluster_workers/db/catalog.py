@@ -237,6 +237,11 @@ def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
     return ids[0]
 
 
+def find_results(conn: sa.Connection, ids: list[uuid.UUID]) -> list[ResultSummary]:
+    """The results with these ids (newest first)."""
+    return _summaries(conn, list(ids))
+
+
 def find_result(conn: sa.Connection, result_id: str) -> ResultSummary:
     """One result by full id, unique id prefix (as printed by ``results``), ``latest`` or ``latest:MODEL``."""
     return _summaries(conn, [resolve_result_id(conn, result_id)])[0]
@@ -283,3 +288,45 @@ def cluster_summaries(conn: sa.Connection, result_id: uuid.UUID) -> list[Cluster
         .order_by(sizes.c.size.desc(), sizes.c.medoid)  # the rank order of db/memberships.cluster_ranks
     )
     return [ClusterSummary(medoid, int(size), text) for medoid, size, text in conn.execute(query)]
+
+
+def source_of(summary: ResultSummary) -> str | None:
+    """The id of the result ``summary`` was made from (``assign``: the frozen result; ``recut``: the cut tree's), or
+    None for a result made from the data itself."""
+    p = summary.parameters or {}
+    made_from = p.get("assigned_from") or (p.get("recut") or {}).get("from")
+    return str(made_from) if made_from else None
+
+
+def dependents(conn: sa.Connection, ids: list[uuid.UUID]) -> list[ResultSummary]:
+    """Every result made from one of ``ids``, directly or through others (assigned from, recut from), that is not
+    itself among ``ids``: what removing ``ids`` would leave pointing at nothing."""
+    wanted = {str(i) for i in ids}
+    everything = list_results(conn)
+    found: list[ResultSummary] = []
+    grew = True
+    while grew:
+        grew = False
+        for r in everything:
+            if str(r.id) not in wanted and source_of(r) in wanted:
+                wanted.add(str(r.id))
+                found.append(r)
+                grew = True
+    return found
+
+
+def dependency_refusal(removing: list[ResultSummary], found: list[ResultSummary], option: str = "--cascade") -> str:
+    """One line: which results would lose their source, and how to remove them too."""
+    named = ", ".join(f"{r.id.hex[:8]} ({source_of(r)[:8]} -> {r.model} {r.algorithm})" for r in found[:5])
+    more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+    return (f"{len(found)} result(s) were made from the {len(removing)} to remove and would point at nothing: {named}{more}; "
+            f"pass {option} to remove them too")  # fmt: skip
+
+
+def source_exists(conn: sa.Connection, result_id: str) -> bool:
+    """Whether the result a dependent names still exists (an older version deleted sources without asking)."""
+    try:
+        store_of(conn, uuid.UUID(str(result_id)))
+    except (DatabaseError, ValueError):
+        return False
+    return True

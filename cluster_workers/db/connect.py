@@ -139,6 +139,23 @@ def enable_wal(engine: Engine) -> None:
         sqlite_pragma(conn, "journal_mode=WAL")
 
 
+WRITE_PROBE = "cluster_workers_write_probe"
+
+
+def check_writable(engine: Engine, url: str) -> None:
+    """Refuse, before any work, a database this run could not commit to: a write transaction is begun, a table
+    created in it and the transaction rolled back (nothing stays; SQLite's journal goes with the rollback). A
+    read-only file or file system, a full disk, missing rights or a lock held past the busy timeout fail here, in
+    one line, instead of at the commit after all the clustering."""
+    try:
+        with engine.connect() as conn, conn.begin() as transaction:
+            conn.exec_driver_sql(f"CREATE TABLE {WRITE_PROBE} (x INTEGER)")
+            transaction.rollback()
+    except sa.exc.SQLAlchemyError as exc:
+        error = db_error(exc, url, "checking that the database can be written, before any work")
+        raise DatabaseError(f"{error}; nothing was done") from exc
+
+
 def describe(url: str) -> str:
     """The URL without its password, for logs."""
     return make_url(normalise_url(url)).render_as_string(hide_password=True)

@@ -23,7 +23,7 @@ from cluster_workers.db.attached import (
     write_layer,
     write_tree,
 )
-from cluster_workers.db.catalog import result_stores
+from cluster_workers.db.catalog import dependents, result_stores
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
 
@@ -235,6 +235,7 @@ def write_results(
     replace: bool,
     progress: Any = None,
     result_ids: Sequence[uuid.UUID] | None = None,
+    cascade: bool = False,
 ) -> dict[str, int]:
     """Insert every result on ``conn`` (the caller owns the one transaction).
 
@@ -255,6 +256,8 @@ def write_results(
     if replace:
         for result in results:
             old = matching_result_ids(conn, result.model, run_key)
+            if old and cascade:  # the plan refused a replacement with dependents unless asked: they go too
+                old += [r.id for r in dependents(conn, old)]
             if old:
                 deleted += _delete_rows(conn, old)
     algorithm = algorithm_name(run_key)

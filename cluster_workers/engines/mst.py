@@ -36,6 +36,7 @@ the rounds (components, known edges, who must be searched, the join).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Callable
 
 import numba
@@ -340,6 +341,7 @@ def reachable_groups(points, maxima, group_comp, group_core, core, comp, slot_w,
 # could beat its slots (*group maxima*).
 
 
+@dataclass(frozen=True)
 class MSTTuning:
     """How the searches are batched (no result depends on it; tests shrink it to force every path)."""
 

@@ -44,7 +44,9 @@ def commit(
         enable_wal(engine)
         with engine.connect() as conn, conn.begin() as transaction:
             faults.commit_started(conn)
-            written = write_results(conn, results, run_key(settings), replace=settings.force, progress=between_batches)
+            written = write_results(
+                conn, results, run_key(settings), replace=settings.force, progress=between_batches, cascade=settings.cascade
+            )
             stopping.check("during the commit", rolled_back)
             if settings.rollback:
                 transaction.rollback()

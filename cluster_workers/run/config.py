@@ -44,6 +44,7 @@ class Settings:
     models: tuple[str, ...] = ()  # empty = every model in the database
     experiment: str = ""  # cluster only this experiment's runs (an experiment id); empty = every run
     force: bool = False
+    cascade: bool = False  # with force: also replace-away the results made from those replaced (assign, recut)
     rollback: bool = False  # write every row, then roll the transaction back (bench: measures, changes nothing)
     skip_bad_vectors: bool = False  # skip (and count) bad vectors / orphan embeddings instead of failing
     workers: int = 0  # 0 = one per model, at most the number of cores

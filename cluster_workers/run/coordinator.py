@@ -17,12 +17,13 @@ from loguru import logger
 
 from cluster_workers import stopping
 from cluster_workers.db import experiment, indexes
-from cluster_workers.db.connect import db_error, describe, make_engine
+from cluster_workers.db.catalog import dependency_refusal, dependents, find_results
+from cluster_workers.db.connect import check_writable, db_error, describe, make_engine
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import matching_results
 from cluster_workers.db.snapshot import SampleBound, run_snapshot
-from cluster_workers.errors import DatabaseError, WorkerFailed
+from cluster_workers.errors import ClusterWorkersError, DatabaseError, WorkerFailed
 from cluster_workers.run.commit import commit, run_key
 from cluster_workers.run.config import Settings
 from cluster_workers.run.dispatch import cluster_models
@@ -98,6 +99,11 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
         if n < fewest:
             report.skipped[model] = f"{n} sampled embeddings, fewer than {rule}"
             continue
+        if settings.force:  # what the commit will replace: refused now if other results were made from it
+            replaced = [rid for rid, _ in matching_results(conn, model, key)]
+            made_from = dependents(conn, replaced) if replaced else []
+            if made_from and not settings.cascade:
+                raise ClusterWorkersError(f"model {model}: " + dependency_refusal(find_results(conn, replaced), made_from))
         same_settings = [] if settings.force else matching_results(conn, model, key)
         if any(params.get("sample") == report.fingerprints[model] for _, params in same_settings):
             report.skipped[model] = "already clustered with the same parameters on the same sample (use --force to replace)"
@@ -135,6 +141,8 @@ def run_clustering(
     engine = make_engine(url, **settings.db_limits)
     try:
         with run_lock(url, settings.db_limits):
+            if not settings.rollback:  # bench rolls back anyway: it may measure a database it cannot write
+                check_writable(engine, url)
             _run_locked(engine, settings, report, deadline, heartbeat_s, on_result, on_plan)
     finally:
         engine.dispose()

@@ -10,16 +10,26 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from cluster_workers import stopping
-from cluster_workers.db.catalog import ResultSummary, foreign_results, results_to_delete
+from cluster_workers.db.catalog import ResultSummary, dependency_refusal, dependents, foreign_results, results_to_delete
 from cluster_workers.db.connect import Database, as_database, db_error, make_engine
 from cluster_workers.db.lock import run_lock
 from cluster_workers.db.results import delete_results
+from cluster_workers.errors import ClusterWorkersError
 from cluster_workers.run import faults
 
 
-def chosen_results(db: str | Database, result_id: str | None, model: str | None) -> list[ResultSummary]:
-    """What ``delete`` would remove: one result (id, prefix, ``latest``), a model's results, or all."""
-    return as_database(db).read(lambda conn: results_to_delete(conn, result_id, model))
+def chosen_results(db: str | Database, result_id: str | None, model: str | None, cascade: bool = False) -> list[ResultSummary]:
+    """What ``delete`` would remove: one result (id, prefix, ``latest``), a model's results, or all; with
+    ``cascade`` also every result made from them. Without it, results made from them refuse the delete."""
+
+    def fn(conn):  # type: ignore[no-untyped-def]
+        chosen = results_to_delete(conn, result_id, model)
+        found = dependents(conn, [r.id for r in chosen])
+        if found and not cascade:
+            raise ClusterWorkersError(dependency_refusal(chosen, found))
+        return chosen + found
+
+    return as_database(db).read(fn)
 
 
 def left_alone(db: str | Database, result_id: str | None, model: str | None) -> int:

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 
 from cluster_workers.analysis.density import Density, density
 from cluster_workers.db.attached import read_tree
-from cluster_workers.db.catalog import ResultSummary, find_result
+from cluster_workers.db.catalog import ResultSummary, find_result, source_exists
 from cluster_workers.db.connect import Database, as_database
 from cluster_workers.db.memberships import captions
 from cluster_workers.errors import ConfigError
@@ -25,11 +25,12 @@ def result_density(conn: sa.Connection, result_id: str) -> tuple[ResultSummary, 
         raise ConfigError(no_tree_message(summary))
     if tree is None:
         source = (summary.parameters or {}).get("assigned_from")
-        why = (
-            f"it was made by assign: run density on its source {source[:8]}"
-            if source
-            else "a result this tool did not make, or made before trees were kept"
-        )
+        if source and not source_exists(conn, source):
+            why = f"it was made by assign from {source[:8]}, which was deleted since: cluster the model again for a tree"
+        elif source:
+            why = f"it was made by assign: run density on its source {source[:8]}"
+        else:
+            why = "a result this tool did not make, or made before trees were kept"
         raise ConfigError(f"result {summary.id.hex[:8]} ({summary.model}) has no stored tree, so no core distances ({why})")
     min_samples = int((summary.parameters or {})["engine_parameters"]["min_samples"])
     core = tree.core_distances

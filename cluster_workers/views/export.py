@@ -7,7 +7,9 @@ One row per sampled embedding, columns :data:`~cluster_workers.db.memberships.EX
 from __future__ import annotations
 
 import csv
+import json
 import os
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Callable
@@ -41,16 +43,49 @@ def _require(module: str, extra: str, what: str) -> Any:
         raise ClusterWorkersError(f"{what} needs {module}: pip install 'cluster-workers[{extra}]'") from None
 
 
-def _write_csv(path: Path, batches) -> int:  # type: ignore[no-untyped-def]
+def _write_csv(fh, batches) -> int:  # type: ignore[no-untyped-def]
     rows = 0
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(EXPORT_COLUMNS)
-        for batch in batches:
-            stopping.check("while exporting", "no file was written")
-            writer.writerows([tuple(_cell(v) for v in row) for row in batch])
-            rows += len(batch)
+    writer = csv.writer(fh)
+    writer.writerow(EXPORT_COLUMNS)
+    for batch in batches:
+        stopping.check("while exporting", "no file was written")
+        writer.writerows([tuple(_cell(v) for v in row) for row in batch])
+        rows += len(batch)
     return rows
+
+
+def _write_jsonl(fh, batches) -> int:  # type: ignore[no-untyped-def]
+    """One JSON object per line, the export's columns as keys (numbers as numbers, ids as strings)."""
+    rows = 0
+    for batch in batches:
+        stopping.check("while exporting", "no file was written")
+        for row in batch:
+            record = {k: (v if v is None or isinstance(v, (int, float)) else _cell(v)) for k, v in zip(EXPORT_COLUMNS, row)}
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+        rows += len(batch)
+    return rows
+
+
+FORMATS = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".json": "jsonl"}  # file extension -> format
+STDOUT = "-"
+
+
+def export_format(output: str | Path, asked: str | None = None) -> str:
+    """The format ``export`` writes: ``asked`` (``--format``), else the output's extension; ``-`` (stdout) is CSV
+    unless asked. An unknown extension is refused in one line."""
+    if asked:
+        if asked not in set(FORMATS.values()):
+            raise ClusterWorkersError(f"unknown format {asked!r}: one of {', '.join(sorted(set(FORMATS.values())))}")
+        return asked
+    if str(output) == STDOUT:
+        return "csv"
+    suffix = Path(output).suffix.lower()
+    if suffix not in FORMATS:
+        raise ClusterWorkersError(
+            f"cannot tell the format of {output}: name it .csv, .parquet, .json or .jsonl (one JSON object per line), "
+            f"or pass --format"
+        )
+    return FORMATS[suffix]
 
 
 def _arrow_schema(pa):  # type: ignore[no-untyped-def]
@@ -73,24 +108,37 @@ def _write_parquet(path: Path, batches, pa, pq) -> int:  # type: ignore[no-untyp
     return rows
 
 
-def export_result(db: str | Database, result_id: str, output: Path) -> int:
-    """Write the result to ``output`` (Parquet when it ends in ``.parquet``, else CSV); returns the row count.
+def export_result(db: str | Database, result_id: str, output: str | Path, fmt: str | None = None) -> int:
+    """Write the result to ``output`` in ``fmt`` (default: by its extension, :func:`export_format`); ``-`` writes to
+    standard output. Returns the row count.
 
-    Written to a temporary name beside ``output`` and renamed when complete, so a
-    failure leaves no partial file.
+    A file is written to a temporary name beside ``output`` and renamed when complete, so a failure leaves no
+    partial file.
     """
-    output = Path(output)
-    parquet = output.suffix.lower() == ".parquet"
-    if parquet:
+    fmt = export_format(output, fmt)
+    if fmt == "parquet":
         pa = _require("pyarrow", "frames", "Parquet export")
         import pyarrow.parquet as pq
+    if str(output) == STDOUT:
+        if fmt == "parquet":
+            raise ClusterWorkersError("Parquet is a binary file format: write it to a file, not to standard output")
+
+        def to_stdout(conn: sa.Connection, rid: uuid.UUID) -> int:
+            batches = iter_memberships(conn, rid, milestoned(conn, rid))
+            return (_write_csv if fmt == "csv" else _write_jsonl)(sys.stdout, batches)
+
+        return _with_result(db, result_id, to_stdout)
+    output = Path(output)
     if not output.parent.is_dir():
         raise ClusterWorkersError(f"cannot write {output}: directory {output.parent} does not exist")
     partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
 
     def write(conn: sa.Connection, rid: uuid.UUID) -> int:
         batches = iter_memberships(conn, rid, milestoned(conn, rid))
-        return _write_parquet(partial, batches, pa, pq) if parquet else _write_csv(partial, batches)
+        if fmt == "parquet":
+            return _write_parquet(partial, batches, pa, pq)
+        with partial.open("w", newline="", encoding="utf-8") as fh:
+            return (_write_csv if fmt == "csv" else _write_jsonl)(fh, batches)
 
     try:
         rows = _with_result(db, result_id, write)

@@ -475,15 +475,17 @@ def render(data: ReportData, source: str) -> str:
     return "".join(parts)
 
 
-def write_report(db: str | Database, output_dir: Path) -> Path:
-    """Read every result and write ``output_dir/report.html``; returns its path."""
+def write_report(db: str | Database, output: Path) -> Path:
+    """Read every result and write the report to ``output`` when it names an ``.html`` file, else to
+    ``output/report.html``; returns its path."""
     db = as_database(db)
     data = db.read(report_data)
     from cluster_workers.db.connect import describe
 
     page = render(data, describe(db.url))
     stopping.check("while building the report", "no report was written")
-    output_dir.mkdir(parents=True, exist_ok=True)
-    path = output_dir / "report.html"
+    output = Path(output)
+    path = output if output.suffix.lower() in (".html", ".htm") else output / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
