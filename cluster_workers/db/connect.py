@@ -147,11 +147,18 @@ def check_writable(engine: Engine, url: str) -> None:
     created in it and the transaction rolled back (nothing stays; SQLite's journal goes with the rollback). A
     read-only file or file system, a full disk, missing rights or a lock held past the busy timeout fail here, in
     one line, instead of at the commit after all the clustering."""
+    path = sqlite_path(normalise_url(url))
+    sidecars = [Path(f"{path}{suffix}") for suffix in ("-wal", "-shm")] if path is not None else []
+    were = {p for p in sidecars if p.exists()}
     try:
         with engine.connect() as conn, conn.begin() as transaction:
             conn.exec_driver_sql(f"CREATE TABLE {WRITE_PROBE} (x INTEGER)")
             transaction.rollback()
     except sa.exc.SQLAlchemyError as exc:
+        engine.dispose()
+        for sidecar in sidecars:  # a WAL database opened but never written: leave no -wal / -shm of ours behind
+            if sidecar not in were and sidecar.exists() and (sidecar.name.endswith("-shm") or sidecar.stat().st_size == 0):
+                sidecar.unlink(missing_ok=True)
         error = db_error(exc, url, "checking that the database can be written, before any work")
         raise DatabaseError(f"{error}; nothing was done") from exc
 
