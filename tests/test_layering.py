@@ -17,6 +17,7 @@ RANK = {
     "progress": 0,
     "blas_env": 0,
     "__init__": 6,  # the package: its facade (load_result)
+    "api": 6,  # the library: the functions the commands call, from Python
     "engines": 1,
     "db": 1,
     "analysis": 1,
