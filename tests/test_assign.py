@@ -144,7 +144,7 @@ def test_offsets_are_disjoint_samples_of_the_same_runs(any_db):
     }
     assert not (ids[0] & ids[1] or ids[0] & ids[2] or ids[1] & ids[2]) and ids[0] | ids[1] | ids[2] == everything
     listed = run_cli("results", "-d", str(any_db))
-    assert "offset=2" in listed.stdout and "STALE" not in listed.stdout
+    assert "offset=2" in listed.stdout and "CHANGED" not in listed.stdout
 
 
 def test_stability_agrees_with_assign_and_writes_only_with_keep(any_db):

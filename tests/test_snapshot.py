@@ -125,14 +125,14 @@ def test_a_changed_database_is_clustered_again_and_old_results_show_stale(databa
 def test_results_command_says_stale(demo_db):
     url = f"sqlite:///{demo_db}"
     run_clustering(Settings(database_url=url, downsample=2, workers=2, models=("Nomic",)))
-    assert "current" in run_cli("results", "-d", str(demo_db)).stdout
+    assert " same " in run_cli("results", "-d", str(demo_db)).stdout
     append_run(url)
     out = run_cli("results", "-d", str(demo_db))
-    assert out.returncode == 0 and "STALE" in out.stdout and "has changed since" in out.stdout
+    assert out.returncode == 0 and "CHANGED" in out.stdout and "has changed since" in out.stdout
     fast = run_cli("results", "-d", str(demo_db), "--no-stale-check")
     header, _, row = fast.stdout.splitlines()[:3]  # header, rule, the one result
-    at = header.index(" sample ") + 1  # the table's columns are fixed-width
-    assert "Nomic" in row and row[at : at + len("sample")].strip() == "?"  # not checked: neither current nor STALE
+    at = header.index(" sample now ") + 1  # the table's columns are fixed-width
+    assert "Nomic" in row and row[at : at + len("sample now")].strip() == "unknown"  # not checked: neither same nor CHANGED
 
 
 def test_the_workers_read_what_the_coordinator_counted(database):

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from loguru import logger
 
 from cluster_workers.cli.app import AsJson, ConfigFile, DatabaseUrl, Experiment, ResultId, app, settings_for
 from cluster_workers.run.params import ENGINES  # the choices the help strings name, from where they are defined
@@ -108,6 +107,7 @@ def states(
     core_probability: float = CoreProbability,
     fill_initial: str = FillInitial,
     experiment: Optional[str] = Experiment,
+    limit: int = typer.Option(10, "--limit", min=0, help="Runs listed in the table (0 = all)."),
     database_url: Optional[str] = DatabaseUrl,
     as_json: bool = AsJson,
     config: Optional[Path] = ConfigFile,
@@ -117,9 +117,7 @@ def states(
 
     settings = settings_for(config, database_url=database_url)
     found = dynamics.load_states(settings.database, result_id, core_probability, fill_initial, experiment)
-    if found.warning and not as_json:
-        logger.warning(found.warning)
-    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.states_table(found))
+    typer.echo(json.dumps(found.as_dict(), indent=2) if as_json else dynamics.states_table(found, limit))
 
 
 @app.command()

@@ -67,9 +67,9 @@ def settings_for(config: Optional[Path], **overrides):  # type: ignore[no-untype
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: every error, a usage error included, is one line on stderr."""
     try:
-        app()
+        status = app(standalone_mode=False)
     except ClusterWorkersError as exc:  # the one error path: every command raises, this prints one line
         try:
             fail(exc)
@@ -78,3 +78,15 @@ def main() -> None:
     except KeyboardInterrupt:  # only before the handlers are installed (startup): same message, same status
         typer.echo("error: interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:
+        if type(exc).__name__ == "Abort":  # a confirmation answered with Ctrl-C / Ctrl-D
+            typer.echo("error: aborted; nothing was done", err=True)
+            sys.exit(1)
+        if not hasattr(exc, "format_message"):
+            raise
+        # a usage error (an unknown option, a missing argument, a bad value): one line, as every other error
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(getattr(exc, "exit_code", 2))
+    sys.exit(status if isinstance(status, int) else 0)

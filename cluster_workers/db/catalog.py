@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -194,40 +195,58 @@ def list_results(conn: sa.Connection) -> list[ResultSummary]:
 
 
 LATEST = "latest"
+LATEST_SELECTOR = re.compile(r"latest(?::([^/]+))?(?:/([A-Za-z_]+))?(?:/(\d+))?", re.IGNORECASE)
+
+
+def parse_latest(text: str) -> tuple[str | None, str | None, int | None] | None:
+    """``latest[:MODEL][/ALGORITHM[/LAYER]]`` as ``(model, algorithm, layer)`` (None where not given); None when the
+    text is not such a selector (an id or a prefix)."""
+    found = LATEST_SELECTOR.fullmatch(text.strip())
+    if found is None:
+        return None
+    model, algorithm, layer = found.groups()
+    return model or None, algorithm.lower() if algorithm else None, None if layer is None else int(layer)
 
 
 def resolve_result_id(conn: sa.Connection, result_id: str) -> uuid.UUID:
-    """A result's id from a full id, a unique id prefix, ``latest`` (the newest result) or ``latest:MODEL``.
-
-    Reads the results table only (ids, models, creation times), never the memberships.
+    """A result's id from a full id, a unique id prefix, or a selector: ``latest`` (the newest result),
+    ``latest:MODEL``, ``latest:MODEL/ALGORITHM`` or ``latest:MODEL/ALGORITHM/LAYER`` (e.g. ``latest:Nomic256/evoc/1``:
+    the newest evoc layer 1 of that model). Reads the results tables only, never the memberships.
     """
     wanted = result_id.strip()
     stores = result_stores(conn)
     if not stores:
         raise DatabaseError("the database has no clustering results yet")
-    if wanted.lower() == LATEST or wanted.lower().startswith(LATEST + ":"):
-        model = wanted.split(":", 1)[1] if ":" in wanted else None
-        newest = []
+    selector = parse_latest(wanted)
+    if selector is not None:
+        model, algorithm, layer = selector
+        s = schema_of(conn)
+        found = []
         for store in stores:
             cr = store.results
-            query = (
-                sa.select(cr.c.created_at, cr.c.embedding_model, cr.c.id)
-                .order_by(cr.c.created_at.desc(), cr.c.embedding_model)
-                .limit(1)
-            )
+            lay = cr.c.layer if s.layered else sa.literal(0)
+            query = sa.select(cr.c.created_at, cr.c.embedding_model, cr.c.id, cr.c.algorithm, lay, cr.c.parameters)
             if model is not None:
                 query = query.where(cr.c.embedding_model == model)
-            newest += [tuple(row) for row in conn.execute(query)]
-        if not newest and model:
+            for created, m, rid, algo, lay_value, params in conn.execute(query):
+                row_layer = int(lay_value) if s.layered else int(parameters_of(params).get("layer", 0) or 0)
+                if algorithm is not None and (algo or "").split(" ")[0].lower() != algorithm:
+                    continue
+                if layer is not None and row_layer != layer:
+                    continue
+                found.append((created, m, rid))
+        if not found:
             have = sorted(
                 {m for store in stores for m in conn.execute(sa.select(store.results.c.embedding_model).distinct()).scalars()}
             )
-            raise DatabaseError(f"no clustering result for model {model!r}; results exist for: {', '.join(have) or 'no model'}")
-        if not newest:
-            raise DatabaseError("the database has no clustering results yet")
-        newest.sort(key=lambda row: row[1])
-        newest.sort(key=lambda row: row[0] or dt.datetime.min, reverse=True)
-        return newest[0][2]
+            if model is not None and model not in have:
+                raise DatabaseError(
+                    f"no clustering result for model {model!r}; results exist for: {', '.join(have) or 'no model'}"
+                )
+            raise DatabaseError(f"no clustering result matches {wanted!r} (`results` lists them)")
+        found.sort(key=lambda row: row[1])
+        found.sort(key=lambda row: row[0] or dt.datetime.min, reverse=True)
+        return found[0][2]
     prefix = wanted.lower().replace("-", "")
     ids = [i for store in stores for (i,) in conn.execute(sa.select(store.results.c.id)) if prefix and i.hex.startswith(prefix)]
     if not ids:

@@ -90,13 +90,26 @@ def make_engine(
     try:
         engine = sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True)
     except ModuleNotFoundError as exc:
-        extra = "postgres" if "psycopg" in str(exc) else "the driver's extra"
         raise DatabaseError(
-            f"{describe(url)} needs a driver that is not installed ({exc.name}): pip install 'cluster-workers[{extra}]'"
+            f"{describe(url)} needs a driver that is not installed ({exc.name}): {driver_hint(exc.name)}"
         ) from None
     if read_only:
         engine = engine.execution_options(postgresql_readonly=True)
     return engine
+
+
+DRIVER_PACKAGES = {
+    "psycopg": "pip install 'cluster-workers[postgres]'",
+    "psycopg2": "pip install 'cluster-workers[postgres]' and name the driver postgresql+psycopg://",
+    "MySQLdb": "pip install mysqlclient",
+    "pymysql": "pip install pymysql",
+}
+
+
+def driver_hint(module: str | None) -> str:
+    """How to install a missing database driver (SQLite and PostgreSQL are the databases this tool is tested on)."""
+    hint = DRIVER_PACKAGES.get(module or "", f"pip install the package that provides {module}")
+    return hint if module in ("psycopg", "psycopg2") else f"{hint} (this tool is tested on SQLite and PostgreSQL only)"
 
 
 STOP_CHECK_OPS = 100_000  # SQLite VM steps between checks for a stop request

@@ -55,8 +55,15 @@ def load_density(db: str | Database, result_id: str) -> tuple[ResultSummary, Den
 
 def density_table(summary: ResultSummary, d: Density) -> str:
     q = d.quantiles
+    asked = (summary.parameters or {}).get("min_samples")
+    why = (
+        f"the result's min_samples {asked} counts the point itself, as scikit-learn does; the hdbscan package's "
+        f"{d.min_samples} does not"
+        if asked is not None and int(asked) != d.min_samples
+        else "the result's min_samples"
+    )
     lines = [f"result {summary.id.hex[:8]} ({summary.model}): {d.points:,} points; core distance = distance to the k-th "
-             f"nearest other point, k = {d.min_samples} (hdbscan's min_samples)"]  # fmt: skip
+             f"nearest other point, k = {d.min_samples} ({why})"]  # fmt: skip
     lines.append("core distance quantiles: " + "  ".join(f"{k[1:]}%={v:.4g}" for k, v in q.items()))
     if d.dip is not None:
         lines.append(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import sqlalchemy as sa
 
 from cluster_workers.analysis.dynamics import FILL_INITIAL, Kinetics, RunStates, kinetics, milestone
@@ -197,7 +198,19 @@ def load_states(
     return as_database(db).read(fn)
 
 
-def states_table(report: StatesReport) -> str:
+def _stays(states: np.ndarray) -> str:
+    """A state sequence as its stays: ``state×steps`` in order (``-`` for the initial transit)."""
+    parts, i = [], 0
+    while i < states.size:
+        j = i
+        while j < states.size and states[j] == states[i]:
+            j += 1
+        parts.append(f"{'-' if states[i] < 0 else int(states[i])}×{j - i}")
+        i = j
+    return " ".join(parts)
+
+
+def states_table(report: StatesReport, limit: int = 10) -> str:
     s = report.summary()
     lines = [
         f"states of {report.result.id.hex[:8]} ({report.result.model}, downsample {report.downsample}): core = member with "
@@ -211,7 +224,12 @@ def states_table(report: StatesReport) -> str:
     ]
     if report.warning:
         lines.append(f"warning: {report.warning}")
-    lines.append("per-run sequences: --json")
+    shown = report.runs if limit == 0 else report.runs[:limit]
+    if shown:
+        rows = [[str(r.run_id)[:8], str(report.groups.get(r.run_id) or ""), _stays(r.states)] for r in shown]
+        lines.append(text_table(["run", "network", "stays (state×sampled steps)"], rows, set()))
+    if len(shown) < len(report.runs):
+        lines.append(f"… {len(report.runs) - len(shown):,} more run(s); use --limit 0 to see all, --json for the steps")
     return "\n".join(lines)
 
 

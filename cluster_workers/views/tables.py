@@ -138,8 +138,8 @@ def results_table(rows: list[ResultSummary]) -> str:
             f"{r.sample_count:,}" + (f" ({r.gone:,} gone)" if r.gone else ""),
             str(r.clusters),
             f"{r.outlier_share:.1%}",
-            f"{r.duration_s:.1f}s" if r.duration_s is not None else "",
-            {True: "STALE", False: "current", None: "?"}[r.stale],
+            _duration(r),
+            SAMPLE_NOW[r.stale],
             _params_brief(r.parameters or {}),
         ]
         for r in rows
@@ -152,11 +152,11 @@ def results_table(rows: list[ResultSummary]) -> str:
             "layer",
             "made by",
             "created",
-            "samples",
+            "members",
             "clusters",
             "outliers",
             "duration",
-            "sample",
+            "sample now",
             "parameters",
         ],
         body,
@@ -170,8 +170,22 @@ def results_table(rows: list[ResultSummary]) -> str:
     if any(r.gone for r in rows):
         table += "\ngone: members whose embeddings the application has deleted since; commands use the rest"
     if any(r.stale for r in rows):
-        table += "\nSTALE: the database's sample for these parameters has changed since (cluster again to update)"
+        table += "\nsample now CHANGED: the database's sample for these parameters has changed since (cluster again to update)"
+    if any(r.stale is None for r in rows) or any(_duration(r) == UNKNOWN for r in rows):
+        table += "\nunknown: not recorded (the application's own results keep no sample or duration) or not checked"
     return table
+
+
+UNKNOWN = "unknown"
+SAMPLE_NOW = {True: "CHANGED", False: "same", None: UNKNOWN}  # stale, current, not known
+
+
+def _duration(r: ResultSummary) -> str:
+    """The clustering's wall time; unknown where it was not recorded (the application stamps start = end)."""
+    seconds = r.duration_s
+    if seconds is None or (not r.ours and seconds == 0):
+        return UNKNOWN
+    return f"{seconds:.1f}s"
 
 
 def clusters_json(summary: ResultSummary, clusters: list[ClusterSummary], limit: int = 0) -> dict:
