@@ -138,7 +138,9 @@ def test_report_without_results(demo_db, tmp_path):
     assert out.returncode == 0 and "No clustering results yet" in (tmp_path / "report.html").read_text()
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="no chromium installed (bin/test installs Debian's chromium when it can)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium installed (CI=true bin/test installs it; on a terminal bin/test asks first)"
+)
 def test_report_renders_in_a_headless_browser(clustered, tmp_path):
     """The browser parses *this* report (its DOM holds every result and plot) and paints it (not blank)."""
     import matplotlib.image

@@ -8,8 +8,10 @@ passes; any failure means nothing is written.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import sqlalchemy as sa
@@ -123,6 +125,40 @@ def plan(conn: sa.Connection, settings: Settings, report: RunReport, bound: Samp
     return to_cluster
 
 
+COMPILE_SECONDS = {"fast": 15, "reference": 5, "evoc": 90}  # measured on the 2-core machine (docs/benchmarks.md)
+
+
+@dataclass(frozen=True)
+class FirstCompile:
+    """The engine's numba code is compiled on its first use on a machine (then cached on disk): said before."""
+
+    marker: Path
+
+    def remember(self) -> None:
+        try:
+            self.marker.parent.mkdir(parents=True, exist_ok=True)
+            self.marker.touch()
+        except OSError:
+            pass  # a cache directory we cannot write: the notice is said again next time, nothing worse
+
+
+def first_compile(engine: str) -> FirstCompile | None:
+    """Say, the first time an engine runs on this machine (this version, this numba), that it compiles first."""
+    import numba
+
+    from cluster_workers import __version__
+
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "cluster_workers"
+    marker = home / f"compiled-{engine}-{__version__}-numba{numba.__version__}"
+    if marker.exists():
+        return None
+    logger.warning(
+        "first run of the {} engine on this machine: its numba code compiles first, about {} s on 2 cores, once "
+        "(then cached)", engine, COMPILE_SECONDS.get(engine, 30),
+    )  # fmt: skip
+    return FirstCompile(marker)
+
+
 def run_clustering(
     settings: Settings,
     deadline: float | None = None,
@@ -190,6 +226,7 @@ def _run_locked(
                     logger.info("every worker has read its sample: snapshot {} released", bound.pg_snapshot)
 
             t0 = time.perf_counter()
+            compiled = first_compile(settings.engine)
             report.results, report.threads_per_worker = cluster_models(
                 settings, models, report.sampled, deadline, heartbeat_s, on_result, bound, report.dimensions, release_snapshot
             )
@@ -198,6 +235,8 @@ def _run_locked(
         raise db_error(exc, settings.database_url, doing) from exc
     t0 = time.perf_counter()
     report.written = commit(engine, settings, report.results, report.fingerprints)
+    if compiled is not None:
+        compiled.remember()
     report.timings["commit_s"] = time.perf_counter() - t0
     rows = report.written["memberships"]
     logger.info(
