@@ -21,14 +21,20 @@ def results(
         "--stale-check/--no-stale-check",
         help="Compare each result's sample with the database now (one count per downsample).",
     ),
+    limit: int = typer.Option(0, "--limit", min=0, help="The newest N results (0 = all)."),
     config: Optional[Path] = ConfigFile,
 ) -> None:
-    """List clustering results: id, model, sample count, clusters, outliers, duration, stale or current, parameters."""
+    """List clustering results: id, model, who made it, members, clusters, outliers, duration, whether the sample is the
+    same now, parameters."""
     from cluster_workers.views import tables
 
     settings = settings_for(config, database_url=database_url)
     rows = tables.load_results(settings.database, stale_check)
-    typer.echo(json.dumps(tables.results_json(rows), indent=2) if as_json else tables.results_table(rows))
+    shown = rows[:limit] if limit else rows
+    out = json.dumps(tables.results_json(shown), indent=2) if as_json else tables.results_table(shown)
+    if len(shown) < len(rows) and not as_json:
+        out += f"\n… {len(rows) - len(shown)} older result(s); use --limit 0 to see all"
+    typer.echo(out)
 
 
 @app.command()
