@@ -4,7 +4,7 @@ from cluster_workers import blas_env
 
 blas_env.apply()  # before numpy loads OpenBLAS, here and in every worker process (they inherit it)
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def __getattr__(name: str):  # type: ignore[no-untyped-def]
