@@ -86,7 +86,9 @@ def repair(conn: sa.Connection) -> RepairPlan | None:
         moved = sa.insert(ours_m).from_select(
             names, sa.select(*[theirs_m.c[c.key] for c in theirs_m.columns]).where(theirs_m.c.clustering_result_id.in_(chunk))
         )
-        memberships += conn.execute(moved).rowcount or 0
+        conn.execute(moved)
+        held = sa.select(sa.func.count()).select_from(theirs_m).where(theirs_m.c.clustering_result_id.in_(chunk))
+        memberships += int(conn.execute(held).scalar_one())  # counted: a driver may not report INSERT ... SELECT's rows
     for former, new in plan.former_tables:
         new.create(conn, checkfirst=True)
         names = _common_columns(conn, former, new)
