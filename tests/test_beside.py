@@ -408,3 +408,65 @@ def _pg_memberships(url: str, result_id: str) -> dict[str, str | None]:
         ).all()
     engine.dispose()
     return {str(e): None if m is None else str(m) for e, m in rows}
+
+
+@pytest.mark.postgres
+def test_a_database_0_2_0_wrote_on_postgres_is_repaired(pg_url, tmp_path):
+    """0.2.0's database copied row for row onto the PostgreSQL server (its own DDL: the application's migrations and
+    0.2.0's side tables with their foreign keys into clustering_results), then repaired there."""
+    from cluster_workers.tools.application_schema import APPLICATION_TABLES, create_application_tables
+
+    source = _v020(tmp_path)
+    rows, members, _ = _v020_state(source)
+    src = sqlite3.connect(source)
+    former = ("clusteringtree", "clusteringassignment", "clusteringlayer")
+    engine = sa.create_engine(pg_url)
+    with engine.begin() as conn:
+        create_application_tables(conn)
+        for name in former:
+            (ddl,) = src.execute("SELECT sql FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+            conn.exec_driver_sql(ddl.replace("BLOB", "BYTEA"))
+        for table in (*APPLICATION_TABLES, *former):
+            names = [row[1] for row in src.execute(f'PRAGMA table_info("{table}")')]
+            data = src.execute(f'SELECT {", ".join(names)} FROM "{table}"').fetchall()
+            if data:
+                conn.connection.driver_connection.cursor().executemany(
+                    f'INSERT INTO "{table}" ({", ".join(names)}) VALUES ({", ".join(["%s"] * len(names))})', data
+                )
+    src.close()
+
+    def application_rows_pg() -> str:
+        with engine.connect() as conn:
+            own = [r for (r,) in conn.execute(sa.text("SELECT id FROM clustering_results WHERE parameters NOT LIKE '%run_key%'"))]
+            return repr(
+                [conn.execute(sa.text(f"SELECT * FROM {t} ORDER BY id")).all() for t in ("experiments", "runs", "embeddings")]
+                + [conn.execute(sa.text("SELECT * FROM clustering_results WHERE id = ANY(:ids) ORDER BY id"), {"ids": own}).all()]
+                + [
+                    conn.execute(
+                        sa.text("SELECT * FROM embedding_clusters WHERE clustering_result_id = ANY(:ids) ORDER BY id"),
+                        {"ids": own},
+                    ).all()
+                ]  # fmt: skip
+            )
+
+    theirs = application_rows_pg()
+    assert {r["id"] for r in ours(pg_url)} == set(rows)  # read as it is before the repair
+    out = run_cli("repair", "-d", pg_url)
+    assert out.returncode == 0 and out.stdout.startswith("repaired: moved 6 result(s)"), out.stdout + out.stderr
+    assert application_rows_pg() == theirs
+    assert {r["id"] for r in ours(pg_url)} == set(rows)
+    with engine.connect() as conn:
+        left = {t for (t,) in conn.execute(sa.text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))}
+        moved = {
+            rid: {str(e): None if m is None else str(m) for e, m in conn.execute(
+                sa.text("SELECT embedding_id, medoid_embedding_id FROM cluster_workers_memberships WHERE clustering_result_id = :r"),
+                {"r": rid})}
+            for rid in rows
+        }  # fmt: skip
+        doubled = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT c.embedding_id, r.layer FROM embedding_clusters c JOIN clustering_results r "
+            "ON r.id = c.clustering_result_id GROUP BY c.embedding_id, r.layer HAVING count(*) > 1) d")).scalar_one()  # fmt: skip
+    engine.dispose()
+    assert not left & set(former) and moved == members and doubled == 0
+    hdbscan = next(rid for rid, row in rows.items() if row[2].startswith("hdbscan") and "assigned_from" not in row[3])
+    ok("density", hdbscan, "-d", pg_url)  # its tree moved with it
