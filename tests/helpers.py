@@ -256,3 +256,15 @@ def missing_lines(shown: list[str], printed: list[str], skip=lambda line: False)
     got = [masked(x) for x in printed]
     prefixes = [masked(line).split("…")[0].strip() for line in shown if not skip(line)]
     return [p for p in prefixes if not any(g.startswith(p) for g in got)]
+
+
+def kill_while_paused(args: list[str], fault: str, said: str, wait_s: float = 120.0) -> None:
+    """Run the CLI with a fault that pauses inside a transaction (``run/faults.py``), wait until it says ``said``,
+    then SIGKILL it there: no handler, no cleanup, the transaction left open."""
+    proc = subprocess.Popen([sys.executable, "-m", "cluster_workers", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=ROOT, env={**os.environ, "CLUSTER_WORKERS_FAULT": fault})  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline and said not in (proc.stderr.readline() or ""):
+        assert proc.poll() is None, proc.communicate()
+    proc.kill()
+    proc.wait(timeout=30)

@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import shutil
 import sqlite3
-import subprocess
-import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from cluster_workers.tools.demo import build_demo_database
-from tests.helpers import ROOT, application_rows, file_hash, memberships, ok, ours, partition, run_cli
+from tests.helpers import ROOT, application_rows, file_hash, kill_while_paused, memberships, ok, ours, partition, run_cli
 
 V020 = ROOT / "tests" / "data" / "v020_current.db.gz"
 
@@ -226,19 +222,10 @@ def test_a_publish_killed_inside_its_transaction_leaves_their_rows(current_db):
     ok("cluster", "-d", str(current_db), "--downsample", "1")
     (mine,) = ours(current_db)
     guard = application_rows(current_db)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cluster_workers", "publish", mine["id"], "-d", str(current_db), "--yes"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-publish=120"},
+    # SIGKILL after the application's rows were deleted and the first layer written, uncommitted
+    kill_while_paused(
+        ["publish", mine["id"], "-d", str(current_db), "--yes"], "pause-in-publish=120", "fault: pausing inside publish"
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "fault: pausing inside publish" not in (proc.stderr.readline() or ""):
-        assert proc.poll() is None, proc.communicate()
-    proc.kill()  # SIGKILL: their rows deleted and ours half written, uncommitted
-    proc.wait(timeout=30)
     assert application_rows(current_db) == guard
     assert [r["id"] for r in ours(current_db)] == [mine["id"]]
 

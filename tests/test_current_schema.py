@@ -7,12 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
-import time
 import uuid
 
 import pytest
@@ -20,7 +16,7 @@ import sqlalchemy as sa
 
 from cluster_workers.db.connect import make_engine
 from cluster_workers.db.schema import CURRENT_SCHEMA
-from tests.helpers import ROOT, application_rows, file_hash, memberships, ok, ours, partition, results, run_cli
+from tests.helpers import application_rows, file_hash, kill_while_paused, memberships, ok, ours, partition, results, run_cli
 
 DASHED = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -194,19 +190,8 @@ def test_a_changed_sample_is_clustered_again_and_force_replaces_in_one_transacti
     assert len(again) == 1 and again[0]["sample_count"] == old["sample_count"] + 2
     ok("delete", again[0]["id"], "--yes", "-d", str(current_db))
     # a replacement killed inside its transaction (old rows deleted, new rows half in) loses nothing
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cluster_workers", "cluster", "-d", str(current_db), "--downsample", "1", "--force"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env={**os.environ, "CLUSTER_WORKERS_FAULT": "pause-in-commit=120"},
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "fault: pausing inside the commit" not in (proc.stderr.readline() or ""):
-        assert proc.poll() is None, proc.communicate()
-    proc.kill()  # SIGKILL mid-transaction
-    proc.wait(timeout=30)
+    kill_while_paused(["cluster", "-d", str(current_db), "--downsample", "1", "--force"], "pause-in-commit=120",
+                      "fault: pausing inside the commit")  # fmt: skip
     assert [r["id"] for r in ours(current_db)] == [old["id"]]
     assert len(memberships(current_db, old["id"])) == old["sample_count"]
     ok("cluster", "-d", str(current_db), "--downsample", "1", "--force")
