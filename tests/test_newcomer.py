@@ -85,3 +85,18 @@ def test_export_writes_where_and_as_the_user_names(demo_db, tmp_path):
     assert refused.returncode == 1 and ".csv, .parquet, .json" in refused.stderr and not (tmp_path / "m.txt").exists()
     ok("report", "-d", db, "-o", str(tmp_path / "mine.html"))
     assert (tmp_path / "mine.html").is_file() and "<html" in (tmp_path / "mine.html").read_text()[:500].lower()
+
+
+def test_recut_force_does_not_orphan_what_was_made_from_the_result_it_replaces(demo_db):
+    db = str(demo_db)
+    ok("cluster", "-d", db, "--downsample", "3", "--model", "Nomic")
+    (source,) = ours(demo_db)
+    ok("recut", source["id"], "-d", db, "--min-cluster-size", "7")
+    (cut,) = [r for r in ours(demo_db) if r["id"] != source["id"]]
+    ok("assign", cut["id"], "-d", db)
+    (assigned,) = [r for r in ours(demo_db) if r["id"] not in (source["id"], cut["id"])]
+    digest = file_hash(demo_db)
+    out = run_cli("recut", source["id"], "-d", db, "--min-cluster-size", "7", "--force")
+    assert out.returncode == 1 and len(_errors(out)) == 1 and assigned["id"][:8] in _errors(out)[0], out.stderr
+    assert "would point at nothing" in _errors(out)[0] and "delete them first" in _errors(out)[0]
+    assert file_hash(demo_db) == digest  # the transaction rolled back

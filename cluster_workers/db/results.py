@@ -23,9 +23,10 @@ from cluster_workers.db.attached import (
     write_layer,
     write_tree,
 )
-from cluster_workers.db.catalog import dependents, result_stores
+from cluster_workers.db.catalog import dependency_refusal, dependents, find_results, result_stores
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
+from cluster_workers.errors import ClusterWorkersError
 
 INSERT_CHUNK = 50_000  # rows between progress calls (and stop checks) inside the commit
 NULL_TEXT = "\\N"  # NULL in COPY's text format
@@ -256,8 +257,12 @@ def write_results(
     if replace:
         for result in results:
             old = matching_result_ids(conn, result.model, run_key)
-            if old and cascade:  # the plan refused a replacement with dependents unless asked: they go too
-                old += [r.id for r in dependents(conn, old)]
+            made_from = dependents(conn, old) if old else []
+            if made_from and not cascade:  # recut --force, assign --force, or a dependent made since the plan
+                raise ClusterWorkersError(
+                    dependency_refusal(find_results(conn, old), made_from, "--cascade (cluster) or delete them first")
+                )
+            old += [r.id for r in made_from]
             if old:
                 deleted += _delete_rows(conn, old)
     algorithm = algorithm_name(run_key)
