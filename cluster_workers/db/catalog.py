@@ -40,10 +40,27 @@ def has_results_table(conn: sa.Connection) -> bool:
     return bool(result_stores(conn))
 
 
+ID_CHUNK = 500  # ids per IN (...) list
+
+
+def id_chunks(ids: list) -> list[list]:
+    """``ids`` in lists short enough for one ``IN (...)`` each."""
+    return [ids[i : i + ID_CHUNK] for i in range(0, len(ids), ID_CHUNK)]
+
+
+def held_by(conn: sa.Connection, store: ResultStore, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """Which of ``ids`` ``store`` holds, in the order given."""
+    cr = store.results
+    found = {
+        rid for chunk in id_chunks(list(ids)) for rid in conn.execute(sa.select(cr.c.id).where(cr.c.id.in_(chunk))).scalars()
+    }
+    return [rid for rid in ids if rid in found]
+
+
 def store_of(conn: sa.Connection, result_id: uuid.UUID) -> ResultStore:
     """The pair of tables holding ``result_id``; :class:`DatabaseError` when none does."""
     for store in result_stores(conn):
-        if conn.execute(sa.select(store.results.c.id).where(store.results.c.id == result_id)).first() is not None:
+        if held_by(conn, store, [result_id]):
             return store
     raise DatabaseError(f"no clustering result with id {str(result_id)!r}")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import sqlalchemy as sa
 
-from cluster_workers.db.catalog import ResultSummary, memberships_of
+from cluster_workers.db.catalog import ResultSummary, id_chunks, memberships_of
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.experiment import id_hex, raw_column
 from cluster_workers.db.results import hex_rows, insert_membership_rows, time_ordered_ids
@@ -148,8 +148,7 @@ def missing_medoids(conn: sa.Connection, layers: list[PublishedLayer]) -> int:
     embedding = schema_of(conn).embedding
     wanted = sorted({m for p in layers for m in p.medoid_ids if m is not None})
     present: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        chunk = [uuid.UUID(m) for m in wanted[start : start + 500]]
+    for chunk in id_chunks([uuid.UUID(m) for m in wanted]):
         present.update(str(i) for i in conn.execute(sa.select(embedding.c.id).where(embedding.c.id.in_(chunk))).scalars())
     return len(wanted) - len(present)
 
@@ -162,8 +161,7 @@ def write_published(conn: sa.Connection, plan: PublishPlan, after_layer=None) ->
     cr, ec = s.application_result, s.application_membership
     assert cr is not None and ec is not None  # applications_results refused the legacy schema already
     old = [r.id for r in plan.replaced]
-    for start in range(0, len(old), 500):
-        chunk = old[start : start + 500]
+    for chunk in id_chunks(old):
         conn.execute(sa.delete(ec).where(ec.c.clustering_result_id.in_(chunk)))
         conn.execute(sa.delete(cr).where(cr.c.id.in_(chunk)))
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)

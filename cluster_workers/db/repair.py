@@ -22,10 +22,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from loguru import logger
 
-from cluster_workers.db.catalog import parameters_of
+from cluster_workers.db.catalog import id_chunks, parameters_of
 from cluster_workers.db.detect import schema_of
-
-CHUNK = 500  # ids per IN (...) list
 
 
 @dataclass(frozen=True)
@@ -56,10 +54,6 @@ def repair_plan(conn: sa.Connection) -> RepairPlan | None:
     return RepairPlan(ids, former) if ids or former else None
 
 
-def _chunks(ids: list[uuid.UUID]) -> list[list[uuid.UUID]]:
-    return [ids[i : i + CHUNK] for i in range(0, len(ids), CHUNK)]
-
-
 def _common_columns(conn: sa.Connection, source: sa.Table, target: sa.Table) -> list[str]:
     present = {c["name"] for c in sa.inspect(conn).get_columns(source.name)}
     return [c.name for c in target.columns if c.name in present]
@@ -76,7 +70,7 @@ def repair(conn: sa.Connection) -> RepairPlan | None:
     assert theirs_r is not None and theirs_m is not None  # repair_plan returns None on the legacy schema
     s.metadata.create_all(conn, tables=[ours_r, ours_m], checkfirst=True)
     memberships = 0
-    for chunk in _chunks(plan.result_ids):
+    for chunk in id_chunks(plan.result_ids):
         keys = [c.key for c in theirs_r.columns]  # by key: ``inserted_at`` is ``created_at`` in both tables
         rows = [dict(zip(keys, row)) for row in conn.execute(sa.select(theirs_r).where(theirs_r.c.id.in_(chunk)))]
         for row in rows:  # the text the application's column holds, as our JSON column takes it
@@ -94,7 +88,7 @@ def repair(conn: sa.Connection) -> RepairPlan | None:
         names = _common_columns(conn, former, new)
         conn.execute(sa.insert(new).from_select(names, sa.select(*[former.c[n] for n in names])))
         former.drop(conn)  # 0.2.0's table held the foreign keys into clustering_results: gone with it
-    for chunk in _chunks(plan.result_ids):  # the application's delete order: memberships, then the result
+    for chunk in id_chunks(plan.result_ids):  # the application's delete order: memberships, then the result
         conn.execute(sa.delete(theirs_m).where(theirs_m.c.clustering_result_id.in_(chunk)))
         conn.execute(sa.delete(theirs_r).where(theirs_r.c.id.in_(chunk)))
     logger.warning(

@@ -23,7 +23,7 @@ from cluster_workers.db.attached import (
     write_layer,
     write_tree,
 )
-from cluster_workers.db.catalog import dependency_refusal, dependents, find_results, result_stores
+from cluster_workers.db.catalog import dependency_refusal, dependents, find_results, held_by, result_stores
 from cluster_workers.db.detect import schema_of
 from cluster_workers.db.schema import Schema
 from cluster_workers.errors import ClusterWorkersError
@@ -216,7 +216,7 @@ def _delete_rows(conn: sa.Connection, ids: list[uuid.UUID]) -> int:
     from its own two tables, memberships first, as the application deletes it."""
     removed = 0
     for store in result_stores(conn):
-        held = [rid for rid in ids if conn.execute(sa.select(store.results.c.id).where(store.results.c.id == rid)).first()]
+        held = held_by(conn, store, ids)
         if not held:
             continue
         if store.ours:
